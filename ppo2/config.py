@@ -1,0 +1,210 @@
+"""One documented training configuration. Every field is a CLI flag whose help is the field's doc.
+
+Sizes that follow from others (batch, minibatch, number of updates) are properties, never written back.
+`TrainConfig.for_env(env_id, algo, **overrides)` starts from the tuned preset for that env, if any.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from typing import Any, Optional
+
+__all__ = ["TrainConfig", "PRESETS", "build_parser", "config_from_args"]
+
+
+def _f(default: Any, help: str, **kw) -> Any:
+    return field(default=default, metadata={"help": help, **kw})
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    # ---- what to train --------------------------------------------------------------------
+    env_id: str = _f("CartPole-v1", "gymnasium environment id")
+    algo: str = _f("ppo", "ppo (clipped surrogate, several epochs) or a2c (one epoch, one minibatch, no clipping)",
+                   choices=("ppo", "a2c"))
+    total_timesteps: int = _f(1_000_000, "environment steps to train for (summed over all envs and ranks)")
+    seed: int = _f(1, "seed for torch, the environments and minibatch shuffling")
+    # ---- rollout --------------------------------------------------------------------------
+    num_envs: int = _f(8, "parallel environments (in total; split across torchrun ranks)")
+    num_steps: int = _f(256, "steps per environment per rollout (batch = num_envs * num_steps)")
+    vectorization: str = _f("auto", "auto (the env's own vector implementation if it has one, else sync), sync or async",
+                            choices=("auto", "sync", "async"))
+    # ---- update ---------------------------------------------------------------------------
+    num_minibatches: int = _f(4, "minibatches per epoch")
+    update_epochs: int = _f(4, "passes over each rollout")
+    learning_rate: float = _f(3e-4, "optimizer learning rate")
+    anneal_lr: bool = _f(False, "decay the learning rate linearly to 0 over training")
+    optimizer: str = _f("adam", "adam or rmsprop", choices=("adam", "rmsprop"))
+    optimizer_eps: float = _f(1e-5, "epsilon of Adam / RMSprop")
+    gamma: float = _f(0.99, "discount factor")
+    gae_lambda: float = _f(0.95, "GAE lambda (1.0 = Monte-Carlo n-step returns)")
+    clip_range: float = _f(0.2, "PPO clip range for the policy ratio (and the value function)")
+    anneal_clip_range: bool = _f(False, "decay the clip range linearly to 0 over training")
+    clip_value_loss: bool = _f(True, "clip the value function like the policy (baselines ppo2)")
+    ent_coef: float = _f(0.0, "entropy bonus coefficient")
+    vf_coef: float = _f(0.5, "value loss coefficient")
+    max_grad_norm: float = _f(0.5, "global gradient-norm clip")
+    norm_adv: bool = _f(True, "normalise advantages per minibatch")
+    target_kl: Optional[float] = _f(None, "stop the epochs of an update early once approx_kl exceeds this")
+    # ---- model ----------------------------------------------------------------------------
+    hidden_dim: int = _f(64, "hidden layer width")
+    shared_latent: bool = _f(True, "one latent MLP for policy and value (the hub model); else separate towers")
+    normalize_obs: bool = _f(False, "running observation normalisation, saved inside the model")
+    log_std_init: float = _f(0.0, "initial log-std of Gaussian policies")
+    # ---- evaluation -----------------------------------------------------------------------
+    eval_interval: int = _f(10, "evaluate every this many updates (0: only at the end)")
+    eval_episodes: int = _f(10, "deterministic episodes per evaluation")
+    eval_seed: int = _f(1_000_000, "seed of the evaluation episodes (separate environments)")
+    target_reward: Optional[float] = _f(None, "stop once the evaluation mean reaches this (default: the env's reward threshold)")
+    stop_at_target: bool = _f(True, "stop training when the evaluation reaches target_reward")
+    # ---- machinery ------------------------------------------------------------------------
+    device: str = _f("cpu", "cpu, cuda, cuda:N or auto")
+    torch_threads: int = _f(1, "torch intra-op threads (small MLPs run fastest on one)")
+    output_dir: Optional[str] = _f(None, "where the run writes weights, metrics and checkpoints (default runs/<env>__<algo>__<seed>)")
+    checkpoint_interval: int = _f(25, "write a checkpoint every this many updates (0: only at the end)")
+    resume: Optional[str] = _f(None, "continue the run in this output directory from its latest checkpoint")
+    tensorboard: bool = _f(True, "write TensorBoard events to <output_dir>/tb")
+    progress: bool = _f(True, "show a progress bar")
+    push_to_hub: Optional[str] = _f(None, "after training, upload the policy to this Hugging Face Hub repo id")
+    dist_timeout: float = _f(300.0, "seconds a torchrun collective may wait for a lost rank before failing")
+
+    # ---- derived sizes ----------------------------------------------------------------------
+    @property
+    def batch_size(self) -> int:
+        return self.num_envs * self.num_steps
+
+    @property
+    def minibatch_size(self) -> int:
+        return self.batch_size // self.num_minibatches
+
+    @property
+    def num_updates(self) -> int:
+        return max(1, self.total_timesteps // self.batch_size)
+
+    # ---- construction -----------------------------------------------------------------------
+    @classmethod
+    def for_env(cls, env_id: str = "CartPole-v1", algo: str = "ppo", **overrides) -> "TrainConfig":
+        """The preset for (env_id, algo) if there is one (else the baselines defaults), then `overrides`."""
+        names = {f.name for f in fields(cls)}
+        unknown = set(overrides) - names
+        if unknown:
+            raise TypeError(f"unknown training options {sorted(unknown)}; see `python train.py --help`")
+        preset = PRESETS.get((env_id, algo), {})
+        return cls(**{**preset, **overrides, "env_id": env_id, "algo": algo}).validated()
+
+    def replace(self, **changes) -> "TrainConfig":
+        return dataclasses.replace(self, **changes).validated()
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "TrainConfig":
+        names = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in data.items() if k in names}).validated()
+
+    def validated(self) -> "TrainConfig":
+        """Raise ValueError naming the field, the expected and the received value, before any training."""
+        def need(cond: bool, msg: str) -> None:
+            if not cond:
+                raise ValueError(msg)
+
+        for name in ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "hidden_dim",
+                     "eval_episodes", "torch_threads"):
+            v = getattr(self, name)
+            need(isinstance(v, int) and not isinstance(v, bool) and v >= 1, f"{name} must be an int >= 1, got {v!r}")
+        for name in ("eval_interval", "checkpoint_interval"):
+            v = getattr(self, name)
+            need(isinstance(v, int) and v >= 0, f"{name} must be an int >= 0, got {v!r}")
+        need(self.algo in ("ppo", "a2c"), f"algo must be 'ppo' or 'a2c', got {self.algo!r}")
+        need(self.optimizer in ("adam", "rmsprop"), f"optimizer must be 'adam' or 'rmsprop', got {self.optimizer!r}")
+        need(self.vectorization in ("auto", "sync", "async"), f"vectorization must be auto, sync or async, got {self.vectorization!r}")
+        need(self.batch_size % self.num_minibatches == 0,
+             f"batch size num_envs*num_steps = {self.num_envs}*{self.num_steps} = {self.batch_size} is not divisible "
+             f"into num_minibatches={self.num_minibatches} equal minibatches")
+        need(not (self.norm_adv and self.minibatch_size < 2),
+             f"advantage normalisation needs minibatches of at least 2 samples, got minibatch size {self.minibatch_size} "
+             f"(batch {self.batch_size} / {self.num_minibatches} minibatches); use more envs/steps or --no-norm-adv")
+        need(self.total_timesteps >= self.batch_size,
+             f"total_timesteps={self.total_timesteps} is smaller than one rollout (num_envs*num_steps={self.batch_size})")
+        need(0.0 < self.gamma <= 1.0, f"gamma must be in (0, 1], got {self.gamma}")
+        need(0.0 <= self.gae_lambda <= 1.0, f"gae_lambda must be in [0, 1], got {self.gae_lambda}")
+        need(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
+        need(self.clip_range > 0, f"clip_range must be > 0, got {self.clip_range}")
+        need(self.max_grad_norm > 0, f"max_grad_norm must be > 0, got {self.max_grad_norm}")
+        need(self.target_kl is None or self.target_kl > 0, f"target_kl must be > 0 or None, got {self.target_kl}")
+        return self
+
+
+# Tuned presets (key: (env_id, algo)). Each reaches the env's reward threshold; the README's zoo table
+# records the measured results and the exact commands.
+PRESETS: dict[tuple[str, str], dict] = {
+    ("CartPole-v1", "ppo"): dict(
+        total_timesteps=100_000, num_envs=8, num_steps=32, num_minibatches=1, update_epochs=20,
+        learning_rate=1e-3, anneal_lr=True, clip_range=0.2, anneal_clip_range=True, gamma=0.98, gae_lambda=0.8,
+        eval_interval=4, eval_episodes=20, shared_latent=False),
+    ("CartPole-v1", "a2c"): dict(
+        total_timesteps=500_000, num_envs=8, num_steps=5, num_minibatches=1, update_epochs=1, learning_rate=7e-4,
+        optimizer="rmsprop", gamma=0.99, gae_lambda=1.0, norm_adv=False, ent_coef=0.0, vf_coef=0.5,
+        clip_value_loss=False, eval_interval=100, eval_episodes=20, shared_latent=False),
+    ("Acrobot-v1", "ppo"): dict(
+        total_timesteps=1_000_000, num_envs=16, num_steps=256, num_minibatches=64, update_epochs=4,
+        gamma=0.99, gae_lambda=0.94, ent_coef=0.0, normalize_obs=True, eval_interval=10, eval_episodes=20,
+        shared_latent=False, stop_at_target=False),
+    ("LunarLander-v3", "ppo"): dict(
+        total_timesteps=1_000_000, num_envs=16, num_steps=1024, num_minibatches=256, update_epochs=4,
+        gamma=0.999, gae_lambda=0.98, ent_coef=0.01, eval_interval=5, eval_episodes=20, shared_latent=False,
+        stop_at_target=False),
+    ("Pendulum-v1", "ppo"): dict(
+        total_timesteps=1_000_000, num_envs=4, num_steps=1024, num_minibatches=64, update_epochs=10,
+        learning_rate=1e-3, gamma=0.9, gae_lambda=0.95, clip_range=0.2, normalize_obs=True, shared_latent=False,
+        eval_interval=10, eval_episodes=20, stop_at_target=False),
+}
+
+
+# --------------------------------------------------------------------------------------------------
+# CLI generated from the dataclass
+# --------------------------------------------------------------------------------------------------
+
+_FLAG_ALIASES = {"env_id": ["--env", "--env-id"]}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="train.py",
+        description="Train a PPO2 (or A2C) policy on a gymnasium environment. Flags left out take the env's "
+                    "preset (see ppo2/config.py PRESETS), then the OpenAI-baselines ppo2 defaults shown here.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    for f in fields(TrainConfig):
+        flags = _FLAG_ALIASES.get(f.name, ["--" + f.name.replace("_", "-")])
+        kw: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": f.metadata["help"] + f" (default: {f.default})"}
+        if "choices" in f.metadata:
+            kw["choices"] = f.metadata["choices"]
+        if f.type in ("bool", bool):
+            kw["action"] = argparse.BooleanOptionalAction
+        elif f.type in ("int", int):
+            kw["type"] = int
+        elif f.type in ("float", float):
+            kw["type"] = float
+        elif f.type in ("Optional[float]",):
+            kw["type"] = _optional_float
+        p.add_argument(*flags, **kw)
+    p.add_argument("--print-config", action="store_true", help="print the resolved configuration as JSON and exit")
+    return p
+
+
+def _optional_float(text: str) -> Optional[float]:
+    return None if text.lower() in ("none", "off") else float(text)
+
+
+def config_from_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Namespace]:
+    args = build_parser().parse_args(argv)
+    given = {k: v for k, v in vars(args).items() if k != "print_config"}
+    env_id = given.pop("env_id", "CartPole-v1")
+    algo = given.pop("algo", "ppo")
+    cfg = TrainConfig.for_env(env_id, algo, **given)
+    if args.print_config:
+        print(json.dumps(cfg.to_dict(), indent=2))
+    return cfg, args

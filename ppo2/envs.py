@@ -1,0 +1,123 @@
+"""Environment creation and checks.
+
+The collector relies on gymnasium 1.x's default autoreset mode, NEXT_STEP: the step that ends an
+episode returns that episode's true final observation, and the *following* step ignores its action,
+resets the sub-environment and returns reward 0 with no done flags. `make_vector_env` refuses vector
+envs that use another mode.
+"""
+from __future__ import annotations
+
+import difflib
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+from gymnasium.vector import AutoresetMode
+
+from .distributions import space_to_spec
+
+__all__ = ["check_env_id", "make_vector_env", "check_spaces", "get_env_state", "set_env_state"]
+
+
+def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
+    """The registered spec of `env_id`, or a ValueError suggesting close matches."""
+    if not isinstance(env_id, str):
+        raise TypeError(f"env_id must be a string such as 'CartPole-v1', got {env_id!r}")
+    try:
+        return gym.spec(env_id)
+    except gym.error.Error as exc:
+        close = difflib.get_close_matches(env_id, list(gym.registry.keys()), n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise ValueError(f"unknown environment id {env_id!r} ({exc}).{hint}") from None
+
+
+def make_vector_env(env_id: str, num_envs: int, vectorization: str = "auto", **kwargs) -> gym.vector.VectorEnv:
+    """`gymnasium.make_vec`, using the env's own vectorised implementation when it has one."""
+    spec = check_env_id(env_id)
+    if vectorization == "auto":
+        mode = "vector_entry_point" if spec.vector_entry_point is not None and "render_mode" not in kwargs else "sync"
+    else:
+        mode = vectorization
+    try:
+        envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=mode, **kwargs)
+    except gym.error.DependencyNotInstalled as exc:
+        raise ImportError(f"{env_id} needs an optional dependency: {exc}. For Box2D envs: pip install 'gymnasium[box2d]'") from exc
+    autoreset = envs.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
+    if autoreset != AutoresetMode.NEXT_STEP:
+        envs.close()
+        raise ValueError(f"{env_id}: the collector expects autoreset mode NEXT_STEP, got {autoreset}")
+    return envs
+
+
+def check_spaces(envs: gym.vector.VectorEnv) -> tuple[int, Any]:
+    """(observation size, single action space), or a ValueError naming what is unsupported."""
+    obs_space = envs.single_observation_space
+    if not isinstance(obs_space, spaces.Box) or len(obs_space.shape) != 1:
+        raise ValueError(
+            f"unsupported observation space {obs_space}: expected a 1-D Box (flat vector of numbers). Wrap image or "
+            "dict observations (e.g. gymnasium.wrappers.FlattenObservation) first")
+    space_to_spec(envs.single_action_space)  # raises for unsupported action spaces
+    return int(obs_space.shape[0]), envs.single_action_space
+
+
+# --------------------------------------------------------------------------------------------------
+# Exact environment state, for bit-identical resume. Supported: gymnasium's numpy CartPole vector env
+# and sync vector envs of classic-control envs (their whole state is `state` + RNG + time limit).
+# Others (Box2D, MuJoCo) return None: a resumed run then starts fresh episodes.
+# --------------------------------------------------------------------------------------------------
+
+def _rng_state(rng: np.random.Generator) -> dict:
+    return rng.bit_generator.state
+
+
+def _set_rng(rng: np.random.Generator, state: dict) -> None:
+    rng.bit_generator.state = state
+
+
+def _time_limit(env) -> Any:
+    while isinstance(env, gym.Wrapper):
+        if isinstance(env, gym.wrappers.TimeLimit):
+            return env
+        env = env.env
+    return None
+
+
+def get_env_state(envs: gym.vector.VectorEnv) -> dict | None:
+    from gymnasium.envs.classic_control.cartpole import CartPoleVectorEnv
+
+    base = envs.unwrapped if hasattr(envs, "unwrapped") else envs
+    if isinstance(base, CartPoleVectorEnv):
+        return {"kind": "CartPoleVectorEnv", "state": np.asarray(base.state).tolist(), "steps": base.steps.tolist(),
+                "prev_done": base.prev_done.tolist(), "rng": _rng_state(base.np_random)}
+    if isinstance(base, gym.vector.SyncVectorEnv):
+        subs = []
+        for env in base.envs:
+            inner = env.unwrapped
+            if not hasattr(inner, "state") or hasattr(inner, "world") or inner.__module__.split(".")[2:3] != ["classic_control"]:
+                return None
+            limit = _time_limit(env)
+            subs.append({"state": np.asarray(inner.state, dtype=np.float64).tolist(), "rng": _rng_state(inner.np_random),
+                         "elapsed": None if limit is None else limit._elapsed_steps,
+                         "last_u": getattr(inner, "last_u", None)})
+        return {"kind": "SyncVectorEnv", "envs": subs, "autoreset": base._autoreset_envs.tolist()}
+    return None
+
+
+def set_env_state(envs: gym.vector.VectorEnv, state: dict) -> None:
+    base = envs.unwrapped if hasattr(envs, "unwrapped") else envs
+    if state["kind"] == "CartPoleVectorEnv":
+        base.state = np.asarray(state["state"], dtype=np.float64)
+        base.steps = np.asarray(state["steps"], dtype=np.int32)
+        base.prev_done = np.asarray(state["prev_done"], dtype=np.bool_)
+        _set_rng(base.np_random, state["rng"])
+        return
+    for env, sub in zip(base.envs, state["envs"]):
+        inner = env.unwrapped
+        inner.state = np.asarray(sub["state"], dtype=np.float64)
+        _set_rng(inner.np_random, sub["rng"])
+        if sub["elapsed"] is not None:
+            _time_limit(env)._elapsed_steps = sub["elapsed"]
+        if sub.get("last_u") is not None:
+            inner.last_u = sub["last_u"]
+    base._autoreset_envs = np.asarray(state["autoreset"], dtype=np.bool_)

@@ -1,0 +1,152 @@
+"""Evaluate a policy on seeded episodes, and record replays.
+
+    python -m ppo2.evaluate CartPole-v1                      # a shipped policy (weights/)
+    python -m ppo2.evaluate runs/CartPole-v1__ppo__1 -n 100  # a train.py output directory
+    python -m ppo2.evaluate org/ppo2-CartPole-v1 --gif replay.gif   # a Hugging Face Hub repo
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .envs import make_vector_env
+
+__all__ = ["evaluate_policy", "run_episodes", "record_replay", "load_policy", "main"]
+
+
+@torch.no_grad()
+def run_episodes(model, envs, seed: int, deterministic: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """Play exactly one episode in each sub-environment of `envs` (reset with `seed`); returns (returns, lengths)."""
+    n = envs.num_envs
+    was_training = model.training
+    model.eval()
+    obs, _ = envs.reset(seed=seed)
+    returns = np.zeros(n, dtype=np.float64)
+    lengths = np.zeros(n, dtype=np.int64)
+    running = np.ones(n, dtype=bool)
+    device = model.value_head.weight.device
+    try:
+        while running.any():
+            dist, _ = model.distribution_and_value(torch.as_tensor(obs, dtype=torch.float32, device=device))
+            action = model.action_head.mode(dist) if deterministic else dist.sample()
+            obs, reward, terminated, truncated, _ = envs.step(model.action_head.to_env(action.cpu().numpy()))
+            returns += reward * running
+            lengths += running
+            running &= ~(terminated | truncated)
+    finally:
+        model.train(was_training)
+    return returns, lengths
+
+
+def evaluate_policy(model, env_id: str, n_episodes: int = 10, seed: int = 0, deterministic: bool = True,
+                    envs=None) -> dict[str, Any]:
+    """Mean/std return of `n_episodes` episodes played in parallel, one per sub-environment.
+
+    With gymnasium's sync vector envs, episode i is reset with seed `seed + i`; with an env's own vector
+    implementation (CartPole) the whole batch draws from one generator seeded with `seed`. Either way the
+    same (seed, n_episodes) replays the same episodes."""
+    own = envs is None
+    if own:
+        envs = make_vector_env(env_id, n_episodes)
+    elif envs.num_envs != n_episodes:
+        raise ValueError(f"envs has {envs.num_envs} sub-environments, expected n_episodes={n_episodes}")
+    try:
+        returns, lengths = run_episodes(model, envs, seed, deterministic)
+    finally:
+        if own:
+            envs.close()
+    return {"env_id": env_id, "mean_reward": float(returns.mean()), "std_reward": float(returns.std()),
+            "n_episodes": int(n_episodes), "seed": int(seed), "deterministic": bool(deterministic),
+            "episode_rewards": [float(r) for r in returns], "episode_lengths": [int(x) for x in lengths]}
+
+
+@torch.no_grad()
+def record_replay(model, env_id: str, path: str | Path, seed: int = 0, deterministic: bool = True,
+                  max_steps: int = 1000, frame_skip: int = 2, scale: float = 0.5, fps: int | None = None) -> dict:
+    """Render one episode (rgb_array, headless) to a GIF; returns {'return', 'length', 'path'}."""
+    import gymnasium as gym
+    import imageio.v3 as iio
+
+    env = gym.make(env_id, render_mode="rgb_array")
+    try:
+        obs, _ = env.reset(seed=seed)
+        frames, total, steps = [env.render()], 0.0, 0
+        model.eval()
+        for steps in range(1, max_steps + 1):
+            action, _ = model.predict(obs, deterministic=deterministic)
+            obs, reward, terminated, truncated, _ = env.step(action)
+            total += float(reward)
+            if steps % frame_skip == 0:
+                frames.append(env.render())
+            if terminated or truncated:
+                break
+        fps = fps or int(env.metadata.get("render_fps", 30))
+    finally:
+        env.close()
+    frames = [_downscale(f, scale) for f in frames]
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    iio.imwrite(path, np.stack(frames), duration=1000 * frame_skip / fps, loop=0)
+    return {"return": total, "length": steps, "path": str(path)}
+
+
+def _downscale(frame: np.ndarray, scale: float) -> np.ndarray:
+    if scale >= 1.0:
+        return frame
+    step = int(round(1 / scale))
+    return np.ascontiguousarray(frame[::step, ::step])
+
+
+def load_policy(source: str, map_location: str = "cpu"):
+    """A policy from a zoo env id, a local directory, or a Hugging Face Hub repo id (in that order)."""
+    from .hub import from_pretrained
+    from .zoo import load_pretrained, load_zoo
+
+    if Path(source).is_dir():
+        return from_pretrained(source, map_location=map_location)
+    try:
+        zoo = load_zoo()
+    except FileNotFoundError:
+        zoo = {}
+    if source in zoo:
+        model = load_pretrained(source, map_location=map_location)
+        model.env_id = source
+        return model
+    return from_pretrained(source, map_location=map_location)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m ppo2.evaluate", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("source", help="zoo env id (e.g. CartPole-v1), a directory with model.safetensors + config.json, or a Hub repo id")
+    p.add_argument("--env", dest="env_id", help="environment id (default: the one recorded with the policy)")
+    p.add_argument("-n", "--episodes", type=int, default=100, help="number of episodes")
+    p.add_argument("--seed", type=int, default=0, help="seed of the first episode")
+    p.add_argument("--stochastic", action="store_true", help="sample actions instead of playing the most likely one")
+    p.add_argument("--gif", help="also write a replay of one episode to this .gif file")
+    p.add_argument("--json", dest="json_out", help="write the results to this JSON file")
+    p.add_argument("--device", default="cpu")
+    args = p.parse_args(argv)
+    model = load_policy(args.source, map_location=args.device)
+    env_id = args.env_id or getattr(model, "env_id", None)
+    if not env_id:
+        p.error("the policy records no environment id; pass --env")
+    res = evaluate_policy(model, env_id, n_episodes=args.episodes, seed=args.seed, deterministic=not args.stochastic)
+    print(f"{env_id}: {res['mean_reward']:.2f} +/- {res['std_reward']:.2f} over {res['n_episodes']} episodes "
+          f"(seed {args.seed}, {'stochastic' if args.stochastic else 'deterministic'})")
+    if args.gif:
+        rep = record_replay(model, env_id, args.gif, seed=args.seed, deterministic=not args.stochastic)
+        print(f"replay: {rep['path']} (return {rep['return']:.1f}, {rep['length']} steps)")
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps(res, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

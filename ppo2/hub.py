@@ -1,0 +1,171 @@
+"""Saving, loading and sharing policies: local directories and the Hugging Face Hub.
+
+A saved policy is a directory (or Hub repo) holding
+
+    model.safetensors   the state dict (weights and observation-normaliser buffers)
+    config.json         PPO2 constructor arguments + `weights_sha256` (+ env_id when known)
+    results.json        evaluation: mean/std return, episodes, seeds  (optional)
+    replay.gif          a rendered episode                                 (optional)
+    README.md           model card with the Hub's reinforcement-learning model-index metadata
+
+`from_pretrained` checks model.safetensors against config.json's sha256 before deserialising it.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import __version__
+from .io import IntegrityError, atomic_write_json, load_tensors, read_json, save_tensors
+
+__all__ = ["save_pretrained", "from_pretrained", "push_to_hub", "model_card", "build_model"]
+
+WEIGHTS_NAME = "model.safetensors"
+CONFIG_NAME = "config.json"
+RESULTS_NAME = "results.json"
+META_KEYS = ("model_type", "ppo2_version", "weights_sha256", "env_id")
+
+
+def save_pretrained(model, save_directory: str | os.PathLike, env_id: str | None = None,
+                    results: dict | None = None, replay: str | os.PathLike | None = None) -> Path:
+    """Write the policy to `save_directory` (created if needed); returns the directory."""
+    out = Path(save_directory)
+    out.mkdir(parents=True, exist_ok=True)
+    config = model.get_config()
+    digest = save_tensors(out / WEIGHTS_NAME, model.state_dict(), metadata={"format": "pt", "model_type": "ppo2"})
+    meta = {"model_type": "ppo2", "ppo2_version": __version__, "weights_sha256": digest}
+    if env_id:
+        meta["env_id"] = env_id
+    atomic_write_json(out / CONFIG_NAME, {**meta, **config})
+    if results is not None:
+        atomic_write_json(out / RESULTS_NAME, results)
+    if replay is not None and Path(replay).resolve() != (out / Path(replay).name).resolve():
+        shutil.copyfile(replay, out / Path(replay).name)
+    return out
+
+
+def split_config(config: dict) -> tuple[dict, dict]:
+    """(metadata, constructor kwargs) of a config.json."""
+    if not isinstance(config, dict):
+        raise IntegrityError(f"config.json must hold a JSON object, got {type(config).__name__}")
+    meta = {k: config[k] for k in META_KEYS if k in config}
+    return meta, {k: v for k, v in config.items() if k not in META_KEYS}
+
+
+def build_model(config_path: Path, weights_path: Path, weights_sha256: str | None = None,
+                config_sha256: str | None = None, map_location: str | torch.device = "cpu"):
+    """Rebuild a PPO2 from config.json + model.safetensors, verifying hashes before deserialising."""
+    from .model import PPO2
+
+    meta, kwargs = split_config(read_json(config_path, expected_sha256=config_sha256))
+    expected = weights_sha256 or meta.get("weights_sha256")
+    if expected is None:
+        raise IntegrityError(f"{config_path} records no weights_sha256; refusing to load unverified weights")
+    state = load_tensors(weights_path, expected_sha256=expected)
+    model = PPO2.from_config(kwargs)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise IntegrityError(f"{weights_path} does not match {config_path}: missing tensors {missing}, "
+                             f"unexpected tensors {unexpected}")
+    model.env_id = meta.get("env_id")
+    return model.to(map_location).eval()
+
+
+def from_pretrained(repo_id_or_path: str | os.PathLike, revision: str | None = None, cache_dir: str | None = None,
+                    token: str | bool | None = None, local_files_only: bool = False,
+                    map_location: str | torch.device = "cpu"):
+    """Load a policy from a local directory or a Hugging Face Hub repo id.
+
+    Hub downloads go through `huggingface_hub.hf_hub_download` (so HF_HUB_CACHE, HF_HUB_OFFLINE, tokens
+    and revisions behave as everywhere else in the Hub ecosystem)."""
+    path = Path(repo_id_or_path)
+    if path.is_dir():
+        return build_model(path / CONFIG_NAME, path / WEIGHTS_NAME, map_location=map_location)
+    if path.exists():
+        raise ValueError(f"{path} is a file; expected a directory holding {CONFIG_NAME} and {WEIGHTS_NAME}, "
+                         "or a Hub repo id such as 'org/ppo2-CartPole-v1'")
+    from huggingface_hub import hf_hub_download
+
+    kwargs = dict(repo_id=str(repo_id_or_path), revision=revision, cache_dir=cache_dir, token=token,
+                  local_files_only=local_files_only)
+    config_path = hf_hub_download(filename=CONFIG_NAME, **kwargs)
+    weights_path = hf_hub_download(filename=WEIGHTS_NAME, **kwargs)
+    return build_model(Path(config_path), Path(weights_path), map_location=map_location)
+
+
+def model_card(repo_id: str, env_id: str, results: dict | None, train_config: dict | None = None,
+               replay_name: str | None = None) -> str:
+    """A Hub model card whose YAML carries the reinforcement-learning `model-index` metadata."""
+    if results is not None:
+        score = f"{results['mean_reward']:.2f} +/- {results['std_reward']:.2f}"
+    else:
+        score = None
+    lines = ["---", "library_name: ppo2", "tags:", "- reinforcement-learning", "- deep-reinforcement-learning",
+             f"- {env_id}", "- ppo2", "- ppo"]
+    if score is not None:
+        lines += [
+            "model-index:", "- name: PPO2", "  results:", "  - task:", "      type: reinforcement-learning",
+            "      name: reinforcement-learning", "    dataset:", f"      name: {env_id}", f"      type: {env_id}",
+            "    metrics:", "    - type: mean_reward", f"      value: {score}", "      name: mean_reward",
+            "      verified: false",
+        ]
+    lines.append("---")
+    body = [
+        f"# PPO2 agent playing {env_id}",
+        "",
+        f"A [ppo2](https://github.com/andompesta/ppo2) policy trained on `{env_id}` with Proximal Policy Optimization.",
+        "",
+    ]
+    if replay_name:
+        body += [f"![replay]({replay_name})", ""]
+    if results is not None:
+        body += ["## Evaluation", "",
+                 f"Mean return **{score}** over {results['n_episodes']} deterministic episodes "
+                 f"(seeds {results.get('seed', 0)}..{results.get('seed', 0) + results['n_episodes'] - 1}).", ""]
+    body += [
+        "## Usage", "",
+        "```python",
+        "import gymnasium as gym",
+        "from ppo2 import PPO2",
+        "",
+        f'model = PPO2.from_pretrained("{repo_id}")',
+        f'env = gym.make("{env_id}")',
+        "obs, _ = env.reset(seed=0)",
+        "done = False",
+        "while not done:",
+        "    action, _ = model.predict(obs, deterministic=True)",
+        "    obs, reward, terminated, truncated, _ = env.step(action)",
+        "    done = terminated or truncated",
+        "```", "",
+    ]
+    if train_config:
+        body += ["## Training configuration", "", "```json", json.dumps(train_config, indent=2), "```", ""]
+    return "\n".join(lines) + "\n\n" + "\n".join(body)
+
+
+def push_to_hub(model, repo_id: str, env_id: str | None = None, results: dict | None = None,
+                replay: str | os.PathLike | None = None, train_config: dict | None = None,
+                commit_message: str = "Upload PPO2 policy", private: bool | None = None,
+                token: str | None = None, revision: str | None = None):
+    """Upload the policy (weights, config, results, replay, model card) to a Hub model repo."""
+    from huggingface_hub import HfApi
+
+    env_id = env_id or getattr(model, "env_id", None)
+    if not env_id:
+        raise ValueError("push_to_hub needs env_id (the environment the policy plays) for the model card")
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = save_pretrained(model, tmp, env_id=env_id, results=results, replay=replay)
+        replay_name = Path(replay).name if replay is not None else None
+        (folder / "README.md").write_text(model_card(repo_id, env_id, results, train_config, replay_name))
+        if train_config is not None:
+            atomic_write_json(folder / "train_config.json", train_config)
+        api = HfApi(token=token)
+        api.create_repo(repo_id=repo_id, repo_type="model", private=private, exist_ok=True)
+        return api.upload_folder(repo_id=repo_id, folder_path=str(folder), repo_type="model",
+                                 commit_message=commit_message, revision=revision)

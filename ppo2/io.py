@@ -1,0 +1,92 @@
+"""Files that never end up half-written, and tensors that are hash-checked before they are read.
+
+Everything the project writes is safetensors (tensors) or JSON (everything else); nothing is pickled.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+__all__ = ["IntegrityError", "sha256_bytes", "sha256_file", "atomic_write_bytes", "atomic_write_json",
+           "save_tensors", "load_tensors", "read_json"]
+
+
+class IntegrityError(ValueError):
+    """A file's content does not match its recorded sha256, or is not a valid safetensors/JSON file."""
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    return sha256_bytes(Path(path).read_bytes())
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write to a temporary file in the same directory, fsync, then rename over the target: a reader
+    (or a crash) sees either the old file or the new one, never a torn one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> str:
+    """Atomically write a safetensors file; returns its sha256."""
+    data = st_save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=metadata)
+    atomic_write_bytes(path, data)
+    return sha256_bytes(data)
+
+
+def load_tensors(path: str | os.PathLike, expected_sha256: str | None = None) -> dict[str, torch.Tensor]:
+    """Read a safetensors file, checking its sha256 *before* deserialising anything."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"weights file not found: {path}")
+    data = path.read_bytes()
+    if expected_sha256 is not None:
+        actual = sha256_bytes(data)
+        if actual != expected_sha256:
+            raise IntegrityError(
+                f"{path}: sha256 mismatch, expected {expected_sha256}, got {actual} "
+                "(the file is corrupt, truncated or not the one recorded)")
+    try:
+        return st_load(data)
+    except (SafetensorError, ValueError, Exception) as exc:  # safetensors raises several types
+        raise IntegrityError(f"{path}: not a valid safetensors file ({exc})") from exc
+
+
+def read_json(path: str | os.PathLike, expected_sha256: str | None = None) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"file not found: {path}")
+    data = path.read_bytes()
+    if expected_sha256 is not None and sha256_bytes(data) != expected_sha256:
+        raise IntegrityError(f"{path}: sha256 mismatch, expected {expected_sha256}, got {sha256_bytes(data)}")
+    try:
+        return json.loads(data)
+    except json.JSONDecodeError as exc:
+        raise IntegrityError(f"{path}: not valid JSON ({exc})") from exc

@@ -1,0 +1,355 @@
+"""The PPO2 actor-critic that torch.hub serves.
+
+    obs --(optional running normalisation)--> latent MLP (Linear-Tanh-Dropout x2) --+--> action head -> distribution
+                                                                                   +--> value head  -> V(s)
+
+`forward(obs, action=None)` is the one call the whole project uses: it samples (or evaluates the given
+action) and returns `(value_f, action, neg_log_prob, entropy)`. The collector, the update, `eval_fn` and
+`train_fn` all go through it.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .distributions import ActionHead, distribution_name, make_action_head, space_to_spec
+from .losses import ppo_loss
+
+__all__ = ["PPO2"]
+
+
+def _mlp(input_dim: int, hidden_dim: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Linear(input_dim, hidden_dim), nn.Tanh(), nn.Dropout(dropout),
+        nn.Linear(hidden_dim, hidden_dim), nn.Tanh(), nn.Dropout(dropout),
+    )
+
+
+class PPO2(nn.Module):
+    """Actor-critic for PPO2.
+
+    Args:
+        input_dim (int): size of a (flat) observation.
+        hidden_dim (int, default 64): width of the two hidden layers.
+        action_space (int | gymnasium.spaces.Space | dict, default 2): an int is Discrete(n); otherwise
+            Discrete, Box (1-D), MultiDiscrete or MultiBinary.
+        dropout (float, default 0.0): dropout after each hidden layer, in [0, 1).
+        reset_param (bool, default True): OpenAI-baselines initialisation: orthogonal weights with gain
+            sqrt(2) in hidden layers, 0.01 in the policy head and 1.0 in the value head; zero biases.
+        distribution (type | str | None): a torch.distributions.Distribution subclass for the policy
+            (default Categorical for discrete spaces, Normal for Box).
+        shared_latent (bool, default True): one latent MLP feeds both heads (the seed model). False gives
+            separate policy and value towers of the same shape (stable-baselines' MlpPolicy).
+        normalize_obs (bool, default False): keep running mean/variance of observations as buffers and
+            normalise inputs with them (clipped to +-obs_clip). The statistics are saved with the weights.
+        obs_clip (float, default 10.0): clip for normalised observations.
+        log_std_init (float, default 0.0): initial log standard deviation of a Gaussian policy.
+        policy_net / value_net (nn.Module, optional): your own latent networks, mapping (N, input_dim) to
+            (N, latent). `value_net` defaults to sharing `policy_net`.
+    """
+
+    def __init__(
+        self,
+        input_dim: int,
+        hidden_dim: int = 64,
+        action_space: Any = 2,
+        dropout: float = 0.0,
+        reset_param: bool = True,
+        distribution: type | str | None = None,
+        shared_latent: bool = True,
+        normalize_obs: bool = False,
+        obs_clip: float = 10.0,
+        log_std_init: float = 0.0,
+        policy_net: nn.Module | None = None,
+        value_net: nn.Module | None = None,
+    ):
+        super().__init__()
+        _check_int("input_dim", input_dim, minimum=1)
+        _check_int("hidden_dim", hidden_dim, minimum=1)
+        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= float(dropout) < 1.0:
+            raise ValueError(f"dropout must be a float in [0, 1), got {dropout!r}")
+        if not (isinstance(obs_clip, (int, float)) and obs_clip > 0):
+            raise ValueError(f"obs_clip must be a positive number, got {obs_clip!r}")
+        self.input_dim = int(input_dim)
+        self.hidden_dim = int(hidden_dim)
+        self.dropout = float(dropout)
+        self.shared_latent = bool(shared_latent)
+        self.normalize_obs = bool(normalize_obs)
+        self.obs_clip = float(obs_clip)
+        self.custom_latent = policy_net is not None or value_net is not None
+
+        if self.custom_latent:
+            if policy_net is None:
+                raise ValueError("value_net was given without policy_net; pass policy_net too (it may be the same module)")
+            value_net = policy_net if value_net is None else value_net
+            self.shared_latent = value_net is policy_net
+            pi_dim = _latent_dim(policy_net, self.input_dim, "policy_net")
+            vf_dim = _latent_dim(value_net, self.input_dim, "value_net")
+        else:
+            policy_net = _mlp(self.input_dim, self.hidden_dim, self.dropout)
+            value_net = policy_net if self.shared_latent else _mlp(self.input_dim, self.hidden_dim, self.dropout)
+            pi_dim = vf_dim = self.hidden_dim
+        # A shared latent is registered once (as `latent`), so the state dict holds no duplicate tensors.
+        if self.shared_latent:
+            self.latent = policy_net
+        else:
+            self.policy_latent = policy_net
+            self.value_latent = value_net
+
+        self.action_head: ActionHead = make_action_head(pi_dim, action_space, distribution)
+        if log_std_init and hasattr(self.action_head, "log_std"):
+            nn.init.constant_(self.action_head.log_std, float(log_std_init))
+        self.log_std_init = float(log_std_init)
+        self.value_head = nn.Linear(vf_dim, 1)
+
+        if self.normalize_obs:
+            self.register_buffer("obs_mean", torch.zeros(self.input_dim, dtype=torch.float64))
+            self.register_buffer("obs_var", torch.ones(self.input_dim, dtype=torch.float64))
+            self.register_buffer("obs_count", torch.tensor(1e-4, dtype=torch.float64))
+            self._refresh_obs_scale()
+        if reset_param:
+            self.reset_parameters()
+
+    # ------------------------------------------------------------------------------------------
+    # construction helpers
+    # ------------------------------------------------------------------------------------------
+    @property
+    def action_spec(self) -> dict:
+        return dict(self.action_head.spec)
+
+    @property
+    def action_space(self):
+        from .distributions import spec_to_space
+
+        return spec_to_space(self.action_head.spec)
+
+    def latents(self) -> list[nn.Module]:
+        return [self.latent] if self.shared_latent else [self.policy_latent, self.value_latent]
+
+    def reset_parameters(self) -> None:
+        """OpenAI baselines initialisation (CleanRL's `layer_init`)."""
+        if not self.custom_latent:
+            for latent in self.latents():
+                for layer in latent:
+                    if isinstance(layer, nn.Linear):
+                        nn.init.orthogonal_(layer.weight, gain=math.sqrt(2))
+                        nn.init.zeros_(layer.bias)
+        head = self.action_head.output_layer()
+        nn.init.orthogonal_(head.weight, gain=0.01)
+        nn.init.zeros_(head.bias)
+        nn.init.orthogonal_(self.value_head.weight, gain=1.0)
+        nn.init.zeros_(self.value_head.bias)
+        if hasattr(self.action_head, "log_std"):
+            nn.init.constant_(self.action_head.log_std, self.log_std_init)
+
+    def get_config(self) -> dict:
+        """JSON-serialisable constructor arguments: `PPO2(**model.get_config())` rebuilds this model."""
+        if self.custom_latent:
+            raise ValueError("a model with a custom policy_net/value_net cannot describe itself as config; "
+                             "save its state_dict and rebuild it with the same networks")
+        return {
+            "input_dim": self.input_dim,
+            "hidden_dim": self.hidden_dim,
+            "action_space": self.action_spec,
+            "dropout": self.dropout,
+            "distribution": distribution_name(self.action_head.dist_cls),
+            "shared_latent": self.shared_latent,
+            "normalize_obs": self.normalize_obs,
+            "obs_clip": self.obs_clip,
+            "log_std_init": self.log_std_init,
+        }
+
+    @classmethod
+    def from_config(cls, config: dict) -> "PPO2":
+        config = dict(config)
+        known = {"input_dim", "hidden_dim", "action_space", "dropout", "distribution", "shared_latent",
+                 "normalize_obs", "obs_clip", "log_std_init"}
+        unknown = set(config) - known
+        if unknown:
+            raise ValueError(f"unknown model config keys {sorted(unknown)}; expected a subset of {sorted(known)}")
+        return cls(reset_param=False, **config)
+
+    # ------------------------------------------------------------------------------------------
+    # observation normalisation (statistics live in buffers, so they travel with the weights)
+    # ------------------------------------------------------------------------------------------
+    def _refresh_obs_scale(self) -> None:
+        self._obs_mean32 = self.obs_mean.float()
+        self._obs_inv_std32 = (1.0 / torch.sqrt(self.obs_var + 1e-8)).float()
+
+    def _apply(self, fn, recurse=True):  # keep the float32 copies on the model's device
+        out = super()._apply(fn, recurse)
+        if self.normalize_obs:
+            self._refresh_obs_scale()
+        return out
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        if self.normalize_obs:
+            self._refresh_obs_scale()
+
+    @torch.no_grad()
+    def update_obs_stats(self, batch_mean: torch.Tensor, batch_var: torch.Tensor, batch_count: float) -> None:
+        """Merge a batch's moments into the running statistics (Chan et al. parallel algorithm)."""
+        if not self.normalize_obs:
+            return
+        batch_mean = batch_mean.to(self.obs_mean)
+        batch_var = batch_var.to(self.obs_var)
+        delta = batch_mean - self.obs_mean
+        total = self.obs_count + batch_count
+        new_mean = self.obs_mean + delta * batch_count / total
+        m2 = self.obs_var * self.obs_count + batch_var * batch_count + delta.pow(2) * self.obs_count * batch_count / total
+        self.obs_mean.copy_(new_mean)
+        self.obs_var.copy_(m2 / total)
+        self.obs_count.copy_(total)
+        self._refresh_obs_scale()
+
+    def normalize(self, obs: torch.Tensor) -> torch.Tensor:
+        if not self.normalize_obs:
+            return obs
+        return ((obs - self._obs_mean32) * self._obs_inv_std32).clamp(-self.obs_clip, self.obs_clip)
+
+    # ------------------------------------------------------------------------------------------
+    # the one forward path
+    # ------------------------------------------------------------------------------------------
+    def _check_obs(self, obs: Any) -> tuple[torch.Tensor, bool]:
+        device = self.value_head.weight.device
+        if isinstance(obs, np.ndarray):
+            obs = torch.from_numpy(obs)
+        elif not isinstance(obs, torch.Tensor):
+            obs = torch.as_tensor(np.asarray(obs, dtype=np.float32))
+        if obs.dtype != torch.float32 or obs.device != device:
+            if not (obs.is_floating_point() or obs.dtype in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8, torch.bool)):
+                raise TypeError(f"observations must be real numbers, got dtype {obs.dtype}")
+            obs = obs.to(device=device, dtype=torch.float32)
+        if obs.dim() == 1 and obs.shape[0] == self.input_dim:
+            single = True
+            obs = obs.unsqueeze(0)
+        elif obs.dim() == 2 and obs.shape[1] == self.input_dim:
+            single = False
+        else:
+            raise ValueError(
+                f"observation has shape {tuple(obs.shape)}, expected (N, {self.input_dim}) or ({self.input_dim},)")
+        if not bool(torch.isfinite(obs).all()):
+            bad = int((~torch.isfinite(obs)).sum())
+            raise ValueError(f"observation contains {bad} NaN/inf value(s); expected finite numbers")
+        return obs, single
+
+    def distribution_and_value(self, obs: torch.Tensor):
+        """(action distribution, V(s) of shape (N,)) for an already-validated (N, input_dim) float tensor."""
+        x = self.normalize(obs)
+        if self.shared_latent:
+            pi_latent = vf_latent = self.latent(x)
+        else:
+            pi_latent, vf_latent = self.policy_latent(x), self.value_latent(x)
+        return self.action_head.distribution(pi_latent), self.value_head(vf_latent).squeeze(-1)
+
+    def forward(self, obs: Any, action: Any = None, deterministic: bool = False):
+        """Sample an action (or evaluate the given one).
+
+        Args:
+            obs: (N, input_dim) or (input_dim,) array/tensor.
+            action: optional batch of actions to evaluate instead of sampling.
+            deterministic: play the most likely action instead of sampling (ignored when `action` is given).
+
+        Returns:
+            value_f (N,), action, neg_log_prob (N,), entropy (N,); without the N dimension for a single obs.
+        """
+        obs, single = self._check_obs(obs)
+        if action is not None:
+            action = self.action_head.check_action(action, None if single else obs.shape[0])
+            if single:
+                action = action.unsqueeze(0)
+        dist, value = self.distribution_and_value(obs)
+        if action is None:
+            action = self.action_head.mode(dist) if deterministic else dist.sample()
+        neg_log_prob = -dist.log_prob(action)
+        entropy = dist.entropy()
+        if single:
+            return value[0], action[0], neg_log_prob[0], entropy[0]
+        return value, action, neg_log_prob, entropy
+
+    @torch.no_grad()
+    def act(self, obs: Any, deterministic: bool = True) -> torch.Tensor:
+        """Actions only (what a deployed policy needs)."""
+        obs, single = self._check_obs(obs)
+        dist, _ = self.distribution_and_value(obs)
+        action = self.action_head.mode(dist) if deterministic else dist.sample()
+        return action[0] if single else action
+
+    def predict(self, obs: Any, state: Any = None, episode_start: Any = None, deterministic: bool = True):
+        """stable-baselines-style `(action, state)` with numpy in and out; actions are what the env
+        accepts (Box actions clipped to the bounds). `state` is always None (the policy has no memory)."""
+        was_training = self.training
+        self.eval()
+        try:
+            action = self.act(obs, deterministic=deterministic).cpu().numpy()
+        finally:
+            self.train(was_training)
+        return self.action_head.to_env(action), None
+
+    @torch.no_grad()
+    def value(self, obs: Any) -> torch.Tensor:
+        obs, single = self._check_obs(obs)
+        _, value = self.distribution_and_value(obs)
+        return value[0] if single else value
+
+    # ------------------------------------------------------------------------------------------
+    # the surrogate loss (the seed contract)
+    # ------------------------------------------------------------------------------------------
+    @staticmethod
+    def loss(returns, value_f, neg_log_probs, entropy, advantages, old_values, old_neg_log_prbs,
+             clip_range, ent_coef, vf_coef):
+        """OpenAI baselines ppo2 loss. Returns `(loss, pg_loss, value_loss, entropy_mean, approx_kl)`.
+
+        For the clip fraction too, call `ppo2.losses.ppo_loss` with the same arguments."""
+        out = ppo_loss(returns, value_f, neg_log_probs, entropy, advantages, old_values, old_neg_log_prbs,
+                       clip_range, ent_coef, vf_coef)
+        return out.loss, out.pg_loss, out.value_loss, out.entropy_mean, out.approx_kl
+
+    # ------------------------------------------------------------------------------------------
+    # persistence (safetensors + JSON) and the Hugging Face Hub; implemented in ppo2.hub
+    # ------------------------------------------------------------------------------------------
+    def save_pretrained(self, save_directory, **kwargs):
+        """Write `model.safetensors` + `config.json` (with the weights' sha256) to a directory."""
+        from .hub import save_pretrained
+
+        return save_pretrained(self, save_directory, **kwargs)
+
+    @classmethod
+    def from_pretrained(cls, repo_id_or_path, **kwargs) -> "PPO2":
+        """Load from a local directory or a Hugging Face Hub repo id (hash-verified before deserialising)."""
+        from .hub import from_pretrained
+
+        return from_pretrained(repo_id_or_path, **kwargs)
+
+    def push_to_hub(self, repo_id: str, **kwargs):
+        """Upload weights, config, model card (and optionally results and a replay) to the Hub."""
+        from .hub import push_to_hub
+
+        return push_to_hub(self, repo_id, **kwargs)
+
+    def extra_repr(self) -> str:
+        return f"input_dim={self.input_dim}, action_space={self.action_spec['type']}, normalize_obs={self.normalize_obs}"
+
+
+def _check_int(name: str, value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+def _latent_dim(net: nn.Module, input_dim: int, name: str) -> int:
+    if not isinstance(net, nn.Module):
+        raise TypeError(f"{name} must be a torch.nn.Module, got {type(net).__name__}")
+    try:
+        with torch.no_grad():
+            out = net(torch.zeros(2, input_dim))
+    except Exception as exc:
+        raise ValueError(f"{name} failed on an input of shape (2, {input_dim}): {exc}") from exc
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != 2:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"{name} must map (N, {input_dim}) to (N, latent_dim), got {shape} for N=2")
+    return int(out.shape[1])

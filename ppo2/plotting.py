@@ -1,0 +1,46 @@
+"""Learning curves from a run's metrics.csv (matplotlib, headless)."""
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+
+def read_metrics(path: str | Path) -> dict[str, list[float]]:
+    cols: dict[str, list[float]] = {}
+    with open(path, newline="") as f:
+        for row in csv.DictReader(f):
+            for key, value in row.items():
+                cols.setdefault(key, []).append(float(value) if value not in ("", None) else float("nan"))
+    return cols
+
+
+def plot_learning_curve(metrics_csv: str | Path, out_png: str | Path, title: str = "", target: float | None = None,
+                        runs: dict[str, str | Path] | None = None) -> Path:
+    """Training return (rolling, stochastic policy) and evaluation return (deterministic) against env steps.
+    `runs` plots several metrics files on one figure (label -> path) instead of one."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6.4, 3.6), dpi=110)
+    for label, path in (runs or {"": metrics_csv}).items():
+        m = read_metrics(path)
+        steps = m["global_step"]
+        line, = ax.plot(steps, m["episode_return"], lw=1.2, alpha=0.8, label=f"{label} train (stochastic)".strip())
+        ev = [(s, r) for s, r in zip(steps, m["eval_return"]) if r == r]
+        if ev:
+            ax.plot(*zip(*ev), "o-", ms=3, lw=1.2, color=line.get_color(), alpha=0.6 if runs else 1.0,
+                    label=f"{label} eval (deterministic)".strip())
+    if target is not None:
+        ax.axhline(target, ls="--", color="grey", lw=1, label=f"target {target:g}")
+    ax.set_xlabel("environment steps")
+    ax.set_ylabel("episode return")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    out_png = Path(out_png)
+    fig.savefig(out_png)
+    plt.close(fig)
+    return out_png

@@ -1,0 +1,641 @@
+"""The PPO2 (and A2C) trainer. One update reads top to bottom like Algorithm 1 of the PPO paper:
+
+    1. collect_rollout   run the policy for num_steps in num_envs environments
+    2. compute_gae       bootstrap from V(s_T) and compute advantages and returns
+    3. flatten           drop the autoreset steps, flatten time x envs into one batch
+    4. ppo_update        update_epochs passes of num_minibatches clipped-surrogate steps
+    5. log / evaluate / checkpoint
+
+Environments autoreset in gymnasium's NEXT_STEP mode (see ppo2.envs). Row t of the rollout holds the
+observation acted on at step t; when step t-1 ended an episode, row t is the reset step: its action was
+ignored, so it is marked invalid and left out of the update, and its value V(final observation) is
+exactly the bootstrap a time-limit truncation at step t-1 needs.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import signal
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .checkpoint import load_checkpoint, optimizer_state_from_flat, save_checkpoint
+from .config import TrainConfig, config_from_args
+from .distributed import DistContext
+from .envs import check_spaces, get_env_state, make_vector_env, set_env_state
+from .evaluate import evaluate_policy, run_episodes
+from .gae import compute_gae
+from .losses import a2c_loss, ppo_loss
+from .model import PPO2
+
+__all__ = ["Trainer", "train", "main", "NonFiniteLossError", "RolloutStorage", "Batch", "ppo_update"]
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN/inf; training stopped before applying it."""
+
+
+# ------------------------------------------------------------------------------------------------
+# Rollout storage: preallocated, numpy-backed (zero-copy torch views), time-major (T, N, ...)
+# ------------------------------------------------------------------------------------------------
+
+class RolloutStorage:
+    def __init__(self, num_steps: int, num_envs: int, obs_dim: int, action_shape: tuple, action_dtype: torch.dtype):
+        T, N = num_steps, num_envs
+        np_action_dtype = np.int64 if action_dtype == torch.int64 else np.float32
+        self.obs = np.zeros((T, N, obs_dim), np.float32)
+        self.actions = np.zeros((T, N, *action_shape), np_action_dtype)
+        self.neg_log_probs = np.zeros((T, N), np.float32)
+        self.values = np.zeros((T, N), np.float32)
+        self.rewards = np.zeros((T, N), np.float32)
+        self.terminations = np.zeros((T, N), np.float32)
+        self.truncations = np.zeros((T, N), np.float32)
+        self.valid = np.zeros((T, N), np.bool_)
+        self.next_value = np.zeros(N, np.float32)
+
+    def tensor(self, name: str) -> torch.Tensor:
+        return torch.from_numpy(getattr(self, name))
+
+
+@dataclass
+class Batch:
+    """One flattened rollout, on the training device."""
+    obs: torch.Tensor
+    actions: torch.Tensor
+    neg_log_probs: torch.Tensor
+    values: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.obs.shape[0]
+
+    def index(self, idx: torch.Tensor) -> "Batch":
+        return Batch(*(t.index_select(0, idx) for t in (self.obs, self.actions, self.neg_log_probs, self.values,
+                                                          self.advantages, self.returns)))
+
+
+# ------------------------------------------------------------------------------------------------
+# The update
+# ------------------------------------------------------------------------------------------------
+
+def ppo_update(model: PPO2, optimizer: torch.optim.Optimizer, batch: Batch, *, algo: str, update_epochs: int,
+               num_minibatches: int, clip_range: float, ent_coef: float, vf_coef: float, max_grad_norm: float,
+               norm_adv: bool, clip_value_loss: bool = True, target_kl: float | None = None,
+               average_gradients: Callable[[nn.Module], None] | None = None,
+               any_rank: Callable[[bool], bool] | None = None) -> dict[str, float]:
+    """update_epochs x num_minibatches gradient steps on the clipped surrogate (or A2C) loss.
+
+    Returns the mean of each loss term over the steps taken, plus how many epochs ran."""
+    model.train()
+    terms: list[torch.Tensor] = []
+    epochs_run = 0
+    for epoch in range(update_epochs):
+        permutation = torch.randperm(len(batch), device=batch.obs.device)
+        epoch_kl = []
+        for mb_idx in permutation.chunk(num_minibatches):
+            mb = batch.index(mb_idx)
+            dist, value_f = model.distribution_and_value(mb.obs)
+            neg_log_probs = -dist.log_prob(mb.actions)
+            entropy = dist.entropy()
+            advantages = mb.advantages
+            if norm_adv and len(mb) > 1:
+                advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+            if algo == "a2c":
+                out = a2c_loss(mb.returns, value_f, neg_log_probs, entropy, advantages, mb.neg_log_probs, ent_coef, vf_coef)
+            else:
+                out = ppo_loss(mb.returns, value_f, neg_log_probs, entropy, advantages, mb.values, mb.neg_log_probs,
+                               clip_range, ent_coef, vf_coef, clip_value=clip_value_loss)
+            if not torch.isfinite(out.loss):
+                raise NonFiniteLossError(
+                    f"loss is {out.loss.item()} (pg_loss {out.pg_loss.item()}, value_loss {out.value_loss.item()}, "
+                    f"entropy {out.entropy_mean.item()}); the update was not applied")
+            optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            if average_gradients is not None:
+                average_gradients(model)
+            nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+            optimizer.step()
+            terms.append(torch.stack([t.detach() for t in out]))
+            epoch_kl.append(out.approx_kl)
+        epochs_run += 1
+        if target_kl is not None:
+            over = bool(torch.stack(epoch_kl).mean() > target_kl)
+            if any_rank(over) if any_rank else over:
+                break
+    means = torch.stack(terms).mean(0).tolist()
+    names = ("loss", "pg_loss", "value_loss", "entropy", "approx_kl", "clip_fraction")
+    return {**dict(zip(names, means)), "epochs": epochs_run}
+
+
+def explained_variance(values: torch.Tensor, returns: torch.Tensor) -> float:
+    var = returns.var()
+    return float("nan") if var == 0 else float(1 - (returns - values).var() / var)
+
+
+# ------------------------------------------------------------------------------------------------
+# The trainer
+# ------------------------------------------------------------------------------------------------
+
+class Trainer:
+    """Owns the environments, model, optimizer and run directory of one training run.
+
+    >>> trainer = Trainer(TrainConfig.for_env("CartPole-v1"))
+    >>> model = trainer.learn()
+    """
+
+    METRICS = ("update", "global_step", "time_s", "sps", "episode_return", "episode_length", "episodes",
+               "eval_return", "eval_std", "learning_rate", "clip_range", "loss", "pg_loss", "value_loss",
+               "entropy", "approx_kl", "clip_fraction", "explained_variance", "epochs")
+
+    def __init__(self, config: TrainConfig, model: PPO2 | None = None, policy_net: nn.Module | None = None,
+                 value_net: nn.Module | None = None):
+        self.config = cfg = config.validated()
+        self.device = _resolve_device(cfg.device)
+        self.dist = DistContext.from_env(self.device, cfg.dist_timeout)
+        if self.dist.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank % torch.cuda.device_count())
+            self.dist.device = self.device
+        if cfg.num_envs % self.dist.world_size:
+            raise ValueError(f"num_envs={cfg.num_envs} must be divisible by the number of ranks ({self.dist.world_size})")
+        self.num_envs = cfg.num_envs // self.dist.world_size
+        torch.set_num_threads(cfg.torch_threads)
+        torch.manual_seed(cfg.seed + self.dist.rank)
+
+        # environments (created before any training, so a bad env id or space fails fast)
+        self.envs = make_vector_env(cfg.env_id, self.num_envs, cfg.vectorization)
+        self.eval_envs = None
+        obs_dim, action_space = check_spaces(self.envs)
+
+        # model + optimizer
+        if model is None:
+            model = PPO2(obs_dim, cfg.hidden_dim, action_space, shared_latent=cfg.shared_latent,
+                         normalize_obs=cfg.normalize_obs, log_std_init=cfg.log_std_init,
+                         policy_net=policy_net, value_net=value_net)
+        elif model.input_dim != obs_dim:
+            raise ValueError(f"model.input_dim={model.input_dim} but {cfg.env_id} observations have size {obs_dim}")
+        from .distributions import space_to_spec
+
+        if model.action_spec["type"] != space_to_spec(action_space)["type"]:
+            raise ValueError(f"model acts in {model.action_spec} but {cfg.env_id} has action space {action_space}")
+        self.model = model.to(self.device)
+        self.dist.broadcast_module(self.model)
+        params = self.model.parameters()
+        if cfg.optimizer == "adam":
+            self.optimizer = torch.optim.Adam(params, lr=cfg.learning_rate, eps=cfg.optimizer_eps)
+        else:
+            self.optimizer = torch.optim.RMSprop(params, lr=cfg.learning_rate, alpha=0.99, eps=cfg.optimizer_eps)
+        self.storage = RolloutStorage(cfg.num_steps, self.num_envs, obs_dim, model.action_head.action_shape,
+                                      model.action_head.action_dtype)
+
+        # run state
+        self.update = 0
+        self.global_step = 0
+        self.elapsed = 0.0  # training seconds before this process (resume)
+        self.best_eval: dict | None = None
+        self.last_eval: dict | None = None
+        self.solved_at: dict | None = None
+        self.recent_returns: deque = deque(maxlen=20)
+        self.recent_lengths: deque = deque(maxlen=20)
+        self.episodes = 0
+        self.next_obs, _ = self.envs.reset(seed=self._env_seed(0))
+        self.prev_done = np.zeros(self.num_envs, np.bool_)
+        self.ep_return = np.zeros(self.num_envs, np.float64)
+        self.ep_length = np.zeros(self.num_envs, np.int64)
+        self._stop_signal: int | None = None
+
+        self.output_dir = Path(cfg.output_dir or f"runs/{cfg.env_id}__{cfg.algo}__{cfg.seed}")
+        if cfg.resume:
+            self._load(cfg.resume)
+        self._writers_open = False
+
+    # --------------------------------------------------------------------------------------------
+    def _env_seed(self, offset: int) -> int:
+        return self.config.seed + 10_007 * self.dist.rank + 7919 * offset
+
+    @property
+    def target_reward(self) -> float | None:
+        if self.config.target_reward is not None:
+            return self.config.target_reward
+        import gymnasium as gym
+
+        return gym.spec(self.config.env_id).reward_threshold
+
+    # --------------------------------------------------------------------------------------------
+    # 1. collect
+    # --------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def collect_rollout(self) -> None:
+        s, model, head = self.storage, self.model, self.model.action_head
+        on_cpu = self.device.type == "cpu"
+        model.eval()
+        for t in range(self.config.num_steps):
+            obs = self.next_obs
+            s.obs[t] = obs
+            obs_t = torch.from_numpy(s.obs[t]) if on_cpu else torch.from_numpy(s.obs[t]).to(self.device)
+            dist, value = model.distribution_and_value(obs_t)
+            action = dist.sample()
+            neg_log_prob = -dist.log_prob(action)
+            action_np = action.cpu().numpy()
+            s.actions[t] = action_np
+            s.values[t] = value.cpu().numpy()
+            s.neg_log_probs[t] = neg_log_prob.cpu().numpy()
+
+            self.next_obs, reward, terminated, truncated, _ = self.envs.step(head.to_env(action_np))
+            s.rewards[t] = reward
+            s.terminations[t] = terminated
+            s.truncations[t] = truncated
+            s.valid[t] = ~self.prev_done  # False on the autoreset step: its action was ignored
+
+            self.ep_return += reward
+            self.ep_length += s.valid[t]
+            done = terminated | truncated
+            if done.any():
+                self.recent_returns.extend(self.ep_return[done].tolist())
+                self.recent_lengths.extend(self.ep_length[done].tolist())
+                self.episodes += int(done.sum())
+                self.ep_return[done] = 0.0
+                self.ep_length[done] = 0
+            self.prev_done = done
+        obs_t = torch.from_numpy(np.asarray(self.next_obs, np.float32)).to(self.device)
+        _, last_value = model.distribution_and_value(obs_t)
+        s.next_value[:] = last_value.cpu().numpy()
+
+    # --------------------------------------------------------------------------------------------
+    # 2 + 3. advantages, then one flat batch of the valid rows
+    # --------------------------------------------------------------------------------------------
+    def compute_batch(self) -> tuple[Batch, float]:
+        s, cfg = self.storage, self.config
+        values = s.tensor("values")
+        next_values = torch.cat([values[1:], s.tensor("next_value")[None]])
+        advantages, returns = compute_gae(s.tensor("rewards"), values, next_values, s.tensor("terminations"),
+                                          s.tensor("truncations"), cfg.gamma, cfg.gae_lambda)
+        valid = s.tensor("valid").reshape(-1)
+        flat = [s.tensor("obs").reshape(-1, s.obs.shape[-1]), s.tensor("actions").reshape(-1, *s.actions.shape[2:]),
+                s.tensor("neg_log_probs").reshape(-1), values.reshape(-1), advantages.reshape(-1), returns.reshape(-1)]
+        if not bool(valid.all()):
+            idx = valid.nonzero().squeeze(1)
+            flat = [t.index_select(0, idx) for t in flat]
+        batch = Batch(*(t.to(self.device) for t in flat))
+        return batch, explained_variance(batch.values, batch.returns)
+
+    def _update_obs_stats(self) -> None:
+        if not self.model.normalize_obs:
+            return
+        obs = torch.from_numpy(self.storage.obs[self.storage.valid]).double()
+        moments = torch.cat([obs.sum(0), (obs * obs).sum(0), torch.tensor([float(obs.shape[0])], dtype=torch.float64)])
+        moments = self.dist.all_reduce_sum(moments.to(self.device)).cpu()
+        d = self.model.input_dim
+        count = float(moments[-1])
+        if count < 1:
+            return
+        mean = moments[:d] / count
+        var = (moments[d:2 * d] / count - mean * mean).clamp_min(0.0)
+        self.model.update_obs_stats(mean, var, count)
+
+    # --------------------------------------------------------------------------------------------
+    # the loop
+    # --------------------------------------------------------------------------------------------
+    def learn(self) -> PPO2:
+        cfg = self.config
+        num_updates = cfg.num_updates
+        self._open_writers()
+        handlers = self._install_signal_handlers()
+        start = time.perf_counter() - self.elapsed
+        bar = self._progress_bar()
+        stop_reason = "total_timesteps"
+        try:
+            while self.update < num_updates:
+                frac = 1.0 - self.update / num_updates
+                lr = cfg.learning_rate * (frac if cfg.anneal_lr else 1.0)
+                clip = cfg.clip_range * (frac if cfg.anneal_clip_range else 1.0)
+                for group in self.optimizer.param_groups:
+                    group["lr"] = lr
+
+                t0 = time.perf_counter()
+                self.collect_rollout()
+                batch, ev = self.compute_batch()
+                stats = ppo_update(
+                    self.model, self.optimizer, batch, algo=cfg.algo, update_epochs=cfg.update_epochs,
+                    num_minibatches=cfg.num_minibatches, clip_range=clip, ent_coef=cfg.ent_coef, vf_coef=cfg.vf_coef,
+                    max_grad_norm=cfg.max_grad_norm, norm_adv=cfg.norm_adv, clip_value_loss=cfg.clip_value_loss,
+                    target_kl=cfg.target_kl, average_gradients=self.dist.average_gradients if self.dist.enabled else None,
+                    any_rank=self.dist.any)
+                self._update_obs_stats()
+                self.update += 1
+                self.global_step += cfg.batch_size
+                sps = cfg.batch_size / max(time.perf_counter() - t0, 1e-9)
+
+                solved = False
+                if cfg.eval_interval and self.update % cfg.eval_interval == 0 or self.update == num_updates:
+                    solved = self.evaluate(elapsed=time.perf_counter() - start)
+                self._log(stats, ev, lr, clip, sps, time.perf_counter() - start)
+                if bar is not None:
+                    bar.update(cfg.batch_size)
+                    bar.set_postfix(sps=f"{sps:,.0f}", ret=f"{self._recent_return():.1f}", refresh=False)
+
+                stop_requested = self.dist.any(self._stop_signal is not None)
+                if stop_requested:
+                    stop_reason = f"signal {signal.Signals(self._stop_signal or signal.SIGTERM).name}"
+                elif solved:
+                    stop_reason = "target_reward"
+                if stop_requested or solved or (cfg.checkpoint_interval and self.update % cfg.checkpoint_interval == 0):
+                    self.elapsed = time.perf_counter() - start
+                    self.save_checkpoint()
+                if stop_requested or solved:
+                    break
+            else:
+                self.elapsed = time.perf_counter() - start
+                self.save_checkpoint()
+            self.elapsed = time.perf_counter() - start
+            self.stop_reason = stop_reason
+            self._finish()
+        finally:
+            if bar is not None:
+                bar.close()
+            self._restore_signal_handlers(handlers)
+            self._close_writers()
+        return self.model
+
+    # --------------------------------------------------------------------------------------------
+    # evaluation (rank 0; the decision to stop is shared with every rank)
+    # --------------------------------------------------------------------------------------------
+    def evaluate(self, elapsed: float = 0.0) -> bool:
+        cfg = self.config
+        solved = False
+        if self.dist.is_main:
+            if self.eval_envs is None:
+                self.eval_envs = make_vector_env(cfg.env_id, cfg.eval_episodes, cfg.vectorization)
+            res = evaluate_policy(self.model, cfg.env_id, cfg.eval_episodes, seed=cfg.eval_seed, envs=self.eval_envs)
+            res.update(update=self.update, global_step=self.global_step, time_s=elapsed)
+            self.last_eval = res
+            if self.best_eval is None or res["mean_reward"] >= self.best_eval["mean_reward"]:
+                self.best_eval = res
+            target = self.target_reward
+            if target is not None and res["mean_reward"] >= target:
+                if self.solved_at is None:
+                    self.solved_at = {"global_step": self.global_step, "update": self.update, "time_s": elapsed,
+                                      "mean_reward": res["mean_reward"]}
+                solved = cfg.stop_at_target
+        return self.dist.broadcast_flag(solved)
+
+    def _recent_return(self) -> float:
+        return float(np.mean(self.recent_returns)) if self.recent_returns else float("nan")
+
+    # --------------------------------------------------------------------------------------------
+    # checkpoints and resume
+    # --------------------------------------------------------------------------------------------
+    def _collector_state(self) -> tuple[dict, dict[str, torch.Tensor]]:
+        state = {"env": get_env_state(self.envs), "episodes": self.episodes,
+                 "recent_returns": list(self.recent_returns), "recent_lengths": list(self.recent_lengths)}
+        tensors = {"collector.next_obs": torch.from_numpy(np.asarray(self.next_obs, np.float32)).clone(),
+                   "collector.prev_done": torch.from_numpy(self.prev_done.copy()),
+                   "collector.ep_return": torch.from_numpy(self.ep_return.copy()),
+                   "collector.ep_length": torch.from_numpy(self.ep_length.copy())}
+        return state, tensors
+
+    def save_checkpoint(self) -> Path | None:
+        if not self.dist.is_main:
+            return None
+        state = {"update": self.update, "global_step": self.global_step, "elapsed": self.elapsed,
+                 "config": self.config.to_dict(), "world_size": self.dist.world_size,
+                 "best_eval": self.best_eval, "last_eval": self.last_eval, "solved_at": self.solved_at}
+        tensors = {"rng.torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
+        if not self.dist.enabled:
+            collector, collector_tensors = self._collector_state()
+            state["collector"] = collector
+            tensors.update(collector_tensors)
+        self.last_checkpoint = save_checkpoint(self.output_dir, self.update, self.model, self.optimizer, state, tensors)
+        return self.last_checkpoint
+
+    def _load(self, path: str) -> None:
+        from .hub import build_model
+
+        ckpt, state, tensors = load_checkpoint(path)
+        model = build_model(ckpt / "config.json", ckpt / "model.safetensors", map_location=self.device)
+        self.model.load_state_dict(model.state_dict())
+        opt_tensors = {k: v.to(self.device) if k.endswith(("exp_avg", "exp_avg_sq", "square_avg")) else v
+                       for k, v in tensors.items() if k.startswith("optim.")}
+        self.optimizer.load_state_dict(optimizer_state_from_flat(opt_tensors, state["optimizer"]))
+        self.update, self.global_step, self.elapsed = state["update"], state["global_step"], state["elapsed"]
+        self.best_eval, self.last_eval, self.solved_at = state["best_eval"], state["last_eval"], state["solved_at"]
+        collector = state.get("collector")
+        if collector is not None and not self.dist.enabled and collector.get("env") is not None:
+            set_env_state(self.envs, collector["env"])
+            self.next_obs = tensors["collector.next_obs"].numpy().copy()
+            self.prev_done = tensors["collector.prev_done"].numpy().copy()
+            self.ep_return = tensors["collector.ep_return"].numpy().copy()
+            self.ep_length = tensors["collector.ep_length"].numpy().copy()
+            self.episodes = collector["episodes"]
+            self.recent_returns.extend(collector["recent_returns"])
+            self.recent_lengths.extend(collector["recent_lengths"])
+            torch.set_rng_state(tensors["rng.torch"])
+        else:
+            # envs whose state cannot be captured exactly (Box2D, or per-rank envs under torchrun)
+            # restart with fresh episodes, seeded by the update they resume at
+            self.next_obs, _ = self.envs.reset(seed=self._env_seed(self.update))
+            torch.manual_seed(self.config.seed + self.dist.rank + 1_000_003 * self.update)
+        if "rng.cuda" in tensors and self.device.type == "cuda":
+            torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
+        self.output_dir = Path(path) if (Path(path) / "checkpoints").is_dir() else ckpt.parent.parent
+        self.resumed_from = ckpt
+
+    # --------------------------------------------------------------------------------------------
+    # signals: finish the current update, checkpoint, exit cleanly
+    # --------------------------------------------------------------------------------------------
+    def _install_signal_handlers(self):
+        import threading
+
+        if threading.current_thread() is not threading.main_thread():
+            return None
+
+        def handler(signum, frame):
+            if self._stop_signal is not None:  # a second signal: stop now
+                raise KeyboardInterrupt
+            self._stop_signal = signum
+
+        return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+    @staticmethod
+    def _restore_signal_handlers(handlers) -> None:
+        for sig, old in (handlers or {}).items():
+            signal.signal(sig, old)
+
+    # --------------------------------------------------------------------------------------------
+    # logging and outputs (rank 0)
+    # --------------------------------------------------------------------------------------------
+    def _progress_bar(self):
+        if not (self.config.progress and self.dist.is_main):
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=self.config.num_updates * self.config.batch_size, initial=self.global_step, unit="step",
+                    unit_scale=True, dynamic_ncols=True, desc=self.config.env_id, mininterval=0.5)
+
+    def _open_writers(self) -> None:
+        self._csv = self._tb = None
+        if not self.dist.is_main:
+            return
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        from .io import atomic_write_json
+
+        atomic_write_json(self.output_dir / "train_config.json", self.config.to_dict())
+        path = self.output_dir / "metrics.csv"
+        new = not path.exists() or self.update == 0
+        self._csv_file = open(path, "w" if new else "a", newline="")
+        self._csv = csv.DictWriter(self._csv_file, fieldnames=self.METRICS)
+        if new:
+            self._csv.writeheader()
+        if self.config.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(str(self.output_dir / "tb"))
+        self._writers_open = True
+
+    def _log(self, stats: dict, ev: float, lr: float, clip: float, sps: float, elapsed: float) -> None:
+        if self._csv is None:
+            return
+        evaluated = self.last_eval is not None and self.last_eval["update"] == self.update
+        row = {"update": self.update, "global_step": self.global_step, "time_s": round(elapsed, 4), "sps": round(sps, 1),
+               "episode_return": self._recent_return(),
+               "episode_length": float(np.mean(self.recent_lengths)) if self.recent_lengths else float("nan"),
+               "episodes": self.episodes,
+               "eval_return": self.last_eval["mean_reward"] if evaluated else "",
+               "eval_std": self.last_eval["std_reward"] if evaluated else "",
+               "learning_rate": lr, "clip_range": clip, "explained_variance": ev, **stats}
+        self._csv.writerow(row)
+        if self._tb is not None:
+            for key, value in row.items():
+                if key not in ("update", "global_step") and value != "" and not (isinstance(value, float) and math.isnan(value)):
+                    self._tb.add_scalar(f"{'eval' if key.startswith('eval') else 'train'}/{key}", value, self.global_step)
+
+    def _close_writers(self) -> None:
+        if getattr(self, "_csv", None) is not None:
+            self._csv_file.close()
+            self._csv = None
+        if getattr(self, "_tb", None) is not None:
+            self._tb.close()
+            self._tb = None
+
+    def _finish(self) -> None:
+        """Final weights + config (loadable by the hub entrypoint), summary and learning curve."""
+        if not self.dist.is_main:
+            return
+        from .hub import save_pretrained
+        from .io import atomic_write_json
+
+        self._csv_file.flush()
+        save_pretrained(self.model, self.output_dir, env_id=self.config.env_id, results=self.last_eval)
+        summary = {"env_id": self.config.env_id, "algo": self.config.algo, "global_step": self.global_step,
+                   "updates": self.update, "wall_time_s": round(self.elapsed, 3), "stop_reason": self.stop_reason,
+                   "solved_at": self.solved_at, "last_eval": _brief(self.last_eval), "best_eval": _brief(self.best_eval),
+                   "world_size": self.dist.world_size, "command": " ".join(sys.argv) if sys.argv else None}
+        atomic_write_json(self.output_dir / "summary.json", summary)
+        try:
+            from .plotting import plot_learning_curve
+
+            plot_learning_curve(self.output_dir / "metrics.csv", self.output_dir / "learning_curve.png",
+                                title=f"{self.config.algo.upper()} on {self.config.env_id}", target=self.target_reward)
+        except Exception as exc:  # a plot must never cost a finished run
+            print(f"warning: learning curve not written: {exc}", file=sys.stderr)
+
+    def close(self) -> None:
+        self.envs.close()
+        if self.eval_envs is not None:
+            self.eval_envs.close()
+
+
+def _brief(res: dict | None) -> dict | None:
+    if res is None:
+        return None
+    return {k: res[k] for k in ("mean_reward", "std_reward", "n_episodes", "seed", "global_step", "time_s") if k in res}
+
+
+def _resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available; use --device cpu")
+    return device
+
+
+def train(config: TrainConfig | None = None, *, model: PPO2 | None = None, policy_net: nn.Module | None = None,
+          value_net: nn.Module | None = None, **overrides: Any) -> PPO2:
+    """Train and return a policy.
+
+    `train(env_id="CartPole-v1")` uses the CartPole preset; any TrainConfig field can be overridden by
+    keyword. Pass `policy_net` / `value_net` to train your own latent networks, or a whole `model`."""
+    if config is None:
+        config = TrainConfig.for_env(overrides.pop("env_id", "CartPole-v1"), overrides.pop("algo", "ppo"), **overrides)
+    elif overrides:
+        config = config.replace(**overrides)
+    trainer = Trainer(config, model=model, policy_net=policy_net, value_net=value_net)
+    try:
+        trained = trainer.learn()
+    finally:
+        trainer.close()
+    trained.env_id = config.env_id
+    trained.trainer_summary = {"global_step": trainer.global_step, "solved_at": trainer.solved_at,
+                               "last_eval": trainer.last_eval, "output_dir": str(trainer.output_dir),
+                               "stop_reason": getattr(trainer, "stop_reason", None)}
+    return trained
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .config import build_parser
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    config, args = config_from_args(argv)
+    if args.print_config:
+        return 0
+    if config.resume:
+        from .checkpoint import latest_checkpoint
+        from .io import read_json
+
+        saved = TrainConfig.from_dict(read_json(latest_checkpoint(config.resume) / "state.json")["config"])
+        given = {k: v for k, v in vars(build_parser().parse_args(argv)).items() if k != "print_config"}
+        config = saved.replace(**given)
+    trainer = None
+    try:
+        trainer = Trainer(config)
+        trainer.learn()
+    except NonFiniteLossError as exc:
+        last = getattr(trainer, "last_checkpoint", None)
+        print(f"error: training stopped at update {trainer.update + 1 if trainer else '?'}: {exc}. "
+              f"Last good checkpoint: {last or 'none written yet'}", file=sys.stderr)
+        return 1
+    except (ValueError, FileNotFoundError, ImportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except RuntimeError as exc:
+        if trainer is not None and trainer.dist.enabled:
+            print(f"error: rank {trainer.dist.rank} lost contact with the other ranks ({exc}). "
+                  f"The last checkpoint in {trainer.output_dir / 'checkpoints'} is intact; resume with --resume.",
+                  file=sys.stderr)
+            return 1
+        raise
+    finally:
+        if trainer is not None:
+            trainer.close()
+            trainer.dist.close()
+    if trainer.dist.is_main:
+        msg = f"done: {trainer.global_step} steps in {trainer.elapsed:.1f}s ({trainer.stop_reason})"
+        if trainer.last_eval:
+            msg += f"; eval {trainer.last_eval['mean_reward']:.1f} +/- {trainer.last_eval['std_reward']:.1f}"
+        if trainer.solved_at:
+            msg += f"; reached {trainer.solved_at['mean_reward']:.1f} at step {trainer.solved_at['global_step']}"
+        print(msg + f"\noutputs: {trainer.output_dir}")
+    return 0

@@ -1,0 +1,77 @@
+"""The shipped policies in `weights/`, described as data (`weights/zoo.json`) and checked on load.
+
+Each entry names its directory, the sha256 of every file, the command that trained it, and its
+evaluation. `load_pretrained` verifies both files against those hashes before anything is parsed.
+"""
+from __future__ import annotations
+
+import difflib
+import os
+from pathlib import Path
+from typing import Any
+
+from .hub import CONFIG_NAME, WEIGHTS_NAME, build_model, split_config
+from .io import read_json
+
+__all__ = ["WEIGHTS_DIR", "DEFAULT_ENV", "load_zoo", "load_pretrained", "zoo_entry"]
+
+WEIGHTS_DIR = Path(os.environ.get("PPO2_WEIGHTS_DIR", Path(__file__).resolve().parent.parent / "weights"))
+DEFAULT_ENV = "CartPole-v1"
+ZOO_INDEX = "zoo.json"
+
+
+def load_zoo(weights_dir: str | os.PathLike | None = None) -> dict[str, dict]:
+    index = Path(weights_dir or WEIGHTS_DIR) / ZOO_INDEX
+    if not index.is_file():
+        raise FileNotFoundError(
+            f"no pretrained weights index at {index}. Pretrained policies ship in the repository's weights/ "
+            "folder: load through torch.hub.load('<org>/ppo2', 'ppo2', pretrained=True) or a git clone, "
+            "not a bare pip install")
+    return read_json(index)["policies"]
+
+
+def zoo_entry(name: str | bool, weights_dir: str | os.PathLike | None = None) -> dict:
+    zoo = load_zoo(weights_dir)
+    env_id = DEFAULT_ENV if name is True else name
+    if env_id not in zoo:
+        close = difflib.get_close_matches(str(env_id), list(zoo), n=3)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise ValueError(f"no pretrained policy for {env_id!r}; available: {sorted(zoo)}.{hint}")
+    return zoo[env_id]
+
+
+def load_pretrained(name: str | bool = True, weights_dir: str | os.PathLike | None = None,
+                    map_location: Any = "cpu", **overrides):
+    """Load a shipped policy. `overrides` are constructor keywords the caller also passed: each must agree
+    with the entry's architecture, otherwise this raises instead of silently ignoring it."""
+    if isinstance(name, (str, os.PathLike)) and Path(name).is_dir():
+        directory, entry = Path(name), None
+    else:
+        entry = zoo_entry(name, weights_dir)
+        directory = Path(weights_dir or WEIGHTS_DIR) / entry["dir"]
+    sha = (entry or {}).get("sha256", {})
+    if overrides:
+        _, config = split_config(read_json(directory / CONFIG_NAME, expected_sha256=sha.get(CONFIG_NAME)))
+        _check_overrides(config, overrides, entry["env_id"] if entry else str(directory))
+    model = build_model(directory / CONFIG_NAME, directory / WEIGHTS_NAME, weights_sha256=sha.get(WEIGHTS_NAME),
+                        config_sha256=sha.get(CONFIG_NAME), map_location=map_location)
+    return model
+
+
+def _check_overrides(config: dict, overrides: dict, where: str) -> None:
+    conflicts = []
+    for key, value in overrides.items():
+        if key == "action_space":
+            from .distributions import space_to_spec
+
+            same = space_to_spec(value) == config["action_space"]
+        elif key in config:
+            same = value == config[key] or (isinstance(value, (int, float)) and float(value) == float(config[key]))
+        else:
+            raise ValueError(f"{key!r} cannot be combined with pretrained weights ({where}); "
+                             f"the architecture is fixed by the entry: {sorted(config)}")
+        if not same:
+            conflicts.append(f"{key}={value!r} (pretrained has {config[key]!r})")
+    if conflicts:
+        raise ValueError(f"arguments conflict with the pretrained policy {where}: " + ", ".join(conflicts)
+                         + ". Drop them, or pass pretrained=False to build a fresh model")
