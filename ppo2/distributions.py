@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 from torch.distributions import Bernoulli, Categorical, Distribution, Independent, Normal
 
 __all__ = [
@@ -188,6 +189,20 @@ class ActionHead(nn.Module):
     def output_layer(self) -> nn.Linear:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def sample(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(sampled action, its negative log-probability). Heads may override with a fused version."""
+        dist = self.distribution(latent)
+        action = dist.sample()
+        return action, -dist.log_prob(action)
+
+    def evaluate(self, latent: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(negative log-probability of `action`, entropy). Heads may override with a fused version."""
+        dist = self.distribution(latent)
+        return -dist.log_prob(action), dist.entropy()
+
+    def deterministic(self, latent: torch.Tensor) -> torch.Tensor:
+        return self.mode(self.distribution(latent))
+
     def check_action(self, action: Any, batch: int | None) -> torch.Tensor:
         """Validate an action batch against the space; `batch=None` means one unbatched action."""
         device = self.output_layer().weight.device
@@ -229,10 +244,29 @@ class CategoricalHead(ActionHead):
         return self.logits
 
     def distribution(self, latent):
-        return self.dist_cls(logits=self.logits(latent), validate_args=False)
+        return self.dist_cls(logits=F.linear(latent, self.logits.weight, self.logits.bias), validate_args=False)
 
     def mode(self, dist):
         return dist.logits.argmax(-1)
+
+    # Categorical.sample / log_prob / entropy written out with fewer tensor operations (the small-MLP
+    # regime is dominated by per-operation overhead); tests check they equal torch.distributions'.
+    def sample(self, latent):
+        if self.dist_cls is not Categorical:
+            return super().sample(latent)
+        log_p = F.linear(latent, self.logits.weight, self.logits.bias).log_softmax(-1)
+        action = torch.multinomial(log_p.exp(), 1)
+        return action.squeeze(-1), -log_p.gather(-1, action).squeeze(-1)
+
+    def evaluate(self, latent, action):
+        if self.dist_cls is not Categorical:
+            return super().evaluate(latent, action)
+        log_p = F.linear(latent, self.logits.weight, self.logits.bias).log_softmax(-1)
+        entropy = -(log_p.exp() * log_p).sum(-1)
+        return -log_p.gather(-1, action.unsqueeze(-1)).squeeze(-1), entropy
+
+    def deterministic(self, latent):
+        return F.linear(latent, self.logits.weight, self.logits.bias).argmax(-1)
 
     def _check_range(self, action):
         if action.numel() and (int(action.min()) < 0 or int(action.max()) >= self.n):
@@ -309,7 +343,7 @@ class GaussianHead(ActionHead):
         return self.mean
 
     def distribution(self, latent):
-        mean = self.mean(latent)
+        mean = F.linear(latent, self.mean.weight, self.mean.bias)
         scale = self.log_std.exp().expand_as(mean)
         return Independent(self.dist_cls(mean, scale, validate_args=False), 1, validate_args=False)
 

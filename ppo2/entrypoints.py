@@ -129,6 +129,6 @@ def train_fn(model: PPO2, optimizer: torch.optim.Optimizer, clip_range: float = 
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
         optimizer.step()
-        return tuple(float(x) for x in (loss, pg_loss, value_loss, entropy_mean, approx_kl))
+        return tuple(float(x.detach()) for x in (loss, pg_loss, value_loss, entropy_mean, approx_kl))
 
     return _train_fn

@@ -99,7 +99,7 @@ def get_env_state(envs: gym.vector.VectorEnv) -> dict | None:
             limit = _time_limit(env)
             subs.append({"state": np.asarray(inner.state, dtype=np.float64).tolist(), "rng": _rng_state(inner.np_random),
                          "elapsed": None if limit is None else limit._elapsed_steps,
-                         "last_u": getattr(inner, "last_u", None)})
+                         "last_u": None if getattr(inner, "last_u", None) is None else float(inner.last_u)})
         return {"kind": "SyncVectorEnv", "envs": subs, "autoreset": base._autoreset_envs.tolist()}
     return None
 

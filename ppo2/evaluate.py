@@ -33,8 +33,11 @@ def run_episodes(model, envs, seed: int, deterministic: bool = True) -> tuple[np
     device = model.value_head.weight.device
     try:
         while running.any():
-            dist, _ = model.distribution_and_value(torch.as_tensor(obs, dtype=torch.float32, device=device))
-            action = model.action_head.mode(dist) if deterministic else dist.sample()
+            obs_t = torch.as_tensor(obs, dtype=torch.float32, device=device)
+            if deterministic:
+                action = model.deterministic_action(obs_t)
+            else:
+                action = model.action_head.sample(model.latent_features(obs_t)[0])[0]
             obs, reward, terminated, truncated, _ = envs.step(model.action_head.to_env(action.cpu().numpy()))
             returns += reward * running
             lengths += running

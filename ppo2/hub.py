@@ -59,7 +59,8 @@ def split_config(config: dict) -> tuple[dict, dict]:
 
 
 def build_model(config_path: Path, weights_path: Path, weights_sha256: str | None = None,
-                config_sha256: str | None = None, map_location: str | torch.device = "cpu"):
+                config_sha256: str | None = None, map_location: str | torch.device = "cpu",
+                policy_net=None, value_net=None):
     """Rebuild a PPO2 from config.json + model.safetensors, verifying hashes before deserialising."""
     from .model import PPO2
 
@@ -68,7 +69,7 @@ def build_model(config_path: Path, weights_path: Path, weights_sha256: str | Non
     if expected is None:
         raise IntegrityError(f"{config_path} records no weights_sha256; refusing to load unverified weights")
     state = load_tensors(weights_path, expected_sha256=expected)
-    model = PPO2.from_config(kwargs)
+    model = PPO2.from_config(kwargs, policy_net=policy_net, value_net=value_net)
     missing, unexpected = model.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise IntegrityError(f"{weights_path} does not match {config_path}: missing tensors {missing}, "
@@ -79,14 +80,15 @@ def build_model(config_path: Path, weights_path: Path, weights_sha256: str | Non
 
 def from_pretrained(repo_id_or_path: str | os.PathLike, revision: str | None = None, cache_dir: str | None = None,
                     token: str | bool | None = None, local_files_only: bool = False,
-                    map_location: str | torch.device = "cpu"):
+                    map_location: str | torch.device = "cpu", policy_net=None, value_net=None):
     """Load a policy from a local directory or a Hugging Face Hub repo id.
 
     Hub downloads go through `huggingface_hub.hf_hub_download` (so HF_HUB_CACHE, HF_HUB_OFFLINE, tokens
     and revisions behave as everywhere else in the Hub ecosystem)."""
     path = Path(repo_id_or_path)
     if path.is_dir():
-        return build_model(path / CONFIG_NAME, path / WEIGHTS_NAME, map_location=map_location)
+        return build_model(path / CONFIG_NAME, path / WEIGHTS_NAME, map_location=map_location,
+                           policy_net=policy_net, value_net=value_net)
     if path.exists():
         raise ValueError(f"{path} is a file; expected a directory holding {CONFIG_NAME} and {WEIGHTS_NAME}, "
                          "or a Hub repo id such as 'org/ppo2-CartPole-v1'")
@@ -96,7 +98,8 @@ def from_pretrained(repo_id_or_path: str | os.PathLike, revision: str | None = N
                   local_files_only=local_files_only)
     config_path = hf_hub_download(filename=CONFIG_NAME, **kwargs)
     weights_path = hf_hub_download(filename=WEIGHTS_NAME, **kwargs)
-    return build_model(Path(config_path), Path(weights_path), map_location=map_location)
+    return build_model(Path(config_path), Path(weights_path), map_location=map_location,
+                       policy_net=policy_net, value_net=value_net)
 
 
 def model_card(repo_id: str, env_id: str, results: dict | None, train_config: dict | None = None,

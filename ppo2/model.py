@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 from .distributions import ActionHead, distribution_name, make_action_head, space_to_spec
 from .losses import ppo_loss
@@ -148,10 +149,7 @@ class PPO2(nn.Module):
 
     def get_config(self) -> dict:
         """JSON-serialisable constructor arguments: `PPO2(**model.get_config())` rebuilds this model."""
-        if self.custom_latent:
-            raise ValueError("a model with a custom policy_net/value_net cannot describe itself as config; "
-                             "save its state_dict and rebuild it with the same networks")
-        return {
+        config = {
             "input_dim": self.input_dim,
             "hidden_dim": self.hidden_dim,
             "action_space": self.action_spec,
@@ -162,15 +160,27 @@ class PPO2(nn.Module):
             "obs_clip": self.obs_clip,
             "log_std_init": self.log_std_init,
         }
+        if self.custom_latent:
+            # the networks' code cannot live in JSON: loading needs the same policy_net/value_net again
+            config["custom_latent"] = True
+        return config
 
     @classmethod
-    def from_config(cls, config: dict) -> "PPO2":
+    def from_config(cls, config: dict, policy_net: nn.Module | None = None, value_net: nn.Module | None = None) -> "PPO2":
         config = dict(config)
         known = {"input_dim", "hidden_dim", "action_space", "dropout", "distribution", "shared_latent",
-                 "normalize_obs", "obs_clip", "log_std_init"}
+                 "normalize_obs", "obs_clip", "log_std_init", "custom_latent"}
         unknown = set(config) - known
         if unknown:
             raise ValueError(f"unknown model config keys {sorted(unknown)}; expected a subset of {sorted(known)}")
+        if config.pop("custom_latent", False):
+            if policy_net is None:
+                raise ValueError("this policy was trained with custom latent networks: pass the same architecture "
+                                 "as policy_net=... (and value_net=... if it had a separate one) to load it")
+            config.pop("shared_latent", None)
+            return cls(reset_param=False, policy_net=policy_net, value_net=value_net, **config)
+        if policy_net is not None or value_net is not None:
+            raise ValueError("policy_net/value_net given, but this policy uses the built-in MLP")
         return cls(reset_param=False, **config)
 
     # ------------------------------------------------------------------------------------------
@@ -238,14 +248,51 @@ class PPO2(nn.Module):
             raise ValueError(f"observation contains {bad} NaN/inf value(s); expected finite numbers")
         return obs, single
 
-    def distribution_and_value(self, obs: torch.Tensor):
-        """(action distribution, V(s) of shape (N,)) for an already-validated (N, input_dim) float tensor."""
+    def _latent(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """Run a built-in latent MLP with functional calls (a module call costs more than the matmul here);
+        user-supplied networks are called normally."""
+        if self.custom_latent:
+            return net(x)
+        for layer in net:
+            if isinstance(layer, nn.Linear):
+                x = F.linear(x, layer.weight, layer.bias)
+            elif isinstance(layer, nn.Tanh):
+                x = torch.tanh(x)
+            elif layer.p > 0 and self.training:  # nn.Dropout
+                x = F.dropout(x, layer.p, training=True)
+        return x
+
+    def latent_features(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.normalize(obs)
         if self.shared_latent:
-            pi_latent = vf_latent = self.latent(x)
-        else:
-            pi_latent, vf_latent = self.policy_latent(x), self.value_latent(x)
-        return self.action_head.distribution(pi_latent), self.value_head(vf_latent).squeeze(-1)
+            pi_latent = self._latent(self.latent, x)
+            return pi_latent, pi_latent
+        return self._latent(self.policy_latent, x), self._latent(self.value_latent, x)
+
+    def distribution_and_value(self, obs: torch.Tensor):
+        """(action distribution, V(s) of shape (N,)) for an already-validated (N, input_dim) float tensor."""
+        pi_latent, vf_latent = self.latent_features(obs)
+        value = F.linear(vf_latent, self.value_head.weight, self.value_head.bias).squeeze(-1)
+        return self.action_head.distribution(pi_latent), value
+
+    def value_and_evaluate(self, obs: torch.Tensor, action: torch.Tensor):
+        """(V(s), neg_log_prob of `action`, entropy) for a validated batch: what the update differentiates."""
+        pi_latent, vf_latent = self.latent_features(obs)
+        value = F.linear(vf_latent, self.value_head.weight, self.value_head.bias).squeeze(-1)
+        neg_log_prob, entropy = self.action_head.evaluate(pi_latent, action)
+        return value, neg_log_prob, entropy
+
+    def deterministic_action(self, obs: torch.Tensor) -> torch.Tensor:
+        """The most likely action for a validated batch (evaluation's hot path)."""
+        return self.action_head.deterministic(self.latent_features(obs)[0])
+
+    def policy_step(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(value, sampled action, neg_log_prob) for a validated (N, input_dim) batch: the collector's hot
+        path. Same numbers as `forward(obs)`, fewer tensor operations (see ActionHead.sample)."""
+        pi_latent, vf_latent = self.latent_features(obs)
+        value = F.linear(vf_latent, self.value_head.weight, self.value_head.bias).squeeze(-1)
+        action, neg_log_prob = self.action_head.sample(pi_latent)
+        return value, action, neg_log_prob
 
     def forward(self, obs: Any, action: Any = None, deterministic: bool = False):
         """Sample an action (or evaluate the given one).
@@ -263,11 +310,10 @@ class PPO2(nn.Module):
             action = self.action_head.check_action(action, None if single else obs.shape[0])
             if single:
                 action = action.unsqueeze(0)
-        dist, value = self.distribution_and_value(obs)
         if action is None:
+            dist, _ = self.distribution_and_value(obs)
             action = self.action_head.mode(dist) if deterministic else dist.sample()
-        neg_log_prob = -dist.log_prob(action)
-        entropy = dist.entropy()
+        value, neg_log_prob, entropy = self.value_and_evaluate(obs, action)
         if single:
             return value[0], action[0], neg_log_prob[0], entropy[0]
         return value, action, neg_log_prob, entropy
@@ -276,8 +322,10 @@ class PPO2(nn.Module):
     def act(self, obs: Any, deterministic: bool = True) -> torch.Tensor:
         """Actions only (what a deployed policy needs)."""
         obs, single = self._check_obs(obs)
-        dist, _ = self.distribution_and_value(obs)
-        action = self.action_head.mode(dist) if deterministic else dist.sample()
+        if deterministic:
+            action = self.deterministic_action(obs)
+        else:
+            action = self.action_head.sample(self.latent_features(obs)[0])[0]
         return action[0] if single else action
 
     def predict(self, obs: Any, state: Any = None, episode_start: Any = None, deterministic: bool = True):

@@ -105,9 +105,7 @@ def ppo_update(model: PPO2, optimizer: torch.optim.Optimizer, batch: Batch, *, a
         epoch_kl = []
         for mb_idx in permutation.chunk(num_minibatches):
             mb = batch.index(mb_idx)
-            dist, value_f = model.distribution_and_value(mb.obs)
-            neg_log_probs = -dist.log_prob(mb.actions)
-            entropy = dist.entropy()
+            value_f, neg_log_probs, entropy = model.value_and_evaluate(mb.obs, mb.actions)
             advantages = mb.advantages
             if norm_adv and len(mb) > 1:
                 advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
@@ -124,9 +122,9 @@ def ppo_update(model: PPO2, optimizer: torch.optim.Optimizer, batch: Batch, *, a
             out.loss.backward()
             if average_gradients is not None:
                 average_gradients(model)
-            nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+            nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm, foreach=True)
             optimizer.step()
-            terms.append(torch.stack([t.detach() for t in out]))
+            terms.append(torch.stack(out).detach())
             epoch_kl.append(out.approx_kl)
         epochs_run += 1
         if target_kl is not None:
@@ -192,9 +190,11 @@ class Trainer:
         self.dist.broadcast_module(self.model)
         params = self.model.parameters()
         if cfg.optimizer == "adam":
-            self.optimizer = torch.optim.Adam(params, lr=cfg.learning_rate, eps=cfg.optimizer_eps)
+            # fused Adam: one kernel per step instead of a dozen per parameter (2x faster on small MLPs)
+            self.optimizer = torch.optim.Adam(params, lr=cfg.learning_rate, eps=cfg.optimizer_eps, fused=True)
         else:
-            self.optimizer = torch.optim.RMSprop(params, lr=cfg.learning_rate, alpha=0.99, eps=cfg.optimizer_eps)
+            self.optimizer = torch.optim.RMSprop(params, lr=cfg.learning_rate, alpha=0.99, eps=cfg.optimizer_eps,
+                                                 foreach=True)
         self.storage = RolloutStorage(cfg.num_steps, self.num_envs, obs_dim, model.action_head.action_shape,
                                       model.action_head.action_dtype)
 
@@ -243,9 +243,7 @@ class Trainer:
             obs = self.next_obs
             s.obs[t] = obs
             obs_t = torch.from_numpy(s.obs[t]) if on_cpu else torch.from_numpy(s.obs[t]).to(self.device)
-            dist, value = model.distribution_and_value(obs_t)
-            action = dist.sample()
-            neg_log_prob = -dist.log_prob(action)
+            value, action, neg_log_prob = model.policy_step(obs_t)
             action_np = action.cpu().numpy()
             s.actions[t] = action_np
             s.values[t] = value.cpu().numpy()
@@ -421,11 +419,11 @@ class Trainer:
         return self.last_checkpoint
 
     def _load(self, path: str) -> None:
-        from .hub import build_model
-
         ckpt, state, tensors = load_checkpoint(path)
-        model = build_model(ckpt / "config.json", ckpt / "model.safetensors", map_location=self.device)
-        self.model.load_state_dict(model.state_dict())
+        from .io import load_tensors, read_json
+
+        meta = read_json(ckpt / "config.json")
+        self.model.load_state_dict(load_tensors(ckpt / "model.safetensors", expected_sha256=meta["weights_sha256"]))
         opt_tensors = {k: v.to(self.device) if k.endswith(("exp_avg", "exp_avg_sq", "square_avg")) else v
                        for k, v in tensors.items() if k.startswith("optim.")}
         self.optimizer.load_state_dict(optimizer_state_from_flat(opt_tensors, state["optimizer"]))

@@ -1,0 +1,113 @@
+"""model.loss / ppo_loss / a2c_loss against hand-computed values."""
+import math
+
+import pytest
+import torch
+
+from ppo2 import PPO2, a2c_loss, ppo_loss
+
+T = torch.tensor
+
+
+def _args(nlp, old_nlp, adv, returns=(1.0, 0.0), values=(0.5, 0.5), old_values=(0.4, 0.8), ent=(0.6, 0.4)):
+    return dict(returns=T(returns), value_f=T(values), neg_log_probs=T(nlp), entropy=T(ent), advantages=T(adv),
+                old_values=T(old_values), old_neg_log_probs=T(old_nlp))
+
+
+def test_both_samples_clipped():
+    # ratio = exp(old - new) = [e^0.2, e^-0.3] = [1.2214, 0.7408]; both leave [0.8, 1.2]
+    # A=+1: max(-1.2214, -1.2) = -1.2 ; A=-1: max(0.7408, 0.8) = 0.8  -> pg = -0.2
+    # values: v-old = [0.1, -0.3] -> v_clip = [0.5, 0.6]; max sq err = [0.25, 0.36] -> 0.5*0.305 = 0.1525
+    # approx_kl = 0.5*mean(0.04, 0.09) = 0.0325 ; loss = -0.2 - 0.01*0.5 + 0.5*0.1525 = -0.12875
+    out = ppo_loss(**_args([0.1, 0.5], [0.3, 0.2], [1.0, -1.0]), clip_range=0.2, ent_coef=0.01, vf_coef=0.5)
+    assert out.pg_loss.item() == pytest.approx(-0.2, abs=1e-6)
+    assert out.value_loss.item() == pytest.approx(0.1525, abs=1e-6)
+    assert out.entropy_mean.item() == pytest.approx(0.5, abs=1e-6)
+    assert out.approx_kl.item() == pytest.approx(0.0325, abs=1e-6)
+    assert out.loss.item() == pytest.approx(-0.12875, abs=1e-6)
+    assert out.clip_fraction.item() == 1.0
+
+
+def test_unclipped_inside_range():
+    # ratio = [e^0.05, e^-0.05]: inside [0.8, 1.2], clipping inactive
+    r1, r2 = math.exp(0.05), math.exp(-0.05)
+    out = ppo_loss(**_args([0.25, 0.25], [0.3, 0.2], [1.0, -1.0], old_values=(0.45, 0.55)),
+                   clip_range=0.2, ent_coef=0.0, vf_coef=0.5)
+    assert out.pg_loss.item() == pytest.approx((-r1 + r2) / 2, abs=1e-6)
+    # v - old = [0.05, -0.05] is inside the clip: plain 0.5 * mean((v-R)^2) = 0.5 * 0.25
+    assert out.value_loss.item() == pytest.approx(0.125, abs=1e-6)
+    assert out.clip_fraction.item() == 0.0
+
+
+def test_pessimistic_bound_keeps_unclipped_term():
+    # A=+1 with ratio 0.7 (< 1-c): -A*r = -0.7 > -A*clip = -0.8, so the *unclipped* term is kept
+    old = 0.3
+    nlp = old - math.log(0.7)
+    out = ppo_loss(**_args([nlp, 0.2], [old, 0.2], [1.0, 0.0]), clip_range=0.2, ent_coef=0.0, vf_coef=0.0)
+    assert out.pg_loss.item() == pytest.approx((-0.7 + 0.0) / 2, abs=1e-6)
+
+
+def test_model_loss_is_the_seed_contract():
+    args = _args([0.1, 0.5], [0.3, 0.2], [1.0, -1.0])
+    out = PPO2.loss(args["returns"], args["value_f"], args["neg_log_probs"], args["entropy"], args["advantages"],
+                    args["old_values"], args["old_neg_log_probs"], 0.2, 0.01, 0.5)
+    assert isinstance(out, tuple) and len(out) == 5
+    loss, pg_loss, value_loss, entropy_mean, approx_kl = out
+    assert loss.item() == pytest.approx(-0.12875, abs=1e-6)
+    assert approx_kl.item() == pytest.approx(0.0325, abs=1e-6)
+
+
+def test_no_value_clipping_option():
+    out = ppo_loss(**_args([0.1, 0.5], [0.3, 0.2], [1.0, -1.0]), clip_range=0.2, ent_coef=0.0, vf_coef=0.5,
+                   clip_value=False)
+    assert out.value_loss.item() == pytest.approx(0.5 * (0.25 + 0.25) / 2, abs=1e-6)
+
+
+def test_a2c_loss_by_hand():
+    # pg = mean(A * nlp) = (1*0.1 + -1*0.5)/2 = -0.2 ; value = 0.5*mean(0.25, 0.25) = 0.125
+    out = a2c_loss(T([1.0, 0.0]), T([0.5, 0.5]), T([0.1, 0.5]), T([0.6, 0.4]), T([1.0, -1.0]), T([0.1, 0.5]),
+                   ent_coef=0.1, vf_coef=0.5)
+    assert out.pg_loss.item() == pytest.approx(-0.2)
+    assert out.value_loss.item() == pytest.approx(0.125)
+    assert out.loss.item() == pytest.approx(-0.2 - 0.1 * 0.5 + 0.5 * 0.125)
+
+
+def test_a2c_gradient_equals_ppo_first_step_gradient():
+    """With ratio 1 (first epoch) PPO's clipped objective has the same policy gradient as A2C's."""
+    torch.manual_seed(0)
+    model = PPO2(4, 16, 3)
+    obs = torch.randn(32, 4)
+    with torch.no_grad():
+        v, a, nlp, _ = model(obs)
+    adv = torch.randn(32)
+    grads = []
+    for kind in ("ppo", "a2c"):
+        model.zero_grad()
+        _, _, new_nlp, ent = model(obs, action=a)
+        if kind == "ppo":
+            out = ppo_loss(v + adv, v, new_nlp, ent, adv, v, nlp, 0.2, 0.0, 0.0)
+        else:
+            out = a2c_loss(v + adv, v, new_nlp, ent, adv, nlp, 0.0, 0.0)
+        out.loss.backward()
+        grads.append(model.action_head.logits.weight.grad.clone())
+    torch.testing.assert_close(grads[0], grads[1])
+
+
+def test_loss_rejects_broadcasting_shapes():
+    with pytest.raises(ValueError, match=r"value_f=\(2, 1\)"):
+        ppo_loss(T([1.0, 0.0]), T([[0.5], [0.5]]), T([0.1, 0.5]), T([0.6, 0.4]), T([1.0, -1.0]), T([0.4, 0.8]),
+                 T([0.3, 0.2]), 0.2, 0.0, 0.5)
+
+
+def test_gradients_reach_both_heads_and_latent():
+    torch.manual_seed(0)
+    model = PPO2(4, 8, 2)
+    obs = torch.randn(16, 4)
+    with torch.no_grad():
+        v, a, nlp, _ = model(obs)
+    value, _, new_nlp, ent = model(obs, action=a)
+    loss, *_ = model.loss(v + torch.randn(16), value, new_nlp, ent, torch.randn(16), v, nlp, 0.2, 0.01, 0.5)
+    loss.backward()
+    for name in ("action_head.logits.weight", "value_head.weight", "latent.0.weight"):
+        grad = dict(model.named_parameters())[name].grad
+        assert grad is not None and grad.abs().sum() > 0, name

@@ -1,0 +1,211 @@
+"""The hub model: the seed call, shapes per space, sampling vs evaluation, initialisation, bad input."""
+import importlib.util
+import math
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from conftest import REPO, hub_load
+from ppo2 import PPO2
+from ppo2.distributions import space_to_spec
+
+SPACES = {
+    "discrete": (gym.spaces.Discrete(3), ()),
+    "box": (gym.spaces.Box(-2.0, 2.0, (2,), np.float32), (2,)),
+    "multidiscrete": (gym.spaces.MultiDiscrete([3, 4]), (2,)),
+    "multibinary": (gym.spaces.MultiBinary(5), (5,)),
+}
+
+
+def test_seed_call_unchanged():
+    model = hub_load("ppo2", reset_param=True, force_reload=True, input_dim=4, hidden_dim=64, action_space=2, dropout=0)
+    assert isinstance(model, nn.Module)
+    value_f, action, neg_log_prob, entropy = model(torch.randn(7, 4))
+    assert value_f.shape == action.shape == neg_log_prob.shape == entropy.shape == (7,)
+    assert action.dtype == torch.int64 and set(action.tolist()) <= {0, 1}
+    # near-uniform initial policy (0.01-gain head): entropy ~ log 2
+    assert torch.allclose(entropy, torch.full((7,), math.log(2)), atol=1e-3)
+
+
+def _hubconf():
+    spec = importlib.util.spec_from_file_location("hubconf_under_test", REPO / "hubconf.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_hub_list_and_help_show_only_public_entrypoints():
+    hubconf = _hubconf()
+    # what torch.hub.list computes
+    entrypoints = sorted(f for f in dir(hubconf) if callable(getattr(hubconf, f)) and not f.startswith("_"))
+    assert entrypoints == ["eval_fn", "ppo2", "train_fn"]
+    assert set(hubconf.dependencies) >= {"torch", "gymnasium"}
+    for name in entrypoints:  # what torch.hub.help prints
+        doc = torch.hub._load_entry_from_hubconf(hubconf, name).__doc__
+        assert "Args" in doc and "Example" in doc, name
+    assert "pretrained" in hubconf.ppo2.__doc__ and "Returns" in hubconf.ppo2.__doc__
+
+
+@pytest.mark.parametrize("kind", SPACES)
+def test_shapes_per_space(kind):
+    space, action_shape = SPACES[kind]
+    model = PPO2(6, 32, space)
+    v, a, nlp, ent = model(torch.randn(5, 6))
+    assert v.shape == nlp.shape == ent.shape == (5,)
+    assert a.shape == (5, *action_shape)
+    assert space.contains(model.action_head.to_env(a[0].numpy()).astype(space.dtype))
+    # one unbatched observation
+    v1, a1, nlp1, ent1 = model(np.zeros(6, np.float32))
+    assert v1.shape == nlp1.shape == ent1.shape == ()
+    assert a1.shape == action_shape
+
+
+@pytest.mark.parametrize("kind", SPACES)
+def test_sample_then_evaluate_agree(kind):
+    torch.manual_seed(0)
+    model = PPO2(6, 32, SPACES[kind][0])
+    obs = torch.randn(9, 6)
+    v, a, nlp, ent = model(obs)
+    v2, a2, nlp2, ent2 = model(obs, action=a)
+    assert torch.equal(a, a2)
+    torch.testing.assert_close(nlp, nlp2)
+    torch.testing.assert_close(ent, ent2)
+    torch.testing.assert_close(v, v2)
+
+
+def test_log_prob_and_entropy_of_gaussian_are_summed_over_dims():
+    model = PPO2(3, 8, gym.spaces.Box(-1, 1, (4,), np.float32), log_std_init=-0.5)
+    obs = torch.randn(2, 3)
+    _, _, _, ent = model(obs)
+    per_dim = 0.5 + 0.5 * math.log(2 * math.pi) - 0.5
+    torch.testing.assert_close(ent, torch.full((2,), 4 * per_dim))
+    mean = model.action_head.mean(model.latent(obs))
+    _, _, nlp, _ = model(obs, action=mean)  # at the mean: -log p = sum over dims of log(sigma sqrt(2 pi))
+    torch.testing.assert_close(nlp, torch.full((2,), 4 * (-0.5 + 0.5 * math.log(2 * math.pi))))
+
+
+def test_deterministic_action_is_the_mode():
+    torch.manual_seed(0)
+    model = PPO2(4, 16, 3)
+    obs = torch.randn(20, 4)
+    logits = model.action_head.logits(model.latent(obs))
+    assert torch.equal(model.act(obs, deterministic=True), logits.argmax(-1))
+    _, a, _, _ = model(obs, deterministic=True)
+    assert torch.equal(a, logits.argmax(-1))
+    action, state = model.predict(obs.numpy())
+    assert state is None and isinstance(action, np.ndarray) and np.array_equal(action, logits.argmax(-1).numpy())
+
+
+def test_box_actions_are_clipped_for_the_env_only():
+    model = PPO2(2, 8, gym.spaces.Box(-1, 1, (1,), np.float32), log_std_init=3.0)
+    action, _ = model.predict(np.zeros((100, 2), np.float32), deterministic=False)
+    assert action.min() >= -1 and action.max() <= 1
+
+
+def test_reset_param_gives_baselines_initialisation():
+    torch.manual_seed(0)
+    model = PPO2(4, 64, 2, reset_param=True)
+    hidden = model.latent[0].weight
+    # orthogonal with gain sqrt(2): rows orthogonal, W W^T = 2 I (64x4 -> columns orthonormal * sqrt 2)
+    torch.testing.assert_close(hidden.T @ hidden, 2 * torch.eye(4), atol=1e-5, rtol=0)
+    head = model.action_head.logits.weight
+    torch.testing.assert_close(head @ head.T, 0.01 ** 2 * torch.eye(2), atol=1e-7, rtol=0)
+    torch.testing.assert_close((model.value_head.weight ** 2).sum(), torch.tensor(1.0))
+    assert all(float(b.detach().abs().max()) == 0 for n, b in model.named_parameters() if n.endswith("bias"))
+
+
+def test_separate_towers_and_custom_latents():
+    model = PPO2(4, 16, 2, shared_latent=False)
+    assert model.policy_latent is not model.value_latent
+    assert not any(k.startswith("latent.") for k in model.state_dict())
+    pi = nn.Sequential(nn.Linear(4, 10), nn.ReLU())
+    vf = nn.Sequential(nn.Linear(4, 12), nn.ReLU())
+    custom = PPO2(4, action_space=2, policy_net=pi, value_net=vf)
+    v, a, nlp, ent = custom(torch.randn(3, 4))
+    assert v.shape == (3,) and custom.action_head.logits.in_features == 10 and custom.value_head.in_features == 12
+
+
+def test_distribution_argument():
+    model = PPO2(3, 8, gym.spaces.Box(-1, 1, (2,), np.float32), distribution=torch.distributions.Laplace)
+    assert isinstance(model(torch.randn(4, 3)) , tuple)
+    assert model.get_config()["distribution"] == "torch.distributions.Laplace"
+    rebuilt = PPO2.from_config(model.get_config())
+    assert rebuilt.action_head.dist_cls is torch.distributions.Laplace
+
+
+def test_observation_normaliser_matches_numpy():
+    model = PPO2(3, 8, 2, normalize_obs=True)
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(5, 2, (100, 3)), rng.normal(-1, 0.5, (50, 3))
+    for chunk in (a, b):
+        t = torch.from_numpy(chunk)
+        model.update_obs_stats(t.mean(0), t.var(0, unbiased=False), len(chunk))
+    both = np.concatenate([a, b])
+    np.testing.assert_allclose(model.obs_mean.numpy(), both.mean(0), rtol=1e-5)
+    np.testing.assert_allclose(model.obs_var.numpy(), both.var(0), rtol=1e-3)
+    x = torch.tensor([[5.0, 5.0, 5.0]])
+    expected = np.clip((5.0 - both.mean(0)) / np.sqrt(both.var(0) + 1e-8), -10, 10)
+    np.testing.assert_allclose(model.normalize(x)[0].numpy(), expected, rtol=1e-3)
+    assert {"obs_mean", "obs_var", "obs_count"} <= set(model.state_dict())
+
+
+# ---------------------------------------------------------------------------------------------------
+# bad input: each error names what was expected and what came
+# ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("obs, match", [
+    (torch.randn(3, 5), r"shape \(3, 5\), expected \(N, 4\) or \(4,\)"),
+    (torch.randn(2, 3, 4), r"shape \(2, 3, 4\)"),
+    (torch.tensor([[0.0, float("nan"), 0.0, 0.0]]), "1 NaN/inf"),
+    (torch.tensor([[0.0, float("inf"), float("-inf"), 0.0]]), "2 NaN/inf"),
+])
+def test_bad_observations(obs, match):
+    with pytest.raises(ValueError, match=match):
+        PPO2(4, 8, 2)(obs)
+
+
+@pytest.mark.parametrize("action, match", [
+    (torch.zeros(3, 1, dtype=torch.long), r"shape \(3, 1\), expected \(3,\)"),
+    (torch.tensor([0, 1, 2]), r"expected values in \[0, 2\), got min 0, max 2"),
+    (torch.tensor([0, -1, 1]), r"got min -1"),
+    (torch.tensor([0.5, 1.0, 0.0]), "integers"),
+])
+def test_bad_discrete_actions(action, match):
+    with pytest.raises(ValueError, match=match):
+        PPO2(4, 8, 2)(torch.randn(3, 4), action=action)
+
+
+def test_bad_box_action_shape():
+    model = PPO2(4, 8, gym.spaces.Box(-1, 1, (2,), np.float32))
+    with pytest.raises(ValueError, match=r"shape \(3,\), expected \(3, 2\)"):
+        model(torch.randn(3, 4), action=torch.zeros(3))
+
+
+@pytest.mark.parametrize("kwargs, exc, match", [
+    (dict(hidden_dim=0), ValueError, "hidden_dim must be an int >= 1, got 0"),
+    (dict(input_dim=0), ValueError, "input_dim must be an int >= 1, got 0"),
+    (dict(dropout=1.0), ValueError, r"dropout must be a float in \[0, 1\), got 1.0"),
+    (dict(dropout=-0.1), ValueError, r"dropout must be a float in \[0, 1\), got -0.1"),
+    (dict(distribution=torch.nn.Linear), TypeError, "Distribution subclass, got <class 'torch.nn.modules.linear.Linear'>"),
+    (dict(distribution="builtins.eval"), ValueError, "unknown distribution 'builtins.eval'"),
+    (dict(action_space=0), ValueError, "must be >= 1, got 0"),
+    (dict(action_space=gym.spaces.Dict({"a": gym.spaces.Discrete(2)})), TypeError, "unsupported action space Dict"),
+    (dict(action_space=gym.spaces.Box(-1, 1, (2, 2))), ValueError, r"1-D \(shape \(d,\)\), got shape \(2, 2\)"),
+    (dict(action_space=gym.spaces.Box(-1, 1, (2,)), distribution=torch.distributions.Categorical), ValueError,
+     "cannot parameterise a Box"),
+    (dict(distribution=torch.distributions.Normal), ValueError, "cannot parameterise a Discrete"),
+])
+def test_bad_constructor_arguments(kwargs, exc, match):
+    args = dict(input_dim=4, hidden_dim=8, action_space=2)
+    args.update(kwargs)
+    with pytest.raises(exc, match=match):
+        PPO2(**args)
+
+
+def test_space_spec_round_trip():
+    for space, _ in SPACES.values():
+        spec = space_to_spec(space)
+        assert PPO2(3, 4, spec).action_spec == spec

@@ -1,0 +1,269 @@
+"""The trainer's machinery: autoreset handling, bootstrapping, determinism, resume, signals, bad input."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import toy_envs  # noqa: F401  (registers ppo2test/*)
+from conftest import REPO, hub_load
+from ppo2 import trainer as trainer_mod
+from ppo2.config import TrainConfig, build_parser
+from ppo2.trainer import NonFiniteLossError, Trainer, train
+
+FAST = dict(tensorboard=False, progress=False)
+
+
+def make(tmp_path, env_id="CartPole-v1", **kw):
+    cfg = TrainConfig.for_env(env_id, output_dir=str(tmp_path / "run"), **{**FAST, **kw})
+    return Trainer(cfg)
+
+
+def state(model):
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+def assert_same(a, b):
+    assert a.keys() == b.keys()
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+
+
+# ---------------------------------------------------------------------------------------------------
+# autoreset (NEXT_STEP) and bootstrapping
+# ---------------------------------------------------------------------------------------------------
+
+def test_reset_step_is_marked_invalid_and_left_out(tmp_path):
+    # Count-v0 terminates every 3 steps: rows 0-2 are one episode, row 3 is the autoreset step, ...
+    t = make(tmp_path, "ppo2test/Count-v0", num_envs=2, num_steps=8, num_minibatches=1, total_timesteps=16)
+    t.collect_rollout()
+    s = t.storage
+    assert s.valid[:, 0].tolist() == [True, True, True, False, True, True, True, False]
+    assert s.terminations[:, 0].tolist() == [0, 0, 1, 0, 0, 0, 1, 0]
+    assert s.rewards[:, 0].tolist() == [1, 1, 1, 0, 1, 1, 1, 0]  # the reset step pays nothing
+    assert s.obs[:, 0, 0].tolist() == [0, 1, 2, 3, 0, 1, 2, 3]    # row 3 holds the final observation
+    batch, _ = t.compute_batch()
+    assert len(batch) == 12  # 16 rows minus the 4 reset rows
+    assert sorted(set(batch.obs[:, 0].tolist())) == [0.0, 1.0, 2.0]
+    assert t.recent_returns == type(t.recent_returns)([3.0] * 4) and list(t.recent_lengths) == [3] * 4
+    t.close()
+
+
+def test_truncation_bootstraps_from_value_of_final_observation(tmp_path):
+    # CountTruncated-v0: time limit of 4 steps, never terminates. The row after the truncation holds the
+    # true final observation (obs=4); the truncated step's target is r + gamma * V(final obs).
+    t = make(tmp_path, "ppo2test/CountTruncated-v0", num_envs=1, num_steps=6, num_minibatches=1,
+             total_timesteps=6, gamma=0.9, gae_lambda=0.5, norm_adv=False)
+    t.collect_rollout()
+    s = t.storage
+    assert s.truncations[:, 0].tolist() == [0, 0, 0, 1, 0, 0]
+    assert s.valid[:, 0].tolist() == [True, True, True, True, False, True]
+    assert s.obs[4, 0, 0] == 4.0
+    v_final = float(t.model.value(torch.tensor([4.0])))
+    batch, _ = t.compute_batch()
+    truncated_row = batch.obs[:, 0].tolist().index(3.0)
+    assert batch.returns[truncated_row].item() == pytest.approx(1.0 + 0.9 * v_final, abs=1e-5)
+    t.close()
+
+
+def test_identity_env_is_learned_in_seconds(tmp_path):
+    # chance level is 20 * 1/4 = 5 per episode; a working learner reaches >= 19 (95%)
+    model = train(env_id="ppo2test/Identity-v0", total_timesteps=30_000, num_envs=8, num_steps=64, num_minibatches=4,
+                  update_epochs=4, learning_rate=3e-3, eval_interval=5, eval_episodes=10, target_reward=19.0,
+                  output_dir=str(tmp_path / "id"), seed=0, **FAST)
+    assert model.trainer_summary["solved_at"] is not None, model.trainer_summary
+
+
+# ---------------------------------------------------------------------------------------------------
+# determinism, checkpoints, resume
+# ---------------------------------------------------------------------------------------------------
+
+SHORT = dict(total_timesteps=8 * 32 * 6, eval_interval=2, checkpoint_interval=0, stop_at_target=False)
+
+
+def test_same_seed_same_weights_different_seed_different(tmp_path):
+    a = train(env_id="CartPole-v1", seed=3, output_dir=str(tmp_path / "a"), **SHORT, **FAST)
+    b = train(env_id="CartPole-v1", seed=3, output_dir=str(tmp_path / "b"), **SHORT, **FAST)
+    c = train(env_id="CartPole-v1", seed=4, output_dir=str(tmp_path / "c"), **SHORT, **FAST)
+    assert_same(state(a), state(b))
+    assert not torch.equal(a.value_head.weight, c.value_head.weight)
+
+
+@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
+def test_resume_is_bit_identical(tmp_path, monkeypatch, env_id):
+    kw = dict(SHORT, num_envs=4, num_steps=32, num_minibatches=2, update_epochs=2, total_timesteps=4 * 32 * 6)
+    full = train(env_id=env_id, seed=5, output_dir=str(tmp_path / "full"), **kw, **FAST)
+
+    # the same run, stopped by a signal after update 3 ...
+    real_update, calls = trainer_mod.ppo_update, []
+
+    def update_then_signal(*args, **kwargs):
+        out = real_update(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 3:
+            trainer.__dict__["_stop_signal"] = signal.SIGTERM
+        return out
+
+    cfg = TrainConfig.for_env(env_id, seed=5, output_dir=str(tmp_path / "split"), **kw, **FAST)
+    trainer = Trainer(cfg)
+    monkeypatch.setattr(trainer_mod, "ppo_update", update_then_signal)
+    trainer.learn()
+    trainer.close()
+    assert trainer.update == 3 and trainer.stop_reason == "signal SIGTERM"
+    monkeypatch.setattr(trainer_mod, "ppo_update", real_update)
+
+    # ... then resumed from its checkpoint
+    resumed = Trainer(cfg.replace(resume=str(tmp_path / "split")))
+    assert resumed.update == 3
+    model = resumed.learn()
+    resumed.close()
+    assert resumed.update == 6
+    assert_same(state(full), state(model))
+    rows = (tmp_path / "split" / "metrics.csv").read_text().strip().splitlines()
+    assert len(rows) == 1 + 6  # header + one row per update, across both processes
+
+
+def test_resume_from_missing_path_is_an_error(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        make(tmp_path, resume=str(tmp_path / "nope"))
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match="holds no checkpoints"):
+        make(tmp_path, resume=str(tmp_path / "empty"))
+
+
+def test_sigterm_leaves_a_loadable_checkpoint(tmp_path):
+    out = tmp_path / "sig"
+    proc = subprocess.Popen(
+        [sys.executable, str(REPO / "train.py"), "--env", "CartPole-v1", "--total-timesteps", "50000000",
+         "--no-stop-at-target", "--no-progress", "--no-tensorboard", "--output-dir", str(out), "--eval-interval", "0"],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        metrics = out / "metrics.csv"
+        if metrics.exists() and len(metrics.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, output
+    assert "signal SIGTERM" in output
+    latest = json.loads((out / "checkpoints" / "latest.json").read_text())
+    assert latest["update"] >= 2
+    model = hub_load("ppo2", pretrained=str(out))
+    assert model(torch.zeros(4))[1].shape == ()
+    ckpt = hub_load("ppo2", pretrained=str(out / "checkpoints" / latest["dir"]))
+    assert_same(state(model), state(ckpt))
+
+
+def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
+    # NaNReward-v0 turns rewards into NaN after 100 steps per env: update 1 (2 envs x 32 steps) is healthy
+    t = make(tmp_path, "ppo2test/NaNReward-v0", num_envs=2, num_steps=32, num_minibatches=1,
+             total_timesteps=64 * 20, checkpoint_interval=1, eval_interval=0)
+    with pytest.raises(NonFiniteLossError, match="loss is nan"):
+        t.learn()
+    good = json.loads((tmp_path / "run" / "checkpoints" / "latest.json").read_text())
+    assert good["update"] == t.update >= 1
+    model = hub_load("ppo2", pretrained=str(tmp_path / "run" / "checkpoints" / good["dir"]))
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    t.close()
+
+
+# ---------------------------------------------------------------------------------------------------
+# bad input: clear errors before any training
+# ---------------------------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("kw, exc, match", [
+    (dict(env_id="CartPole-v2"), ValueError, r"unknown environment id 'CartPole-v2'.*Did you mean 'CartPole-v1'"),
+    (dict(env_id="CartPol-v1"), ValueError, r"Did you mean 'CartPole-v1'"),
+    (dict(env_id="FrozenLake-v1"), ValueError, r"unsupported observation space Discrete\(16\)"),
+    (dict(env_id="ppo2test/ImageObs-v0"), ValueError, r"expected a 1-D Box"),
+    (dict(env_id="ppo2test/TupleAction-v0"), TypeError, r"unsupported action space Tuple"),
+    (dict(num_envs=3, num_steps=5, num_minibatches=4), ValueError, r"15 is not divisible into num_minibatches=4"),
+    (dict(num_envs=1, num_steps=4, num_minibatches=4, total_timesteps=64), ValueError,
+     r"minibatches of at least 2 samples, got minibatch size 1"),
+    (dict(total_timesteps=10), ValueError, r"total_timesteps=10 is smaller than one rollout"),
+    (dict(gamma=1.5), ValueError, r"gamma must be in \(0, 1\], got 1.5"),
+    (dict(device="cuda:0"), ValueError, "CUDA is not available"),
+])
+def test_bad_configuration_fails_before_training(tmp_path, kw, exc, match):
+    if kw.get("device", "").startswith("cuda") and torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    env_id = kw.pop("env_id", "CartPole-v1")
+    with pytest.raises(exc, match=match):
+        make(tmp_path, env_id, **kw)
+    assert not (tmp_path / "run" / "metrics.csv").exists()
+
+
+def test_unknown_option_is_a_type_error():
+    with pytest.raises(TypeError, match=r"unknown training options \['learning_rat'\]"):
+        TrainConfig.for_env("CartPole-v1", learning_rat=1e-3)
+
+
+def test_derived_sizes_are_properties():
+    cfg = TrainConfig.for_env("CartPole-v1", num_envs=4, num_steps=64, num_minibatches=8, total_timesteps=10_000)
+    assert (cfg.batch_size, cfg.minibatch_size, cfg.num_updates) == (256, 32, 39)
+    with pytest.raises(Exception):
+        cfg.num_envs = 5  # frozen: derived, never mutated
+
+
+# ---------------------------------------------------------------------------------------------------
+# command line, outputs, custom networks
+# ---------------------------------------------------------------------------------------------------
+
+def test_cli_help_lists_every_option():
+    text = build_parser().format_help()
+    for flag in ("--env", "--total-timesteps", "--seed", "--num-envs", "--output-dir", "--algo", "--resume",
+                 "--target-reward", "--clip-range", "--gae-lambda", "--normalize-obs", "--push-to-hub", "--device"):
+        assert flag in text, flag
+
+
+def test_cli_print_config_applies_preset_then_flags():
+    out = subprocess.run([sys.executable, str(REPO / "train.py"), "--env", "CartPole-v1", "--seed", "7", "--print-config"],
+                         cwd=REPO, capture_output=True, text=True, check=True).stdout
+    cfg = json.loads(out)
+    assert cfg["seed"] == 7 and cfg["gamma"] == TrainConfig.for_env("CartPole-v1").gamma
+
+
+def test_cli_unknown_env_exits_with_message(tmp_path):
+    res = subprocess.run([sys.executable, str(REPO / "train.py"), "--env", "CartPole-v9", "--output-dir", str(tmp_path)],
+                         cwd=REPO, capture_output=True, text=True)
+    assert res.returncode == 2 and "Did you mean 'CartPole-v1'" in res.stderr
+
+
+def test_run_outputs(tmp_path):
+    out = tmp_path / "o"
+    train(env_id="CartPole-v1", output_dir=str(out), total_timesteps=8 * 32 * 4, eval_interval=2, tensorboard=True,
+          progress=False, stop_at_target=False)
+    for name in ("model.safetensors", "config.json", "metrics.csv", "learning_curve.png", "summary.json",
+                 "train_config.json", "results.json"):
+        assert (out / name).is_file(), name
+    assert any((out / "tb").iterdir())
+    header = (out / "metrics.csv").read_text().splitlines()[0].split(",")
+    for col in ("sps", "episode_return", "approx_kl", "clip_fraction", "explained_variance", "value_loss"):
+        assert col in header
+    assert hub_load("ppo2", pretrained=str(out)).input_dim == 4
+
+
+def test_custom_latent_networks_plug_in(tmp_path):
+    def nets():
+        torch.manual_seed(0)
+        return (torch.nn.Sequential(torch.nn.Linear(4, 32), torch.nn.ReLU()),
+                torch.nn.Sequential(torch.nn.Linear(4, 48), torch.nn.ReLU()))
+
+    pi, vf = nets()
+    before = pi[0].weight.clone()
+    out = tmp_path / "c"
+    model = train(env_id="CartPole-v1", policy_net=pi, value_net=vf, output_dir=str(out), total_timesteps=8 * 32 * 3,
+                  eval_interval=0, stop_at_target=False, **FAST)
+    assert model.policy_latent is pi and not torch.equal(before, pi[0].weight)
+    from ppo2 import PPO2
+
+    with pytest.raises(ValueError, match="custom latent networks: pass the same architecture"):
+        PPO2.from_pretrained(out)
+    reloaded = PPO2.from_pretrained(out, policy_net=nets()[0], value_net=nets()[1])
+    assert_same(state(model), state(reloaded))
