@@ -73,8 +73,13 @@ def evaluate_policy(model, env_id: str, n_episodes: int = 10, seed: int = 0, det
 def record_replay(model, env_id: str, path: str | Path, seed: int = 0, deterministic: bool = True,
                   max_steps: int = 1000, frame_skip: int = 2, scale: float = 0.5, fps: int | None = None) -> dict:
     """Render one episode (rgb_array, headless) to a GIF; returns {'return', 'length', 'path'}."""
+    import os
+
     import gymnasium as gym
     import imageio.v3 as iio
+
+    os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # headless: rgb_array needs no window
+    os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 
     env = gym.make(env_id, render_mode="rgb_array")
     try:

@@ -379,6 +379,9 @@ class Trainer:
             self.last_eval = res
             if self.best_eval is None or res["mean_reward"] >= self.best_eval["mean_reward"]:
                 self.best_eval = res
+                from .hub import save_pretrained
+
+                save_pretrained(self.model, self.output_dir / "best", env_id=cfg.env_id, results=res)
             target = self.target_reward
             if target is not None and res["mean_reward"] >= target:
                 if self.solved_at is None:

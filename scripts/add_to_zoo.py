@@ -1,0 +1,81 @@
+#!/usr/bin/env python
+"""Add a train.py run to the shipped policy zoo (weights/).
+
+    python scripts/add_to_zoo.py RUN_DIR --command "python train.py --env CartPole-v1 --seed 1" \
+        --trained-on "2-core CPU"
+
+Takes RUN_DIR/best (the best policy by the run's own periodic evaluation; RUN_DIR itself if there is no
+best/), evaluates it on 100 deterministic episodes with seeds 0..99 (never used during training: the
+trainer evaluates on seeds from 1,000,000), writes a replay GIF and copies the learning curve, and records
+the entry with the sha256 of every file in weights/zoo.json.
+"""
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from ppo2.evaluate import evaluate_policy, record_replay  # noqa: E402
+from ppo2.hub import from_pretrained, save_pretrained  # noqa: E402
+from ppo2.io import atomic_write_json, read_json, sha256_file  # noqa: E402
+
+RL_ZOO_PPO = {  # RL-Zoo's published PPO scores (the goals we must match or beat)
+    "CartPole-v1": "500.00 +/- 0.00", "Acrobot-v1": "-73.50 (goal)", "LunarLander-v3": "242 (goal)",
+    "Pendulum-v1": "-172 (goal)",
+}
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("run_dir", type=Path)
+    p.add_argument("--command", required=True, help="the exact train.py command that produced the run")
+    p.add_argument("--trained-on", required=True, help="where it ran (machine, device)")
+    p.add_argument("--episodes", type=int, default=100)
+    p.add_argument("--weights-dir", type=Path, default=REPO / "weights")
+    args = p.parse_args()
+
+    run = args.run_dir
+    source = run / "best" if (run / "best" / "model.safetensors").exists() else run
+    model = from_pretrained(source)
+    summary = read_json(run / "summary.json")
+    env_id = summary["env_id"]
+    res = evaluate_policy(model, env_id, n_episodes=args.episodes, seed=0)
+    print(f"{env_id}: {res['mean_reward']:.2f} +/- {res['std_reward']:.2f} over {args.episodes} episodes")
+
+    out = args.weights_dir / env_id
+    if out.exists():
+        shutil.rmtree(out)
+    save_pretrained(model, out, env_id=env_id, results=res)
+    record_replay(model, env_id, out / "replay.gif", seed=0, max_steps=500 if env_id == "LunarLander-v3" else 1000,
+                  frame_skip=3 if env_id in ("CartPole-v1", "LunarLander-v3") else 2)
+    shutil.copyfile(run / "learning_curve.png", out / "learning_curve.png")
+    shutil.copyfile(run / "metrics.csv", out / "metrics.csv")
+    best_step = read_json(source / "results.json").get("global_step", summary["global_step"]) if source != run else summary["global_step"]
+
+    index_path = args.weights_dir / "zoo.json"
+    index = read_json(index_path) if index_path.exists() else {"default": "CartPole-v1", "policies": {}}
+    index["policies"][env_id] = {
+        "env_id": env_id,
+        "dir": env_id,
+        "sha256": {name: sha256_file(out / name) for name in ("model.safetensors", "config.json")},
+        "config": {k: v for k, v in read_json(out / "config.json").items() if k not in ("weights_sha256",)},
+        "command": args.command,
+        "trained_on": args.trained_on,
+        "training_steps": int(best_step),
+        "run_steps": int(summary["global_step"]),
+        "run_wall_time_s": summary["wall_time_s"],
+        "eval": {"mean_reward": res["mean_reward"], "std_reward": res["std_reward"], "n_episodes": res["n_episodes"],
+                 "seeds": f"{res['seed']}..{res['seed'] + res['n_episodes'] - 1}", "deterministic": True,
+                 "command": f"python -m ppo2.evaluate {env_id} -n {args.episodes} --seed 0"},
+        "rl_zoo_ppo": RL_ZOO_PPO.get(env_id),
+    }
+    index["policies"] = dict(sorted(index["policies"].items()))
+    atomic_write_json(index_path, index)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
