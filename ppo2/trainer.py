@@ -551,6 +551,20 @@ class Trainer:
                                 title=f"{self.config.algo.upper()} on {self.config.env_id}", target=self.target_reward)
         except Exception as exc:  # a plot must never cost a finished run
             print(f"warning: learning curve not written: {exc}", file=sys.stderr)
+        if self.config.push_to_hub:
+            self.push_to_hub(self.config.push_to_hub)
+
+    def push_to_hub(self, repo_id: str):
+        """Upload the trained policy with its evaluation, a replay GIF and a model card."""
+        from .evaluate import record_replay
+        from .hub import push_to_hub
+
+        replay = self.output_dir / "replay.gif"
+        record_replay(self.model, self.config.env_id, replay, seed=self.config.eval_seed)
+        results = self.last_eval or evaluate_policy(self.model, self.config.env_id, self.config.eval_episodes,
+                                                    seed=self.config.eval_seed)
+        return push_to_hub(self.model, repo_id, env_id=self.config.env_id, results=results, replay=replay,
+                           train_config=self.config.to_dict())
 
     def close(self) -> None:
         self.envs.close()

@@ -1,0 +1,85 @@
+"""Export the deterministic policy for deployment: ONNX (run it with onnxruntime) or torch.export.
+
+    python -m ppo2.export CartPole-v1 policy.onnx          # a shipped policy
+    python -m ppo2.export runs/my_run policy.onnx          # a train.py output directory
+
+The exported graph maps a batch of raw observations (N, obs_dim) float32 to the actions the environment
+takes: observation normalisation is inside, Discrete actions are int64 indices, Box actions are the
+Gaussian mean clipped to the action bounds (exactly what `model.predict(obs, deterministic=True)` returns).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+__all__ = ["DeterministicPolicy", "export_onnx", "export_program", "main"]
+
+
+class DeterministicPolicy(nn.Module):
+    """obs -> environment action, deterministic: the graph that gets exported."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model = model.eval()
+        spec = model.action_spec
+        self.box = spec["type"] == "Box"
+        if self.box:
+            self.register_buffer("low", torch.tensor(spec["low"], dtype=torch.float32))
+            self.register_buffer("high", torch.tensor(spec["high"], dtype=torch.float32))
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        action = self.model.deterministic_action(obs)
+        if self.box:
+            action = torch.maximum(torch.minimum(action, self.high), self.low)
+        return action
+
+
+def export_onnx(model, path: str | Path, opset: int = 17) -> Path:
+    """Write an ONNX file with a dynamic batch dimension; input 'obs', output 'action'."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    policy = DeterministicPolicy(model.cpu())
+    example = torch.zeros(2, model.input_dim)
+    import warnings
+
+    with torch.no_grad(), warnings.catch_warnings():
+        # the TorchScript exporter needs no extra packages (the dynamo one needs onnxscript) and handles
+        # this static MLP exactly; tests check the ONNX actions against the torch model's
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.onnx.export(policy, (example,), str(path), input_names=["obs"], output_names=["action"],
+                          dynamic_axes={"obs": {0: "batch"}, "action": {0: "batch"}}, opset_version=opset,
+                          dynamo=False)
+    return path
+
+
+def export_program(model) -> torch.export.ExportedProgram:
+    """The same policy as a `torch.export` program (dynamic batch), for torch-native deployment."""
+    policy = DeterministicPolicy(model.cpu())
+    batch = torch.export.Dim("batch", min=1)
+    return torch.export.export(policy, (torch.zeros(2, model.input_dim),), dynamic_shapes=({0: batch},))
+
+
+def main(argv: list[str] | None = None) -> int:
+    from .evaluate import load_policy
+
+    p = argparse.ArgumentParser(prog="python -m ppo2.export", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("source", help="zoo env id, a policy directory, or a Hub repo id")
+    p.add_argument("output", help="output path: .onnx for ONNX, .pt2 for torch.export")
+    p.add_argument("--opset", type=int, default=17)
+    args = p.parse_args(argv)
+    model = load_policy(args.source)
+    if args.output.endswith(".pt2"):
+        torch.export.save(export_program(model), args.output)
+    else:
+        export_onnx(model, args.output, opset=args.opset)
+    print(f"wrote {args.output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,141 @@
+"""Hugging Face Hub: save/load round trips, a pre-filled offline cache, and a patched upload."""
+import json
+import shutil
+import subprocess
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+from huggingface_hub import HfApi, ModelCard
+
+from conftest import REPO
+from ppo2 import PPO2
+from ppo2.hub import from_pretrained
+from ppo2.io import IntegrityError
+
+COMMIT = "0123456789abcdef0123456789abcdef01234567"
+
+
+def _model():
+    torch.manual_seed(0)
+    model = PPO2(3, 16, gym.spaces.Box(-2, 2, (1,), np.float32), normalize_obs=True,
+                 distribution=torch.distributions.Laplace)
+    model.update_obs_stats(torch.tensor([1.0, 2.0, 3.0]), torch.tensor([4.0, 5.0, 6.0]), 100)
+    return model
+
+
+def _same(a, b):
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k], sb[k]) for k in sa)
+
+
+def test_save_pretrained_round_trip_keeps_distribution_and_normaliser(tmp_path):
+    model = _model()
+    model.save_pretrained(tmp_path / "m", env_id="Pendulum-v1")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["distribution"] == "torch.distributions.Laplace" and config["env_id"] == "Pendulum-v1"
+    loaded = PPO2.from_pretrained(tmp_path / "m")
+    assert loaded.action_head.dist_cls is torch.distributions.Laplace and _same(model, loaded)
+    assert loaded.env_id == "Pendulum-v1"
+    obs = torch.randn(4, 3)
+    torch.testing.assert_close(loaded.act(obs), model.act(obs))
+
+
+def _fill_cache(cache, repo_id, src):
+    folder = cache / f"models--{repo_id.replace('/', '--')}"
+    snap = folder / "snapshots" / COMMIT
+    snap.mkdir(parents=True)
+    for f in src.iterdir():
+        shutil.copy(f, snap / f.name)
+    (folder / "refs").mkdir()
+    (folder / "refs" / "main").write_text(COMMIT)
+    return snap
+
+
+def test_from_pretrained_reads_a_prefilled_offline_cache(tmp_path):
+    model = _model()
+    model.save_pretrained(tmp_path / "src", env_id="Pendulum-v1")
+    _fill_cache(tmp_path / "hub", "someone/ppo2-pendulum", tmp_path / "src")
+    # in-process, through hf_hub_download with an explicit cache dir and revision
+    loaded = from_pretrained("someone/ppo2-pendulum", cache_dir=str(tmp_path / "hub"), revision=COMMIT,
+                             local_files_only=True)
+    assert _same(model, loaded)
+    # and as a user would: HF_HUB_CACHE + HF_HUB_OFFLINE in the environment
+    code = ("from ppo2 import PPO2; m = PPO2.from_pretrained('someone/ppo2-pendulum'); "
+            "print(m.env_id, m.action_head.dist_cls.__name__)")
+    env = {"HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["Pendulum-v1", "Laplace"]
+
+
+def test_hub_snapshot_with_corrupt_weights_is_refused(tmp_path):
+    _model().save_pretrained(tmp_path / "src")
+    snap = _fill_cache(tmp_path / "hub", "someone/bad", tmp_path / "src")
+    data = bytearray((snap / "model.safetensors").read_bytes())
+    data[-1] ^= 0xFF
+    (snap / "model.safetensors").write_bytes(bytes(data))
+    with pytest.raises(IntegrityError, match="sha256 mismatch"):
+        from_pretrained("someone/bad", cache_dir=str(tmp_path / "hub"), local_files_only=True)
+
+
+@pytest.fixture
+def uploads(monkeypatch):
+    """Patch the two HfApi calls that touch the network; keep a copy of what would be uploaded."""
+    captured = {}
+
+    def create_repo(self, repo_id, **kw):
+        captured["create"] = dict(repo_id=repo_id, **kw)
+
+    def upload_folder(self, repo_id, folder_path, **kw):
+        from pathlib import Path
+
+        captured["repo_id"] = repo_id
+        captured["files"] = {p.name: p.read_bytes() for p in Path(folder_path).iterdir()}
+        captured["kw"] = kw
+        return "commit-info"
+
+    monkeypatch.setattr(HfApi, "create_repo", create_repo)
+    monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+    return captured
+
+
+def test_push_to_hub_uploads_weights_card_and_metadata(tmp_path, uploads):
+    from ppo2.zoo import load_pretrained
+
+    model = load_pretrained(True)
+    results = {"mean_reward": 500.0, "std_reward": 0.0, "n_episodes": 10, "seed": 0}
+    replay = tmp_path / "replay.gif"
+    replay.write_bytes(b"GIF89a")
+    assert model.push_to_hub("me/ppo2-CartPole-v1", env_id="CartPole-v1", results=results, replay=replay) == "commit-info"
+    files = uploads["files"]
+    assert uploads["repo_id"] == "me/ppo2-CartPole-v1" and uploads["kw"]["repo_type"] == "model"
+    assert {"model.safetensors", "config.json", "results.json", "replay.gif", "README.md"} <= set(files)
+    card = ModelCard(files["README.md"].decode())
+    meta = card.data.to_dict()
+    assert "reinforcement-learning" in meta["tags"] and meta["library_name"] == "ppo2"
+    result = meta["model-index"][0]["results"][0]
+    assert result["task"]["type"] == "reinforcement-learning"
+    assert result["dataset"]["name"] == "CartPole-v1"
+    assert result["metrics"][0] == {"type": "mean_reward", "value": "500.00 +/- 0.00", "name": "mean_reward",
+                                    "verified": False}
+    # what was uploaded loads back
+    up = tmp_path / "uploaded"
+    up.mkdir()
+    for name, data in files.items():
+        (up / name).write_bytes(data)
+    assert _same(model, PPO2.from_pretrained(up))
+
+
+def test_train_py_push_to_hub(tmp_path, uploads):
+    from ppo2.trainer import main
+
+    rc = main(["--env", "CartPole-v1", "--total-timesteps", "2048", "--no-progress", "--no-tensorboard",
+               "--output-dir", str(tmp_path / "run"), "--push-to-hub", "me/cartpole-run", "--no-stop-at-target"])
+    assert rc == 0
+    assert uploads["repo_id"] == "me/cartpole-run"
+    assert {"model.safetensors", "config.json", "results.json", "replay.gif", "README.md", "train_config.json"} <= set(uploads["files"])
+    assert json.loads(uploads["files"]["train_config.json"])["total_timesteps"] == 2048
+    assert "model-index" in uploads["files"]["README.md"].decode()

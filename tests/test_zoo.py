@@ -1,0 +1,152 @@
+"""The shipped policies are data, and the data is checked: hashes, configs, scores, load paths."""
+import json
+import pickle
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import REPO, hub_load
+from ppo2 import PPO2
+from ppo2.evaluate import evaluate_policy
+from ppo2.hub import from_pretrained
+from ppo2.io import IntegrityError, sha256_file
+from ppo2.zoo import load_pretrained, load_zoo
+
+ZOO = load_zoo(REPO / "weights")
+GOALS = {"CartPole-v1": 500.0, "Acrobot-v1": -73.5, "LunarLander-v3": 242.0, "Pendulum-v1": -172.0}
+
+
+def test_zoo_has_every_promised_env_and_cartpole_is_default():
+    assert set(ZOO) == set(GOALS)
+    assert json.loads((REPO / "weights" / "zoo.json").read_text())["default"] == "CartPole-v1"
+
+
+@pytest.mark.parametrize("env_id", sorted(GOALS))
+def test_entry_matches_files_and_model(env_id):
+    entry = ZOO[env_id]
+    directory = REPO / "weights" / entry["dir"]
+    for name, digest in entry["sha256"].items():
+        assert sha256_file(directory / name) == digest, name
+    model = load_pretrained(env_id, weights_dir=REPO / "weights")
+    config = {k: v for k, v in entry["config"].items() if k not in ("model_type", "ppo2_version", "env_id")}
+    assert model.get_config() == config
+    import gymnasium as gym
+
+    env = gym.make(env_id)
+    assert model.input_dim == env.observation_space.shape[0]
+    assert entry["eval"]["n_episodes"] == 100 and entry["eval"]["mean_reward"] >= GOALS[env_id]
+    assert entry["command"].startswith(f"python train.py --env {env_id}")
+    assert (directory / "replay.gif").stat().st_size > 1000 and (directory / "learning_curve.png").exists()
+
+
+# Re-evaluation on the recorded seeds: cheap enough for CI on 2 cores (LunarLander's 100 Box2D episodes
+# take ~20 s). Deterministic policy + seeded envs: the score must come back (float noise across BLAS
+# builds can move single episodes, hence a tolerance well inside the goal margin).
+@pytest.mark.parametrize("env_id", sorted(GOALS))
+def test_recorded_score_reproduces(env_id):
+    entry = ZOO[env_id]
+    model = load_pretrained(env_id, weights_dir=REPO / "weights")
+    res = evaluate_policy(model, env_id, n_episodes=entry["eval"]["n_episodes"], seed=0)
+    if env_id == "CartPole-v1":
+        assert res["mean_reward"] == 500.0 and res["std_reward"] == 0.0
+    else:
+        assert res["mean_reward"] == pytest.approx(entry["eval"]["mean_reward"], abs=0.02 * abs(GOALS[env_id]))
+        assert res["mean_reward"] >= GOALS[env_id]
+
+
+def test_pretrained_true_through_torch_hub():
+    model = hub_load("ppo2", pretrained=True)
+    assert isinstance(model, PPO2) and model.input_dim == 4
+    assert not model.training
+    other = hub_load("ppo2", pretrained="LunarLander-v3")
+    assert other.input_dim == 8 and other.action_spec == {"type": "Discrete", "n": 4}
+    # matching keywords are fine; conflicting ones are refused
+    assert hub_load("ppo2", pretrained=True, input_dim=4, action_space=2, hidden_dim=64).input_dim == 4
+    with pytest.raises(ValueError, match=r"hidden_dim=32 \(pretrained has 64\)"):
+        hub_load("ppo2", pretrained=True, hidden_dim=32)
+    with pytest.raises(ValueError, match="no pretrained policy for 'CartPole-v0'.*Did you mean 'CartPole-v1'"):
+        hub_load("ppo2", pretrained="CartPole-v0")
+
+
+# ---------------------------------------------------------------------------------------------------
+# integrity: corrupt files fail loudly, and nothing a user loads can execute code
+# ---------------------------------------------------------------------------------------------------
+
+@pytest.fixture
+def zoo_copy(tmp_path):
+    dst = tmp_path / "weights"
+    shutil.copytree(REPO / "weights", dst, ignore=shutil.ignore_patterns("*.gif", "*.png", "*.csv"))
+    return dst
+
+
+def test_flipped_byte_is_caught(zoo_copy):
+    path = zoo_copy / "CartPole-v1" / "model.safetensors"
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+    expected = ZOO["CartPole-v1"]["sha256"]["model.safetensors"]
+    with pytest.raises(IntegrityError, match=f"model.safetensors: sha256 mismatch, expected {expected}, got [0-9a-f]{{64}}"):
+        load_pretrained(True, weights_dir=zoo_copy)
+
+
+def test_truncated_file_is_caught(zoo_copy):
+    path = zoo_copy / "Acrobot-v1" / "model.safetensors"
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(IntegrityError, match="sha256 mismatch"):
+        load_pretrained("Acrobot-v1", weights_dir=zoo_copy)
+    # without a recorded hash to catch it, the parser still refuses a truncated file
+    local = zoo_copy / "Acrobot-v1"
+    config = json.loads((local / "config.json").read_text())
+    config["weights_sha256"] = sha256_file(path)
+    (local / "config.json").write_text(json.dumps(config))
+    with pytest.raises(IntegrityError, match="not a valid safetensors file"):
+        from_pretrained(local)
+
+
+class _Booby:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_booby_trapped_pickle_never_runs(tmp_path, zoo_copy):
+    """A pickle that would create a file when unpickled, fed to every load path (with hashes made to
+    match, so the loaders really parse it): each refuses it and the file is never created."""
+    marker = tmp_path / "PWNED"
+    payload = pickle.dumps(_Booby(str(marker)))
+    torch_payload = tmp_path / "p.pt"
+    torch.save({"x": _Booby(str(marker))}, torch_payload)
+    assert not marker.exists()
+
+    for blob in (payload, torch_payload.read_bytes()):
+        policy = zoo_copy / "CartPole-v1"
+        (policy / "model.safetensors").write_bytes(blob)
+        config = json.loads((policy / "config.json").read_text())
+        config["weights_sha256"] = sha256_file(policy / "model.safetensors")
+        (policy / "config.json").write_text(json.dumps(config))
+
+        with pytest.raises(IntegrityError):  # zoo path (index hash no longer matches)
+            load_pretrained(True, weights_dir=zoo_copy)
+        with pytest.raises(IntegrityError, match="not a valid safetensors"):  # local directory / Hub snapshot path
+            from_pretrained(policy)
+        with pytest.raises(IntegrityError, match="not a valid safetensors"):
+            hub_load("ppo2", pretrained=str(policy))
+        # the trainer's resume path reads state.safetensors the same way
+        from ppo2.checkpoint import load_checkpoint
+
+        ckpt = tmp_path / "run" / "checkpoints" / "update_000001"
+        ckpt.mkdir(parents=True, exist_ok=True)
+        (ckpt / "state.json").write_text("{}")
+        (ckpt / "state.safetensors").write_bytes(blob)
+        with pytest.raises(IntegrityError, match="not a valid safetensors"):
+            load_checkpoint(ckpt)
+        assert not marker.exists()
+
+
+def test_no_pickle_files_are_shipped():
+    suffixes = {p.suffix for p in (REPO / "weights").rglob("*") if p.is_file()}
+    assert suffixes <= {".safetensors", ".json", ".gif", ".png", ".csv", ".md"}, suffixes
