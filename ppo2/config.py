@@ -54,7 +54,7 @@ class TrainConfig:
     normalize_obs: bool = _f(False, "running observation normalisation, saved inside the model")
     log_std_init: float = _f(0.0, "initial log-std of Gaussian policies")
     # ---- evaluation -----------------------------------------------------------------------
-    eval_interval: int = _f(10, "evaluate every this many updates (0: only at the end)")
+    eval_interval: int = _f(10, "evaluate every this many updates and after the last one (0: never)")
     eval_episodes: int = _f(10, "deterministic episodes per evaluation")
     eval_seed: int = _f(1_000_000, "seed of the evaluation episodes (separate environments)")
     target_reward: Optional[float] = _f(None, "stop once the evaluation mean reaches this (default: the env's reward threshold)")

@@ -203,6 +203,12 @@ class ActionHead(nn.Module):
     def deterministic(self, latent: torch.Tensor) -> torch.Tensor:
         return self.mode(self.distribution(latent))
 
+    def act_and_evaluate(self, latent: torch.Tensor, deterministic: bool = False):
+        """(action, its negative log-probability, entropy) from one pass over the head."""
+        dist = self.distribution(latent)
+        action = self.mode(dist) if deterministic else dist.sample()
+        return action, -dist.log_prob(action), dist.entropy()
+
     def check_action(self, action: Any, batch: int | None) -> torch.Tensor:
         """Validate an action batch against the space; `batch=None` means one unbatched action."""
         device = self.output_layer().weight.device
@@ -267,6 +273,14 @@ class CategoricalHead(ActionHead):
 
     def deterministic(self, latent):
         return F.linear(latent, self.logits.weight, self.logits.bias).argmax(-1)
+
+    def act_and_evaluate(self, latent, deterministic=False):
+        if self.dist_cls is not Categorical:
+            return super().act_and_evaluate(latent, deterministic)
+        log_p = F.linear(latent, self.logits.weight, self.logits.bias).log_softmax(-1)
+        p = log_p.exp()
+        action = log_p.argmax(-1, keepdim=True) if deterministic else torch.multinomial(p, 1)
+        return action.squeeze(-1), -log_p.gather(-1, action).squeeze(-1), -(p * log_p).sum(-1)
 
     def _check_range(self, action):
         if action.numel() and (int(action.min()) < 0 or int(action.max()) >= self.n):

@@ -73,7 +73,8 @@ def eval_fn(model: PPO2, device: str | torch.device | None = None) -> Callable:
         model.to(device)
 
     def _eval_fn(obs):
-        model.eval()
+        if model.training:
+            model.eval()
         with torch.no_grad():
             value_f, action, neg_log_prob, _ = model(obs)
         return value_f, action, neg_log_prob

@@ -226,26 +226,34 @@ class PPO2(nn.Module):
     # the one forward path
     # ------------------------------------------------------------------------------------------
     def _check_obs(self, obs: Any) -> tuple[torch.Tensor, bool]:
-        device = self.value_head.weight.device
-        if isinstance(obs, np.ndarray):
-            obs = torch.from_numpy(obs)
-        elif not isinstance(obs, torch.Tensor):
-            obs = torch.as_tensor(np.asarray(obs, dtype=np.float32))
-        if obs.dtype != torch.float32 or obs.device != device:
-            if not (obs.is_floating_point() or obs.dtype in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8, torch.bool)):
-                raise TypeError(f"observations must be real numbers, got dtype {obs.dtype}")
-            obs = obs.to(device=device, dtype=torch.float32)
-        if obs.dim() == 1 and obs.shape[0] == self.input_dim:
+        """Validate and convert observations: (N, input_dim) float32 tensor on the model's device, and
+        whether a single unbatched observation came in. Numpy input is checked in numpy (cheaper)."""
+        if not isinstance(obs, (torch.Tensor, np.ndarray)):
+            obs = np.asarray(obs, dtype=np.float32)
+        shape = tuple(obs.shape)
+        if len(shape) == 1 and shape[0] == self.input_dim:
             single = True
-            obs = obs.unsqueeze(0)
-        elif obs.dim() == 2 and obs.shape[1] == self.input_dim:
+        elif len(shape) == 2 and shape[1] == self.input_dim:
             single = False
         else:
-            raise ValueError(
-                f"observation has shape {tuple(obs.shape)}, expected (N, {self.input_dim}) or ({self.input_dim},)")
-        if not bool(torch.isfinite(obs).all()):
-            bad = int((~torch.isfinite(obs)).sum())
-            raise ValueError(f"observation contains {bad} NaN/inf value(s); expected finite numbers")
+            raise ValueError(f"observation has shape {shape}, expected (N, {self.input_dim}) or ({self.input_dim},)")
+        if isinstance(obs, np.ndarray):
+            if obs.dtype.kind not in "fiub":
+                raise TypeError(f"observations must be real numbers, got dtype {obs.dtype}")
+            if obs.dtype.kind == "f" and not np.isfinite(obs).all():
+                raise ValueError(f"observation contains {int((~np.isfinite(obs)).sum())} NaN/inf value(s); expected finite numbers")
+            obs = torch.from_numpy(np.ascontiguousarray(obs[None] if single else obs, dtype=np.float32))
+        else:
+            if not (obs.is_floating_point() or obs.dtype in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8, torch.bool)):
+                raise TypeError(f"observations must be real numbers, got dtype {obs.dtype}")
+            if obs.is_floating_point() and not bool(torch.isfinite(obs).all()):
+                bad = int((~torch.isfinite(obs)).sum())
+                raise ValueError(f"observation contains {bad} NaN/inf value(s); expected finite numbers")
+            if single:
+                obs = obs.unsqueeze(0)
+        device = self.value_head.weight.device
+        if obs.dtype != torch.float32 or obs.device != device:
+            obs = obs.to(device=device, dtype=torch.float32)
         return obs, single
 
     def _latent(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -310,10 +318,12 @@ class PPO2(nn.Module):
             action = self.action_head.check_action(action, None if single else obs.shape[0])
             if single:
                 action = action.unsqueeze(0)
+        pi_latent, vf_latent = self.latent_features(obs)
+        value = F.linear(vf_latent, self.value_head.weight, self.value_head.bias).squeeze(-1)
         if action is None:
-            dist, _ = self.distribution_and_value(obs)
-            action = self.action_head.mode(dist) if deterministic else dist.sample()
-        value, neg_log_prob, entropy = self.value_and_evaluate(obs, action)
+            action, neg_log_prob, entropy = self.action_head.act_and_evaluate(pi_latent, deterministic)
+        else:
+            neg_log_prob, entropy = self.action_head.evaluate(pi_latent, action)
         if single:
             return value[0], action[0], neg_log_prob[0], entropy[0]
         return value, action, neg_log_prob, entropy
@@ -331,13 +341,16 @@ class PPO2(nn.Module):
     def predict(self, obs: Any, state: Any = None, episode_start: Any = None, deterministic: bool = True):
         """stable-baselines-style `(action, state)` with numpy in and out; actions are what the env
         accepts (Box actions clipped to the bounds). `state` is always None (the policy has no memory)."""
-        was_training = self.training
-        self.eval()
-        try:
-            action = self.act(obs, deterministic=deterministic).cpu().numpy()
-        finally:
-            self.train(was_training)
-        return self.action_head.to_env(action), None
+        if self.training and self.dropout > 0:  # dropout must be off to act; toggling costs, so only if needed
+            self.eval()
+        obs, single = self._check_obs(obs)
+        with torch.no_grad():
+            if deterministic:
+                action = self.deterministic_action(obs)
+            else:
+                action = self.action_head.sample(self.latent_features(obs)[0])[0]
+        action = action.numpy() if action.device.type == "cpu" else action.cpu().numpy()
+        return self.action_head.to_env(action[0] if single else action), None
 
     @torch.no_grad()
     def value(self, obs: Any) -> torch.Tensor:

@@ -44,3 +44,11 @@ def plot_learning_curve(metrics_csv: str | Path, out_png: str | Path, title: str
     fig.savefig(out_png)
     plt.close(fig)
     return out_png
+
+
+if __name__ == "__main__":  # python -m ppo2.plotting metrics.csv out.png [title] [target]
+    import sys
+
+    args = sys.argv[1:]
+    plot_learning_curve(args[0], args[1], title=args[2] if len(args) > 2 else "",
+                        target=float(args[3]) if len(args) > 3 else None)

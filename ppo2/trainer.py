@@ -101,10 +101,13 @@ def ppo_update(model: PPO2, optimizer: torch.optim.Optimizer, batch: Batch, *, a
     terms: list[torch.Tensor] = []
     epochs_run = 0
     for epoch in range(update_epochs):
-        permutation = torch.randperm(len(batch), device=batch.obs.device)
+        if num_minibatches == 1:  # the loss is a mean: the whole batch in any order gives the same step
+            minibatches = [batch]
+        else:
+            permutation = torch.randperm(len(batch), device=batch.obs.device)
+            minibatches = [batch.index(idx) for idx in permutation.chunk(num_minibatches)]
         epoch_kl = []
-        for mb_idx in permutation.chunk(num_minibatches):
-            mb = batch.index(mb_idx)
+        for mb in minibatches:
             value_f, neg_log_probs, entropy = model.value_and_evaluate(mb.obs, mb.actions)
             advantages = mb.advantages
             if norm_adv and len(mb) > 1:
@@ -335,8 +338,8 @@ class Trainer:
                 sps = cfg.batch_size / max(time.perf_counter() - t0, 1e-9)
 
                 solved = False
-                if cfg.eval_interval and self.update % cfg.eval_interval == 0 or self.update == num_updates:
-                    solved = self.evaluate(elapsed=time.perf_counter() - start)
+                if cfg.eval_interval and (self.update % cfg.eval_interval == 0 or self.update == num_updates):
+                    solved = self.evaluate(start)
                 self._log(stats, ev, lr, clip, sps, time.perf_counter() - start)
                 if bar is not None:
                     bar.update(cfg.batch_size)
@@ -368,13 +371,16 @@ class Trainer:
     # --------------------------------------------------------------------------------------------
     # evaluation (rank 0; the decision to stop is shared with every rank)
     # --------------------------------------------------------------------------------------------
-    def evaluate(self, elapsed: float = 0.0) -> bool:
+    def evaluate(self, start: float | None = None) -> bool:
+        """Deterministic evaluation; True (on every rank) when it reaches the target and training should stop.
+        `start` is the perf_counter at which training started: times recorded include this evaluation."""
         cfg = self.config
         solved = False
         if self.dist.is_main:
             if self.eval_envs is None:
                 self.eval_envs = make_vector_env(cfg.env_id, cfg.eval_episodes, cfg.vectorization)
             res = evaluate_policy(self.model, cfg.env_id, cfg.eval_episodes, seed=cfg.eval_seed, envs=self.eval_envs)
+            elapsed = time.perf_counter() - start if start is not None else 0.0
             res.update(update=self.update, global_step=self.global_step, time_s=elapsed)
             self.last_eval = res
             if self.best_eval is None or res["mean_reward"] >= self.best_eval["mean_reward"]:
@@ -544,13 +550,18 @@ class Trainer:
                    "solved_at": self.solved_at, "last_eval": _brief(self.last_eval), "best_eval": _brief(self.best_eval),
                    "world_size": self.dist.world_size, "command": " ".join(sys.argv) if sys.argv else None}
         atomic_write_json(self.output_dir / "summary.json", summary)
-        try:
-            from .plotting import plot_learning_curve
+        # the plot is drawn by a short-lived child process, so training never pays matplotlib's memory
+        import subprocess
 
-            plot_learning_curve(self.output_dir / "metrics.csv", self.output_dir / "learning_curve.png",
-                                title=f"{self.config.algo.upper()} on {self.config.env_id}", target=self.target_reward)
-        except Exception as exc:  # a plot must never cost a finished run
-            print(f"warning: learning curve not written: {exc}", file=sys.stderr)
+        cmd = [sys.executable, "-m", "ppo2.plotting", str(self.output_dir / "metrics.csv"),
+               str(self.output_dir / "learning_curve.png"), f"{self.config.algo.upper()} on {self.config.env_id}"]
+        if self.target_reward is not None:
+            cmd.append(str(self.target_reward))
+        done = subprocess.run(cmd, capture_output=True, text=True,
+                              env={**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parent.parent),
+                                                                                 os.environ.get("PYTHONPATH", "")])})
+        if done.returncode != 0:  # a plot must never cost a finished run
+            print(f"warning: learning curve not written: {done.stderr.strip()[-500:]}", file=sys.stderr)
         if self.config.push_to_hub:
             self.push_to_hub(self.config.push_to_hub)
 
