@@ -22,7 +22,8 @@ trials alternate so machine noise hits both alike. Reported: medians, and the ra
   memory      peak RSS of a 100k-step training run at identical hyperparameters.
 
 Both libraries run with torch.set_num_threads(1) (faster for both on small MLPs; SB3 at its default
-thread count was slower here).
+thread count was slower here). Imports happen before any clock starts, for both libraries, including
+torch._dynamo, which torch.optim imports lazily the first time an optimizer is built (~2 s on this machine).
 """
 from __future__ import annotations
 
@@ -50,6 +51,7 @@ def _quiet():
 
     warnings.filterwarnings("ignore")
     import torch
+    import torch._dynamo  # noqa: F401  torch.optim imports it on first use (~2 s here): an import, not training
 
     torch.set_num_threads(1)
 

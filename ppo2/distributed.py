@@ -84,6 +84,20 @@ class DistContext:
         dist.broadcast(t, src=0)
         return bool(t.item() > 0)
 
+    def assert_in_sync(self, module: torch.nn.Module) -> str:
+        """sha256 of this rank's parameters and buffers; raises if any rank holds different values."""
+        import hashlib
+
+        flat = torch.cat([t.detach().reshape(-1).double() for t in list(module.parameters()) + list(module.buffers())])
+        digest = hashlib.sha256(flat.cpu().numpy().tobytes()).hexdigest()
+        if self.enabled:
+            gathered = [torch.empty_like(flat) for _ in range(self.world_size)]
+            dist.all_gather(gathered, flat)
+            differ = [r for r, g in enumerate(gathered) if not torch.equal(g, gathered[0])]
+            if differ:
+                raise RuntimeError(f"ranks {differ} hold different weights from rank 0: distributed training diverged")
+        return digest
+
     def close(self) -> None:
         if self.enabled and dist.is_initialized():
             dist.destroy_process_group()

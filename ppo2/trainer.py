@@ -360,6 +360,7 @@ class Trainer:
                 self.save_checkpoint()
             self.elapsed = time.perf_counter() - start
             self.stop_reason = stop_reason
+            self.weights_sha256 = self.dist.assert_in_sync(self.model)  # every rank ends with the same policy
             self._finish()
         finally:
             if bar is not None:
@@ -548,7 +549,8 @@ class Trainer:
         summary = {"env_id": self.config.env_id, "algo": self.config.algo, "global_step": self.global_step,
                    "updates": self.update, "wall_time_s": round(self.elapsed, 3), "stop_reason": self.stop_reason,
                    "solved_at": self.solved_at, "last_eval": _brief(self.last_eval), "best_eval": _brief(self.best_eval),
-                   "world_size": self.dist.world_size, "command": " ".join(sys.argv) if sys.argv else None}
+                   "world_size": self.dist.world_size, "weights_sha256_all_ranks": self.weights_sha256,
+                   "command": " ".join(sys.argv) if sys.argv else None}
         atomic_write_json(self.output_dir / "summary.json", summary)
         # the plot is drawn by a short-lived child process, so training never pays matplotlib's memory
         import subprocess

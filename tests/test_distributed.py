@@ -1,0 +1,123 @@
+"""torchrun / torch.distributed on this CPU machine: 2 processes, gloo, localhost."""
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+from conftest import REPO, hub_load
+from ppo2 import PPO2
+from ppo2.distributed import DistContext
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torchrun(*args, nproc=2, timeout=300):
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={nproc}",
+           str(REPO / "train.py"), "--no-progress", "--no-tensorboard", *map(str, args)]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def _fixed_batch():
+    g = torch.Generator().manual_seed(0)
+    obs = torch.randn(64, 4, generator=g)
+    actions = torch.randint(0, 2, (64,), generator=g)
+    returns, adv = torch.randn(64, generator=g), torch.randn(64, generator=g)
+    return obs, actions, returns, adv
+
+
+def _loss(model, obs, actions, returns, adv):
+    with torch.no_grad():
+        old_v, _, old_nlp, _ = model(obs, action=actions)
+    v, _, nlp, ent = model(obs, action=actions)
+    return model.loss(returns, v, nlp, ent, adv, old_v + 0.1, old_nlp + 0.05, 0.2, 0.01, 0.5)[0]
+
+
+def _rank_grads(rank, world, port, out_dir):
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
+    ctx = DistContext.from_env(torch.device("cpu"), timeout_s=60)
+    torch.manual_seed(100 + rank)  # different init per rank: the broadcast must fix it
+    model = PPO2(4, 16, 2)
+    ctx.broadcast_module(model)
+    obs, actions, returns, adv = _fixed_batch()
+    half = slice(rank * 32, (rank + 1) * 32)
+    _loss(model, obs[half], actions[half], returns[half], adv[half]).backward()
+    ctx.average_gradients(model)
+    torch.save({n: p.grad for n, p in model.named_parameters()} | {f"param.{n}": p.detach() for n, p in model.named_parameters()},
+               f"{out_dir}/rank{rank}.pt")
+    ctx.close()
+
+
+def test_averaged_gradient_of_split_batch_equals_single_process_gradient(tmp_path):
+    mp.spawn(_rank_grads, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
+    r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    model = PPO2(4, 16, 2)
+    model.load_state_dict({k[len("param."):]: v for k, v in r0.items() if k.startswith("param.")}, strict=False)
+    _loss(model, *_fixed_batch()).backward()
+    for name, p in model.named_parameters():
+        torch.testing.assert_close(r0[name], p.grad, rtol=1e-5, atol=1e-6)
+        assert torch.equal(r0[name], r1[name])  # both ranks hold the same averaged gradient
+        assert torch.equal(r0[f"param.{name}"], r1[f"param.{name}"])  # and started from rank 0's weights
+
+
+def test_torchrun_two_ranks_stay_identical_and_output_loads(tmp_path):
+    out = tmp_path / "ddp"
+    res = torchrun("--env", "CartPole-v1", "--total-timesteps", 32 * 16 * 6, "--no-stop-at-target", "--normalize-obs",
+                   "--output-dir", out, "--checkpoint-interval", 2)
+    assert res.returncode == 0, res.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["updates"] == 6
+    assert len(summary["weights_sha256_all_ranks"]) == 64  # assert_in_sync raised otherwise
+    model = hub_load("ppo2", pretrained=str(out))
+    assert float(model.obs_count) > 32 * 16 * 5  # normaliser saw both ranks' observations
+    # resume restores every rank
+    res = torchrun("--env", "CartPole-v1", "--total-timesteps", 32 * 16 * 8, "--no-stop-at-target", "--normalize-obs",
+                   "--resume", out)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert json.loads((out / "summary.json").read_text())["updates"] == 8
+
+
+@pytest.mark.slow
+def test_torchrun_two_ranks_solve_cartpole(tmp_path):
+    res = torchrun("--env", "CartPole-v1", "--seed", 1, "--output-dir", tmp_path / "solve")
+    assert res.returncode == 0, res.stderr[-3000:]
+    summary = json.loads((tmp_path / "solve" / "summary.json").read_text())
+    assert summary["stop_reason"] == "target_reward" and summary["solved_at"]["mean_reward"] >= 475
+
+
+def test_killed_rank_fails_the_job_instead_of_hanging(tmp_path):
+    out, port = tmp_path / "kill", free_port()
+    procs = []
+    for rank in (0, 1):
+        env = {**os.environ, "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port), "RANK": str(rank),
+               "LOCAL_RANK": str(rank), "WORLD_SIZE": "2"}
+        procs.append(subprocess.Popen(
+            [sys.executable, str(REPO / "train.py"), "--env", "CartPole-v1", "--total-timesteps", "50000000",
+             "--no-stop-at-target", "--no-progress", "--no-tensorboard", "--eval-interval", "0",
+             "--checkpoint-interval", "2", "--dist-timeout", "30", "--output-dir", str(out)],
+            cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "checkpoints" / "latest.json").exists():
+        time.sleep(0.2)
+    assert (out / "checkpoints" / "latest.json").exists(), procs[0].communicate(timeout=5)[0] if procs[0].poll() is not None else "no checkpoint"
+    procs[1].send_signal(signal.SIGKILL)
+    t0 = time.time()
+    output, _ = procs[0].communicate(timeout=90)  # must not hang
+    assert procs[0].returncode != 0
+    assert time.time() - t0 < 90
+    assert "lost contact with the other ranks" in output, output[-2000:]
+    latest = json.loads((out / "checkpoints" / "latest.json").read_text())
+    model = hub_load("ppo2", pretrained=str(out / "checkpoints" / latest["dir"]))
+    assert model.input_dim == 4
