@@ -150,3 +150,17 @@ def test_booby_trapped_pickle_never_runs(tmp_path, zoo_copy):
 def test_no_pickle_files_are_shipped():
     suffixes = {p.suffix for p in (REPO / "weights").rglob("*") if p.is_file()}
     assert suffixes <= {".safetensors", ".json", ".gif", ".png", ".csv", ".md"}, suffixes
+
+
+def test_evaluate_cli_prints_score_and_writes_gif_and_json(tmp_path, capsys):
+    from ppo2.evaluate import main
+
+    assert main(["CartPole-v1", "-n", "5", "--seed", "0", "--gif", str(tmp_path / "r.gif"),
+                 "--json", str(tmp_path / "r.json")]) == 0
+    out = capsys.readouterr().out
+    assert "CartPole-v1: 500.00 +/- 0.00 over 5 episodes (seed 0, deterministic)" in out
+    import imageio.v3 as iio
+
+    frames = iio.imread(tmp_path / "r.gif")
+    assert frames.ndim == 4 and frames.shape[0] > 100  # a 500-step episode, every 2nd frame
+    assert json.loads((tmp_path / "r.json").read_text())["episode_rewards"] == [500.0] * 5
