@@ -71,7 +71,6 @@ def trial_solve(lib: str, seed: int) -> dict:
         solved = trainer.solved_at
         return {"solved": solved is not None, "time_s": t_build + solved["time_s"] if solved else None,
                 "steps": solved["global_step"] if solved else None}
-    from stable_baselines3 import PPO
     from stable_baselines3.common.callbacks import EvalCallback, StopTrainingOnRewardThreshold
     from stable_baselines3.common.env_util import make_vec_env
 
@@ -147,7 +146,6 @@ def trial_collect(lib: str, seed: int, num_envs: int) -> dict:
             trainer.collect_rollout()
         elapsed = time.perf_counter() - t0
     else:
-        from stable_baselines3.common.callbacks import BaseCallback
         from stable_baselines3.common.env_util import make_vec_env
 
         from stable_baselines3 import PPO

@@ -20,7 +20,6 @@ parameter (as in OpenAI baselines' ppo2).
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
@@ -424,7 +423,3 @@ def _probe(cls: type, build, kind: str) -> None:
         raise ValueError(f"distribution {cls.__name__} cannot be used for a {kind} action space: "
                          f"it does not implement {exc or 'entropy/log_prob/sample'}") from exc
 
-
-def gaussian_entropy_per_dim(log_std: float) -> float:
-    """Entropy of a 1-D Normal with the given log-std (used by tests as a reference)."""
-    return 0.5 + 0.5 * math.log(2 * math.pi) + log_std

@@ -104,14 +104,11 @@ def train_fn(model: PPO2, optimizer: torch.optim.Optimizer, clip_range: float = 
     """
     device = model.value_head.weight.device
 
-    def _tensor(name: str, x, dtype=torch.float32) -> torch.Tensor:
-        t = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
-        return t.to(device=device, dtype=dtype if t.is_floating_point() or dtype != torch.float32 else torch.float32)
+    def _float(x) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).to(device, torch.float32)
 
     def _train_fn(obs, returns, old_actions, old_values, old_neg_log_prbs):
-        returns = _tensor("returns", returns)
-        old_values = _tensor("old_values", old_values)
-        old_neg_log_prbs = _tensor("old_neg_log_prbs", old_neg_log_prbs)
+        returns, old_values, old_neg_log_prbs = _float(returns), _float(old_values), _float(old_neg_log_prbs)
         n = returns.shape[0] if returns.dim() == 1 else -1
         for name, t in (("returns", returns), ("old_values", old_values), ("old_neg_log_prbs", old_neg_log_prbs)):
             if t.dim() != 1 or t.shape[0] != n:

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .distributions import ActionHead, distribution_name, make_action_head, space_to_spec
+from .distributions import ActionHead, distribution_name, make_action_head
 from .losses import ppo_loss
 
 __all__ = ["PPO2"]
@@ -283,6 +283,11 @@ class PPO2(nn.Module):
         value = F.linear(vf_latent, self.value_head.weight, self.value_head.bias).squeeze(-1)
         return self.action_head.distribution(pi_latent), value
 
+    def value_of(self, obs: torch.Tensor) -> torch.Tensor:
+        """V(s) of shape (N,) for a validated batch (the bootstrap value after a rollout)."""
+        vf_latent = self.latent_features(obs)[1]
+        return F.linear(vf_latent, self.value_head.weight, self.value_head.bias).squeeze(-1)
+
     def value_and_evaluate(self, obs: torch.Tensor, action: torch.Tensor):
         """(V(s), neg_log_prob of `action`, entropy) for a validated batch: what the update differentiates."""
         pi_latent, vf_latent = self.latent_features(obs)
@@ -355,7 +360,7 @@ class PPO2(nn.Module):
     @torch.no_grad()
     def value(self, obs: Any) -> torch.Tensor:
         obs, single = self._check_obs(obs)
-        _, value = self.distribution_and_value(obs)
+        value = self.value_of(obs)
         return value[0] if single else value
 
     # ------------------------------------------------------------------------------------------

@@ -14,7 +14,6 @@ exactly the bootstrap a time-limit truncation at step t-1 needs.
 from __future__ import annotations
 
 import csv
-import json
 import math
 import os
 import signal
@@ -33,7 +32,7 @@ from .checkpoint import load_checkpoint, optimizer_state_from_flat, save_checkpo
 from .config import TrainConfig, config_from_args
 from .distributed import DistContext
 from .envs import check_spaces, get_env_state, make_vector_env, set_env_state
-from .evaluate import evaluate_policy, run_episodes
+from .evaluate import evaluate_policy
 from .gae import compute_gae
 from .losses import a2c_loss, ppo_loss
 from .model import PPO2
@@ -220,7 +219,6 @@ class Trainer:
         self.output_dir = Path(cfg.output_dir or f"runs/{cfg.env_id}__{cfg.algo}__{cfg.seed}")
         if cfg.resume:
             self._load(cfg.resume)
-        self._writers_open = False
 
     # --------------------------------------------------------------------------------------------
     def _env_seed(self, offset: int) -> int:
@@ -269,8 +267,7 @@ class Trainer:
                 self.ep_length[done] = 0
             self.prev_done = done
         obs_t = torch.from_numpy(np.asarray(self.next_obs, np.float32)).to(self.device)
-        _, last_value = model.distribution_and_value(obs_t)
-        s.next_value[:] = last_value.cpu().numpy()
+        s.next_value[:] = model.value_of(obs_t).cpu().numpy()
 
     # --------------------------------------------------------------------------------------------
     # 2 + 3. advantages, then one flat batch of the valid rows
@@ -510,7 +507,6 @@ class Trainer:
             from torch.utils.tensorboard import SummaryWriter
 
             self._tb = SummaryWriter(str(self.output_dir / "tb"))
-        self._writers_open = True
 
     def _log(self, stats: dict, ev: float, lr: float, clip: float, sps: float, elapsed: float) -> None:
         if self._csv is None:

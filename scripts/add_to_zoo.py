@@ -10,7 +10,6 @@ trainer evaluates on seeds from 1,000,000), writes a replay GIF and copies the l
 the entry with the sha256 of every file in weights/zoo.json.
 """
 import argparse
-import json
 import shutil
 import sys
 from pathlib import Path

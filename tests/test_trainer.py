@@ -1,12 +1,10 @@
 """The trainer's machinery: autoreset handling, bootstrapping, determinism, resume, signals, bad input."""
 import json
-import os
 import signal
 import subprocess
 import sys
 import time
 
-import numpy as np
 import pytest
 import torch
 
