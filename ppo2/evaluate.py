@@ -72,7 +72,11 @@ def evaluate_policy(model, env_id: str, n_episodes: int = 10, seed: int = 0, det
 @torch.no_grad()
 def record_replay(model, env_id: str, path: str | Path, seed: int = 0, deterministic: bool = True,
                   max_steps: int = 1000, frame_skip: int = 2, scale: float = 0.5, fps: int | None = None) -> dict:
-    """Render one episode (rgb_array, headless) to a GIF; returns {'return', 'length', 'path'}."""
+    """Render one episode (rgb_array, headless) to a .gif, or an .mp4 (needs `pip install imageio-ffmpeg`);
+    returns {'return', 'length', 'path'}."""
+    path = Path(path)
+    if path.suffix not in (".gif", ".mp4"):
+        raise ValueError(f"replay path must end in .gif or .mp4, got {path.name!r}")
     import os
 
     import gymnasium as gym
@@ -97,10 +101,17 @@ def record_replay(model, env_id: str, path: str | Path, seed: int = 0, determini
         fps = fps or int(env.metadata.get("render_fps", 30))
     finally:
         env.close()
-    frames = [_downscale(f, scale) for f in frames]
-    path = Path(path)
+    frames = np.stack([_downscale(f, scale) for f in frames])
     path.parent.mkdir(parents=True, exist_ok=True)
-    iio.imwrite(path, np.stack(frames), duration=1000 * frame_skip / fps, loop=0)
+    if path.suffix == ".mp4":
+        try:
+            import imageio_ffmpeg  # noqa: F401
+        except ImportError as exc:
+            raise ImportError("writing .mp4 replays needs imageio-ffmpeg: pip install imageio-ffmpeg "
+                              "(or write a .gif)") from exc
+        iio.imwrite(path, frames, plugin="FFMPEG", fps=fps / frame_skip, macro_block_size=1)
+    else:
+        iio.imwrite(path, frames, duration=1000 * frame_skip / fps, loop=0)
     return {"return": total, "length": steps, "path": str(path)}
 
 
@@ -137,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-n", "--episodes", type=int, default=100, help="number of episodes")
     p.add_argument("--seed", type=int, default=0, help="seed of the first episode")
     p.add_argument("--stochastic", action="store_true", help="sample actions instead of playing the most likely one")
-    p.add_argument("--gif", help="also write a replay of one episode to this .gif file")
+    p.add_argument("--gif", "--video", dest="gif", help="also write a replay of one episode to this .gif or .mp4 file")
     p.add_argument("--json", dest="json_out", help="write the results to this JSON file")
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)

@@ -164,3 +164,17 @@ def test_evaluate_cli_prints_score_and_writes_gif_and_json(tmp_path, capsys):
     frames = iio.imread(tmp_path / "r.gif")
     assert frames.ndim == 4 and frames.shape[0] > 100  # a 500-step episode, every 2nd frame
     assert json.loads((tmp_path / "r.json").read_text())["episode_rewards"] == [500.0] * 5
+
+
+def test_replay_as_mp4(tmp_path):
+    pytest.importorskip("imageio_ffmpeg")  # installed by requirements.txt ([all] includes [video])
+    import imageio.v3 as iio
+
+    from ppo2.evaluate import record_replay
+
+    rep = record_replay(load_pretrained("Acrobot-v1"), "Acrobot-v1", tmp_path / "r.mp4", seed=0)
+    assert rep["length"] < 500  # the swing-up succeeded
+    frames = iio.imread(tmp_path / "r.mp4", plugin="FFMPEG")
+    assert frames.ndim == 4 and frames.shape[0] >= rep["length"] // 2
+    with pytest.raises(ValueError, match="must end in .gif or .mp4, got 'r.avi'"):
+        record_replay(load_pretrained("Acrobot-v1"), "Acrobot-v1", tmp_path / "r.avi")
