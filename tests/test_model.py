@@ -209,3 +209,35 @@ def test_space_spec_round_trip():
     for space, _ in SPACES.values():
         spec = space_to_spec(space)
         assert PPO2(3, 4, spec).action_spec == spec
+
+
+@pytest.mark.parametrize("kind", SPACES)
+@pytest.mark.parametrize("normalize_obs", [False, True])
+def test_predict_numpy_path_matches_torch_path(kind, normalize_obs):
+    torch.manual_seed(0)
+    model = PPO2(6, 32, SPACES[kind][0], normalize_obs=normalize_obs, shared_latent=kind != "box")
+    if normalize_obs:
+        model.update_obs_stats(torch.full((6,), 0.5), torch.full((6,), 4.0), 50)
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    obs = np.random.default_rng(0).normal(size=(32, 6)).astype(np.float32) * 3  # <= 32: the numpy path
+    for _ in range(2):  # also after an optimizer step: the numpy views must see the new weights
+        fast, _ = model.predict(obs)
+        assert model._numpy_policy() is not None
+        with torch.no_grad():
+            slow = model.action_head.to_env(model.act(torch.from_numpy(obs), deterministic=True).numpy())
+        np.testing.assert_allclose(fast, slow, atol=1e-5)
+        single, _ = model.predict(obs[0])
+        np.testing.assert_allclose(single, slow[0], atol=1e-5)
+        opt.zero_grad()
+        model(torch.from_numpy(obs))[0].sum().backward()
+        opt.step()
+    model.double()  # replaced parameter tensors: the fast path steps aside instead of reading stale views
+    assert model._numpy_policy() is None
+
+
+def test_predict_numpy_path_rejects_bad_observations():
+    model = PPO2(4, 8, 2)
+    with pytest.raises(ValueError, match=r"shape \(3,\), expected \(N, 4\) or \(4,\)"):
+        model.predict(np.zeros(3, np.float32))
+    with pytest.raises(ValueError, match="1 NaN/inf"):
+        model.predict(np.array([0, np.nan, 0, 0], np.float32))
