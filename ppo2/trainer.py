@@ -245,10 +245,12 @@ class Trainer:
             s.obs[t] = obs
             obs_t = torch.from_numpy(s.obs[t]) if on_cpu else torch.from_numpy(s.obs[t]).to(self.device)
             value, action, neg_log_prob = model.policy_step(obs_t)
-            action_np = action.cpu().numpy()
+            if not on_cpu:
+                value, action, neg_log_prob = value.cpu(), action.cpu(), neg_log_prob.cpu()
+            action_np = action.numpy()
             s.actions[t] = action_np
-            s.values[t] = value.cpu().numpy()
-            s.neg_log_probs[t] = neg_log_prob.cpu().numpy()
+            s.values[t] = value.numpy()
+            s.neg_log_probs[t] = neg_log_prob.numpy()
 
             self.next_obs, reward, terminated, truncated, _ = self.envs.step(head.to_env(action_np))
             s.rewards[t] = reward
