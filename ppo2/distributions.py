@@ -202,6 +202,10 @@ class ActionHead(nn.Module):
     def deterministic(self, latent: torch.Tensor) -> torch.Tensor:
         return self.mode(self.distribution(latent))
 
+    def mode_numpy(self, out: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        """The most likely action from the output layer's values, in numpy (PPO2.predict's fast path)."""
+        raise NotImplementedError
+
     def act_and_evaluate(self, latent: torch.Tensor, deterministic: bool = False):
         """(action, its negative log-probability, entropy) from one pass over the head."""
         dist = self.distribution(latent)
@@ -273,6 +277,9 @@ class CategoricalHead(ActionHead):
     def deterministic(self, latent):
         return F.linear(latent, self.logits.weight, self.logits.bias).argmax(-1)
 
+    def mode_numpy(self, out):
+        return out.argmax(-1)
+
     def act_and_evaluate(self, latent, deterministic=False):
         if self.dist_cls is not Categorical:
             return super().act_and_evaluate(latent, deterministic)
@@ -306,6 +313,10 @@ class MultiCategoricalHead(ActionHead):
     def mode(self, dist):
         return dist.mode
 
+    def mode_numpy(self, out):
+        bounds = np.cumsum([0] + self.spec["nvec"])
+        return np.stack([out[..., a:b].argmax(-1) for a, b in zip(bounds[:-1], bounds[1:])], -1)
+
     def _check_range(self, action):
         if action.numel() and (bool((action < 0).any()) or bool((action >= self.nvec).any())):
             raise ValueError(f"MultiDiscrete action out of range: expected 0 <= a[i] < {self.spec['nvec']}[i]")
@@ -328,6 +339,9 @@ class BernoulliHead(ActionHead):
 
     def mode(self, dist):
         return (dist.base_dist.logits > 0).to(torch.float32)
+
+    def mode_numpy(self, out):
+        return (out > 0).astype(np.float32)
 
     def _check_range(self, action):
         if action.numel() and not bool(((action == 0) | (action == 1)).all()):
@@ -362,6 +376,9 @@ class GaussianHead(ActionHead):
 
     def mode(self, dist):
         return dist.base_dist.loc
+
+    def mode_numpy(self, out):
+        return out.astype(np.float32)  # the Gaussian's mean
 
     def to_env(self, action):
         # The policy is an unbounded Gaussian; the environment gets the action clipped to its bounds

@@ -227,23 +227,29 @@ class PPO2(nn.Module):
     # ------------------------------------------------------------------------------------------
     # the one forward path
     # ------------------------------------------------------------------------------------------
+    def _check_obs_shape(self, shape: tuple) -> bool:
+        """Whether `shape` is one unbatched observation; raises unless it is (input_dim,) or (N, input_dim)."""
+        if len(shape) == 1 and shape[0] == self.input_dim:
+            return True
+        if len(shape) == 2 and shape[1] == self.input_dim:
+            return False
+        raise ValueError(f"observation has shape {shape}, expected (N, {self.input_dim}) or ({self.input_dim},)")
+
+    @staticmethod
+    def _check_numpy_obs(obs: np.ndarray) -> None:
+        if obs.dtype.kind not in "fiub":
+            raise TypeError(f"observations must be real numbers, got dtype {obs.dtype}")
+        if obs.dtype.kind == "f" and not np.isfinite(obs).all():
+            raise ValueError(f"observation contains {int((~np.isfinite(obs)).sum())} NaN/inf value(s); expected finite numbers")
+
     def _check_obs(self, obs: Any) -> tuple[torch.Tensor, bool]:
         """Validate and convert observations: (N, input_dim) float32 tensor on the model's device, and
         whether a single unbatched observation came in. Numpy input is checked in numpy (cheaper)."""
         if not isinstance(obs, (torch.Tensor, np.ndarray)):
             obs = np.asarray(obs, dtype=np.float32)
-        shape = tuple(obs.shape)
-        if len(shape) == 1 and shape[0] == self.input_dim:
-            single = True
-        elif len(shape) == 2 and shape[1] == self.input_dim:
-            single = False
-        else:
-            raise ValueError(f"observation has shape {shape}, expected (N, {self.input_dim}) or ({self.input_dim},)")
+        single = self._check_obs_shape(tuple(obs.shape))
         if isinstance(obs, np.ndarray):
-            if obs.dtype.kind not in "fiub":
-                raise TypeError(f"observations must be real numbers, got dtype {obs.dtype}")
-            if obs.dtype.kind == "f" and not np.isfinite(obs).all():
-                raise ValueError(f"observation contains {int((~np.isfinite(obs)).sum())} NaN/inf value(s); expected finite numbers")
+            self._check_numpy_obs(obs)
             obs = torch.from_numpy(np.ascontiguousarray(obs[None] if single else obs, dtype=np.float32))
         else:
             if not (obs.is_floating_point() or obs.dtype in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8, torch.bool)):
@@ -272,6 +278,9 @@ class PPO2(nn.Module):
                 x = F.dropout(x, layer.p, training=True)
         return x
 
+    def _value(self, vf_latent: torch.Tensor) -> torch.Tensor:
+        return F.linear(vf_latent, self.value_head.weight, self.value_head.bias).squeeze(-1)
+
     def latent_features(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         x = self.normalize(obs)
         if self.shared_latent:
@@ -282,18 +291,18 @@ class PPO2(nn.Module):
     def distribution_and_value(self, obs: torch.Tensor):
         """(action distribution, V(s) of shape (N,)) for an already-validated (N, input_dim) float tensor."""
         pi_latent, vf_latent = self.latent_features(obs)
-        value = F.linear(vf_latent, self.value_head.weight, self.value_head.bias).squeeze(-1)
+        value = self._value(vf_latent)
         return self.action_head.distribution(pi_latent), value
 
     def value_of(self, obs: torch.Tensor) -> torch.Tensor:
         """V(s) of shape (N,) for a validated batch (the bootstrap value after a rollout)."""
         vf_latent = self.latent_features(obs)[1]
-        return F.linear(vf_latent, self.value_head.weight, self.value_head.bias).squeeze(-1)
+        return self._value(vf_latent)
 
     def value_and_evaluate(self, obs: torch.Tensor, action: torch.Tensor):
         """(V(s), neg_log_prob of `action`, entropy) for a validated batch: what the update differentiates."""
         pi_latent, vf_latent = self.latent_features(obs)
-        value = F.linear(vf_latent, self.value_head.weight, self.value_head.bias).squeeze(-1)
+        value = self._value(vf_latent)
         neg_log_prob, entropy = self.action_head.evaluate(pi_latent, action)
         return value, neg_log_prob, entropy
 
@@ -305,7 +314,7 @@ class PPO2(nn.Module):
         """(value, sampled action, neg_log_prob) for a validated (N, input_dim) batch: the collector's hot
         path. Same numbers as `forward(obs)`, fewer tensor operations (see ActionHead.sample)."""
         pi_latent, vf_latent = self.latent_features(obs)
-        value = F.linear(vf_latent, self.value_head.weight, self.value_head.bias).squeeze(-1)
+        value = self._value(vf_latent)
         action, neg_log_prob = self.action_head.sample(pi_latent)
         return value, action, neg_log_prob
 
@@ -326,7 +335,7 @@ class PPO2(nn.Module):
             if single:
                 action = action.unsqueeze(0)
         pi_latent, vf_latent = self.latent_features(obs)
-        value = F.linear(vf_latent, self.value_head.weight, self.value_head.bias).squeeze(-1)
+        value = self._value(vf_latent)
         if action is None:
             action, neg_log_prob, entropy = self.action_head.act_and_evaluate(pi_latent, deterministic)
         else:
@@ -386,31 +395,16 @@ class PPO2(nn.Module):
         return self.__dict__["_np_policy"]
 
     def _predict_numpy(self, obs: np.ndarray) -> np.ndarray:
-        single = obs.ndim == 1
-        if obs.shape[-1:] != (self.input_dim,) or obs.ndim not in (1, 2):
-            raise ValueError(f"observation has shape {obs.shape}, expected (N, {self.input_dim}) or ({self.input_dim},)")
-        if obs.dtype.kind not in "fiub":
-            raise TypeError(f"observations must be real numbers, got dtype {obs.dtype}")
+        self._check_obs_shape(tuple(obs.shape))
+        self._check_numpy_obs(obs)
         x = np.asarray(obs, dtype=np.float32)
-        if x.dtype.kind == "f" and not np.isfinite(x).all():
-            raise ValueError(f"observation contains {int((~np.isfinite(x)).sum())} NaN/inf value(s); expected finite numbers")
         layers, norm = self._numpy_policy()
         if norm is not None:
             x = np.clip((x - norm[0]) * norm[1], -self.obs_clip, self.obs_clip)
         for w, b in layers[:-1]:
             x = np.tanh(x @ w + b)
         out = x @ layers[-1][0] + layers[-1][1]
-        spec = self.action_head.spec
-        if spec["type"] == "Discrete":
-            action = out.argmax(-1)
-        elif spec["type"] == "MultiDiscrete":
-            bounds = np.cumsum([0] + spec["nvec"])
-            action = np.stack([out[..., a:b].argmax(-1) for a, b in zip(bounds[:-1], bounds[1:])], -1)
-        elif spec["type"] == "MultiBinary":
-            action = (out > 0).astype(np.float32)
-        else:  # Box: the Gaussian's mean
-            action = out.astype(np.float32)
-        return self.action_head.to_env(action)
+        return self.action_head.to_env(self.action_head.mode_numpy(out))
 
     @torch.no_grad()
     def value(self, obs: Any) -> torch.Tensor:

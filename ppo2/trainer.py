@@ -215,6 +215,7 @@ class Trainer:
         self.ep_return = np.zeros(self.num_envs, np.float64)
         self.ep_length = np.zeros(self.num_envs, np.int64)
         self._stop_signal: int | None = None
+        self.last_checkpoint: Path | None = None
 
         self.output_dir = Path(cfg.output_dir or f"runs/{cfg.env_id}__{cfg.algo}__{cfg.seed}")
         if cfg.resume:
@@ -355,8 +356,9 @@ class Trainer:
                 if stop_requested or solved:
                     break
             else:
-                self.elapsed = time.perf_counter() - start
-                self.save_checkpoint()
+                if self.last_checkpoint is None or self.last_checkpoint.name != f"update_{self.update:06d}":
+                    self.elapsed = time.perf_counter() - start
+                    self.save_checkpoint()  # unless the last update's interval checkpoint already wrote it
             self.elapsed = time.perf_counter() - start
             self.stop_reason = stop_reason
             self.weights_sha256 = self.dist.assert_in_sync(self.model)  # every rank ends with the same policy
@@ -621,8 +623,6 @@ def train(config: TrainConfig | None = None, *, model: PPO2 | None = None, polic
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .config import build_parser
-
     argv = list(sys.argv[1:] if argv is None else argv)
     config, args = config_from_args(argv)
     if args.print_config:
@@ -632,7 +632,7 @@ def main(argv: list[str] | None = None) -> int:
         from .io import read_json
 
         saved = TrainConfig.from_dict(read_json(latest_checkpoint(config.resume) / "state.json")["config"])
-        given = {k: v for k, v in vars(build_parser().parse_args(argv)).items() if k != "print_config"}
+        given = {k: v for k, v in vars(args).items() if k != "print_config"}  # only flags the user passed
         config = saved.replace(**given)
     trainer = None
     try:
