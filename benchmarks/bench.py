@@ -103,7 +103,7 @@ def _ppo2_zoo_config(seed: int, total: int, **kw):
                        update_epochs=ZOO_HP["n_epochs"], gamma=ZOO_HP["gamma"], gae_lambda=ZOO_HP["gae_lambda"],
                        learning_rate=ZOO_HP["lr"], anneal_lr=True, clip_range=ZOO_HP["clip"], anneal_clip_range=True,
                        clip_value_loss=False, shared_latent=False, eval_interval=0, checkpoint_interval=0,
-                       stop_at_target=False, tensorboard=False, progress=False,
+                       stop_at_target=False, tensorboard=False, progress=False, plot=False,
                        output_dir=f"/tmp/ppo2-bench/run-{seed}", **kw).validated()
 
 

@@ -56,13 +56,18 @@ class DistContext:
         params = [p for p in module.parameters() if p.requires_grad]
         grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
         flat = torch.cat([g.reshape(-1) for g in grads])
-        dist.all_reduce(flat, op=dist.ReduceOp.SUM)
-        flat /= self.world_size
+        self.all_reduce_mean_(flat)
         offset = 0
         for p in params:
             n = p.numel()
             p.grad = flat[offset:offset + n].view_as(p).clone()
             offset += n
+
+    def all_reduce_mean_(self, tensor: torch.Tensor) -> None:
+        """In place: the mean of `tensor` over ranks (ppo2.fused keeps its gradient in one flat buffer)."""
+        if self.enabled:
+            dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
+            tensor /= self.world_size
 
     def all_reduce_sum(self, tensor: torch.Tensor) -> torch.Tensor:
         if self.enabled:

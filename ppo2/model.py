@@ -310,13 +310,12 @@ class PPO2(nn.Module):
         """The most likely action for a validated batch (evaluation's hot path)."""
         return self.action_head.deterministic(self.latent_features(obs)[0])
 
-    def policy_step(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(value, sampled action, neg_log_prob) for a validated (N, input_dim) batch: the collector's hot
-        path. Same numbers as `forward(obs)`, fewer tensor operations (see ActionHead.sample)."""
-        pi_latent, vf_latent = self.latent_features(obs)
-        value = self._value(vf_latent)
-        action, neg_log_prob = self.action_head.sample(pi_latent)
-        return value, action, neg_log_prob
+    def sample_action(self, obs: torch.Tensor) -> torch.Tensor:
+        """A sampled action for a validated (N, input_dim) batch: the collector's hot path. Only the policy
+        runs; values and log-probabilities of a rollout come afterwards, in one batch (value_and_evaluate)."""
+        x = self.normalize(obs)
+        pi_latent = self._latent(self.latent if self.shared_latent else self.policy_latent, x)
+        return self.action_head.sample(pi_latent)[0]
 
     def forward(self, obs: Any, action: Any = None, deterministic: bool = False):
         """Sample an action (or evaluate the given one).

@@ -33,6 +33,7 @@ from .config import TrainConfig, config_from_args
 from .distributed import DistContext
 from .envs import check_spaces, get_env_state, make_vector_env, set_env_state
 from .evaluate import evaluate_policy
+from .fused import FusedPPO
 from .gae import compute_gae
 from .losses import a2c_loss, ppo_loss
 from .model import PPO2
@@ -197,6 +198,13 @@ class Trainer:
         else:
             self.optimizer = torch.optim.RMSprop(params, lr=cfg.learning_rate, alpha=0.99, eps=cfg.optimizer_eps,
                                                  foreach=True)
+        # the hand-derived update (ppo2/fused.py) where it applies; else the autograd reference, ppo_update
+        reason = FusedPPO.unsupported_reason(self.model, self.optimizer, cfg.algo) if cfg.fused else "--no-fused"
+        self.fused = FusedPPO(self.model, self.optimizer) if reason is None else None
+        self.update_path = "fused" if reason is None else f"autograd ({reason})"
+        self.sample_action = self.fused.sample_action if self.fused else self.model.sample_action
+        self.evaluate_rollout = self.fused.evaluate if self.fused else self._evaluate_rollout
+        self.value_of = self.fused.value_of if self.fused else self.model.value_of
         self.storage = RolloutStorage(cfg.num_steps, self.num_envs, obs_dim, model.action_head.action_shape,
                                       model.action_head.action_dtype)
 
@@ -236,22 +244,20 @@ class Trainer:
     # --------------------------------------------------------------------------------------------
     # 1. collect
     # --------------------------------------------------------------------------------------------
-    @torch.no_grad()
+    @torch.inference_mode()  # (cheaper per operation than no_grad; nothing collected here is differentiated)
     def collect_rollout(self) -> None:
         s, model, head = self.storage, self.model, self.model.action_head
         on_cpu = self.device.type == "cpu"
         model.eval()
+        if self.fused is not None:
+            self.fused.pull()  # act with the model's current weights (a resume or a user may have set them)
         for t in range(self.config.num_steps):
             obs = self.next_obs
             s.obs[t] = obs
             obs_t = torch.from_numpy(s.obs[t]) if on_cpu else torch.from_numpy(s.obs[t]).to(self.device)
-            value, action, neg_log_prob = model.policy_step(obs_t)
-            if not on_cpu:
-                value, action, neg_log_prob = value.cpu(), action.cpu(), neg_log_prob.cpu()
-            action_np = action.numpy()
+            action = self.sample_action(obs_t)
+            action_np = action.numpy() if on_cpu else action.cpu().numpy()
             s.actions[t] = action_np
-            s.values[t] = value.numpy()
-            s.neg_log_probs[t] = neg_log_prob.numpy()
 
             self.next_obs, reward, terminated, truncated, _ = self.envs.step(head.to_env(action_np))
             s.rewards[t] = reward
@@ -269,8 +275,20 @@ class Trainer:
                 self.ep_return[done] = 0.0
                 self.ep_length[done] = 0
             self.prev_done = done
+        # V(s_t) and -log pi(a_t|s_t) of every step, in one batched pass: the policy did not change during the
+        # rollout, so these are the numbers a per-step computation would give, for one call instead of num_steps
+        T, N = s.values.shape
+        obs_t = torch.from_numpy(s.obs.reshape(T * N, -1)).to(self.device)
+        actions_t = torch.from_numpy(s.actions.reshape(T * N, *s.actions.shape[2:])).to(self.device)
+        values, neg_log_probs = self.evaluate_rollout(obs_t, actions_t)
+        s.values[:] = values.view(T, N).cpu().numpy()
+        s.neg_log_probs[:] = neg_log_probs.view(T, N).cpu().numpy()
         obs_t = torch.from_numpy(np.asarray(self.next_obs, np.float32)).to(self.device)
-        s.next_value[:] = model.value_of(obs_t).cpu().numpy()
+        s.next_value[:] = self.value_of(obs_t).cpu().numpy()
+
+    def _evaluate_rollout(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        value, neg_log_prob, _ = self.model.value_and_evaluate(obs, actions)
+        return value, neg_log_prob
 
     # --------------------------------------------------------------------------------------------
     # 2 + 3. advantages, then one flat batch of the valid rows
@@ -289,6 +307,18 @@ class Trainer:
             flat = [t.index_select(0, idx) for t in flat]
         batch = Batch(*(t.to(self.device) for t in flat))
         return batch, explained_variance(batch.values, batch.returns)
+
+    def update_policy(self, batch: Batch, clip_range: float) -> dict[str, float]:
+        """4. update_epochs x num_minibatches gradient steps (fused, or the autograd reference)."""
+        cfg, dist = self.config, self.dist
+        common = dict(update_epochs=cfg.update_epochs, num_minibatches=cfg.num_minibatches, clip_range=clip_range,
+                      ent_coef=cfg.ent_coef, vf_coef=cfg.vf_coef, max_grad_norm=cfg.max_grad_norm,
+                      norm_adv=cfg.norm_adv, clip_value_loss=cfg.clip_value_loss, target_kl=cfg.target_kl,
+                      any_rank=dist.any)
+        if self.fused is not None:
+            return self.fused.update(batch, all_reduce_mean=dist.all_reduce_mean_ if dist.enabled else None, **common)
+        return ppo_update(self.model, self.optimizer, batch, algo=cfg.algo,
+                          average_gradients=dist.average_gradients if dist.enabled else None, **common)
 
     def _update_obs_stats(self) -> None:
         if not self.model.normalize_obs:
@@ -326,12 +356,7 @@ class Trainer:
                 t0 = time.perf_counter()
                 self.collect_rollout()
                 batch, ev = self.compute_batch()
-                stats = ppo_update(
-                    self.model, self.optimizer, batch, algo=cfg.algo, update_epochs=cfg.update_epochs,
-                    num_minibatches=cfg.num_minibatches, clip_range=clip, ent_coef=cfg.ent_coef, vf_coef=cfg.vf_coef,
-                    max_grad_norm=cfg.max_grad_norm, norm_adv=cfg.norm_adv, clip_value_loss=cfg.clip_value_loss,
-                    target_kl=cfg.target_kl, average_gradients=self.dist.average_gradients if self.dist.enabled else None,
-                    any_rank=self.dist.any)
+                stats = self.update_policy(batch, clip)
                 self._update_obs_stats()
                 self.update += 1
                 self.global_step += cfg.batch_size
@@ -550,20 +575,22 @@ class Trainer:
                    "updates": self.update, "wall_time_s": round(self.elapsed, 3), "stop_reason": self.stop_reason,
                    "solved_at": self.solved_at, "last_eval": _brief(self.last_eval), "best_eval": _brief(self.best_eval),
                    "world_size": self.dist.world_size, "weights_sha256_all_ranks": self.weights_sha256,
+                   "update_path": self.update_path,
                    "command": " ".join(sys.argv) if sys.argv else None}
         atomic_write_json(self.output_dir / "summary.json", summary)
-        # the plot is drawn by a short-lived child process, so training never pays matplotlib's memory
-        import subprocess
+        if self.config.plot:
+            # the plot is drawn by a short-lived child process, so training never pays matplotlib's memory
+            import subprocess
 
-        cmd = [sys.executable, "-m", "ppo2.plotting", str(self.output_dir / "metrics.csv"),
-               str(self.output_dir / "learning_curve.png"), f"{self.config.algo.upper()} on {self.config.env_id}"]
-        if self.target_reward is not None:
-            cmd.append(str(self.target_reward))
-        done = subprocess.run(cmd, capture_output=True, text=True,
-                              env={**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parent.parent),
-                                                                                 os.environ.get("PYTHONPATH", "")])})
-        if done.returncode != 0:  # a plot must never cost a finished run
-            print(f"warning: learning curve not written: {done.stderr.strip()[-500:]}", file=sys.stderr)
+            cmd = [sys.executable, "-m", "ppo2.plotting", str(self.output_dir / "metrics.csv"),
+                   str(self.output_dir / "learning_curve.png"), f"{self.config.algo.upper()} on {self.config.env_id}"]
+            if self.target_reward is not None:
+                cmd.append(str(self.target_reward))
+            done = subprocess.run(cmd, capture_output=True, text=True,
+                                  env={**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parent.parent),
+                                                                                     os.environ.get("PYTHONPATH", "")])})
+            if done.returncode != 0:  # a plot must never cost a finished run
+                print(f"warning: learning curve not written: {done.stderr.strip()[-500:]}", file=sys.stderr)
         if self.config.push_to_hub:
             self.push_to_hub(self.config.push_to_hub)
 

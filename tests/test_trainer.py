@@ -10,7 +10,6 @@ import torch
 
 import toy_envs  # noqa: F401  (registers ppo2test/*)
 from conftest import REPO, hub_load
-from ppo2 import trainer as trainer_mod
 from ppo2.config import TrainConfig, build_parser
 from ppo2.trainer import NonFiniteLossError, Trainer, train
 
@@ -92,13 +91,14 @@ def test_same_seed_same_weights_different_seed_different(tmp_path):
     assert not torch.equal(a.value_head.weight, c.value_head.weight)
 
 
-@pytest.mark.parametrize("env_id", ["CartPole-v1", "Pendulum-v1"])
-def test_resume_is_bit_identical(tmp_path, monkeypatch, env_id):
-    kw = dict(SHORT, num_envs=4, num_steps=32, num_minibatches=2, update_epochs=2, total_timesteps=4 * 32 * 6)
+@pytest.mark.parametrize("env_id,fused", [("CartPole-v1", True), ("Pendulum-v1", True), ("CartPole-v1", False)])
+def test_resume_is_bit_identical(tmp_path, monkeypatch, env_id, fused):
+    kw = dict(SHORT, num_envs=4, num_steps=32, num_minibatches=2, update_epochs=2, total_timesteps=4 * 32 * 6,
+              fused=fused)
     full = train(env_id=env_id, seed=5, output_dir=str(tmp_path / "full"), **kw, **FAST)
 
     # the same run, stopped by a signal after update 3 ...
-    real_update, calls = trainer_mod.ppo_update, []
+    calls = []
 
     def update_then_signal(*args, **kwargs):
         out = real_update(*args, **kwargs)
@@ -109,11 +109,11 @@ def test_resume_is_bit_identical(tmp_path, monkeypatch, env_id):
 
     cfg = TrainConfig.for_env(env_id, seed=5, output_dir=str(tmp_path / "split"), **kw, **FAST)
     trainer = Trainer(cfg)
-    monkeypatch.setattr(trainer_mod, "ppo_update", update_then_signal)
+    real_update = trainer.update_policy
+    monkeypatch.setattr(trainer, "update_policy", update_then_signal)
     trainer.learn()
     trainer.close()
     assert trainer.update == 3 and trainer.stop_reason == "signal SIGTERM"
-    monkeypatch.setattr(trainer_mod, "ppo_update", real_update)
 
     # ... then resumed from its checkpoint
     resumed = Trainer(cfg.replace(resume=str(tmp_path / "split")))

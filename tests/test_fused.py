@@ -1,0 +1,225 @@
+"""ppo2.fused (hand-derived gradients) against the autograd reference: losses, every gradient, whole updates
+with Adam, the collector's policy step, the sampler, fallbacks and the NaN guard."""
+import copy
+import itertools
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+
+from ppo2 import PPO2, ppo_loss
+from ppo2.config import TrainConfig
+from ppo2.distributions import _sample_categorical
+from ppo2.fused import STAT_SCALE, FusedPPO
+from ppo2.trainer import Batch, NonFiniteLossError, Trainer, ppo_update
+
+BOX = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+CASES = list(itertools.product([True, False], ["discrete", "box"], [False, True], [0.0, 0.01]))
+
+
+def _model(shared, kind, seed=0, **kw):
+    torch.manual_seed(seed)
+    model = PPO2(5, 16, 3 if kind == "discrete" else BOX, shared_latent=shared, **kw)
+    with torch.no_grad():  # move away from the tiny-head init so every term has a sizeable gradient
+        for p in model.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    return model
+
+
+def _batch(model, n=64, seed=1):
+    g = torch.Generator().manual_seed(seed)
+    obs = torch.randn(n, 5, generator=g)
+    with torch.no_grad():
+        values, actions, nlp, _ = model(obs)
+    # old log-probs and values away from the current ones, so both clips are active on some samples
+    return Batch(obs, actions, nlp + 0.3 * torch.randn(n, generator=g), values + 0.5 * torch.randn(n, generator=g),
+                 torch.randn(n, generator=g), torch.randn(n, generator=g))
+
+
+def _act(model, actions):
+    if model.action_spec["type"] == "Discrete":
+        return torch.nn.functional.one_hot(actions, model.action_spec["n"]).float()
+    return actions
+
+
+@pytest.mark.parametrize("shared,kind,clip_value,ent_coef", CASES)
+def test_loss_terms_and_every_gradient_match_autograd(shared, kind, clip_value, ent_coef):
+    model = _model(shared, kind)
+    b = _batch(model)
+    fused = FusedPPO(model, torch.optim.Adam(model.parameters(), fused=True))
+
+    values, nlp, entropy = model.value_and_evaluate(b.obs, b.actions)
+    ref = ppo_loss(b.returns, values, nlp, entropy, b.advantages, b.values, b.neg_log_probs, 0.2, ent_coef, 0.5,
+                   clip_value=clip_value)
+    ref.loss.backward()
+    assert 0.1 < ref.clip_fraction.item() < 0.9  # the data exercises both branches of the policy clip
+
+    stats = fused.loss_and_grad(b.obs, _act(model, b.actions), b.neg_log_probs, b.values, b.advantages, b.returns,
+                                0.2, ent_coef, 0.5, clip_value)
+    got = torch.tensor([s * k for s, k in zip(stats.tolist(), STAT_SCALE)])
+    want = torch.stack([ref.pg_loss, ref.value_loss, ref.entropy_mean, ref.approx_kl, ref.clip_fraction]).detach()
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    for param, offset, n in fused._pairs:
+        torch.testing.assert_close(fused.grad[offset:offset + n].view_as(param), param.grad, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("shared,kind", [(True, "discrete"), (False, "box")])
+def test_whole_update_matches_ppo_update_with_adam(shared, kind):
+    ref_model = _model(shared, kind, seed=2)
+    model = copy.deepcopy(ref_model)
+    ref_opt = torch.optim.Adam(ref_model.parameters(), lr=3e-3, eps=1e-5, fused=True)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3, eps=1e-5, fused=True)
+    fused = FusedPPO(model, opt)
+    kw = dict(update_epochs=3, num_minibatches=2, clip_range=0.2, ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.5,
+              norm_adv=True, clip_value_loss=True)
+    for update in range(2):  # the second update starts from the Adam state the first one left in the optimizer
+        b = _batch(ref_model, seed=10 + update)
+        torch.manual_seed(update)
+        ref_stats = ppo_update(ref_model, ref_opt, b, algo="ppo", **kw)
+        torch.manual_seed(update)  # the same minibatch permutations
+        stats = fused.update(b, **kw)
+        assert stats.keys() == ref_stats.keys()
+        for key in ref_stats:
+            assert stats[key] == pytest.approx(ref_stats[key], rel=1e-4, abs=1e-6), key
+        for (name, p), q in zip(ref_model.named_parameters(), model.parameters()):
+            torch.testing.assert_close(q, p, rtol=1e-4, atol=2e-6, msg=name)
+            sr, s = ref_opt.state[p], opt.state[q]
+            assert float(s["step"]) == float(sr["step"]) == 6 * (update + 1)
+            torch.testing.assert_close(s["exp_avg"], sr["exp_avg"], rtol=1e-4, atol=1e-7)
+            torch.testing.assert_close(s["exp_avg_sq"], sr["exp_avg_sq"], rtol=1e-4, atol=1e-9)
+    assert not torch.equal(ref_model.value_head.weight, _model(shared, kind, seed=2).value_head.weight)
+
+
+def test_target_kl_stops_after_the_same_epoch():
+    ref_model = _model(False, "discrete", seed=3)
+    model = copy.deepcopy(ref_model)
+    ref_opt = torch.optim.Adam(ref_model.parameters(), lr=3e-2, fused=True)
+    fused = FusedPPO(model, torch.optim.Adam(model.parameters(), lr=3e-2, fused=True))
+    b = _batch(ref_model, seed=4)
+    with torch.no_grad():  # start on-policy: approx_kl grows from 0 as the epochs move the policy
+        b = Batch(b.obs, b.actions, ref_model.value_and_evaluate(b.obs, b.actions)[1], b.values, b.advantages, b.returns)
+    kw = dict(update_epochs=10, num_minibatches=1, clip_range=0.2, ent_coef=0.0, vf_coef=0.5, max_grad_norm=0.5,
+              norm_adv=True, target_kl=0.02)
+    ref_epochs = ppo_update(ref_model, ref_opt, b, algo="ppo", **kw)["epochs"]
+    assert 1 < ref_epochs < 10
+    assert fused.update(b, **kw)["epochs"] == ref_epochs
+
+
+@pytest.mark.parametrize("kind", ["discrete", "box"])
+def test_sampling_and_rollout_evaluation_are_the_models(kind):
+    model = _model(False, kind, normalize_obs=True)
+    model.update_obs_stats(torch.randn(5), torch.rand(5) + 0.5, 100.0)
+    fused = FusedPPO(model, torch.optim.Adam(model.parameters(), fused=True))
+    obs = torch.randn(16, 5)
+    torch.manual_seed(7)
+    action = fused.sample_action(obs)
+    torch.manual_seed(7)
+    ref_action = model.sample_action(obs)
+    torch.testing.assert_close(action, ref_action, rtol=1e-5, atol=1e-6)  # the same draws
+    torch.manual_seed(7)
+    _, fwd_action, fwd_nlp, _ = model(obs)
+    if kind == "discrete":
+        assert torch.equal(fwd_action, ref_action)  # forward() samples the same categorical draws
+
+    value, nlp = fused.evaluate(obs, action)
+    with torch.no_grad():
+        ref_value, ref_nlp, _ = model.value_and_evaluate(obs, action)
+    torch.testing.assert_close(value, ref_value, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(nlp, ref_nlp, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(fused.value_of(obs), ref_value, rtol=1e-5, atol=1e-6)
+
+
+def test_gaussian_sample_log_prob_is_torch_distributions():
+    model = _model(True, "box")
+    latent = torch.randn(32, 16)
+    action, nlp = model.action_head.sample(latent)
+    dist = model.action_head.distribution(latent)
+    torch.testing.assert_close(nlp, -dist.log_prob(action), rtol=1e-5, atol=1e-5)
+
+
+def test_categorical_sampler_frequencies_and_zero_probabilities():
+    torch.manual_seed(0)
+    probs = torch.tensor([[0.1, 0.0, 0.6, 0.3], [0.0, 0.0, 0.0, 1.0]]).repeat(50_000, 1)
+    draws = _sample_categorical(probs).squeeze(1).view(50_000, 2)
+    freq = torch.bincount(draws[:, 0], minlength=4).float() / 50_000
+    torch.testing.assert_close(freq, torch.tensor([0.1, 0.0, 0.6, 0.3]), atol=0.01, rtol=0)
+    assert int((draws[:, 0] == 1).sum()) == 0  # probability 0 is never drawn
+    assert bool((draws[:, 1] == 3).all())
+    # the largest uniform below 1 still lands on the last action with non-zero probability
+    assert _sample_categorical(torch.tensor([[0.5, 0.5, 0.0]])).item() in (0, 1)
+
+
+def test_unsupported_setups_name_their_reason_and_train_with_autograd():
+    adam = lambda m: torch.optim.Adam(m.parameters())  # noqa: E731
+    cases = {
+        "dropout": PPO2(4, 8, 2, dropout=0.1),
+        "custom": PPO2(4, action_space=2, policy_net=torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU())),
+        "MultiDiscrete": PPO2(4, 8, gym.spaces.MultiDiscrete([2, 3])),
+        "MultiBinary": PPO2(4, 8, gym.spaces.MultiBinary(3)),
+    }
+    for word, model in cases.items():
+        reason = FusedPPO.unsupported_reason(model, adam(model))
+        assert reason is not None and word.lower() in reason.lower(), (word, reason)
+        with pytest.raises(ValueError, match="does not support"):
+            FusedPPO(model, adam(model))
+    model = PPO2(4, 8, 2)
+    assert "RMSprop" in FusedPPO.unsupported_reason(model, torch.optim.RMSprop(model.parameters()))
+    assert "a2c" in FusedPPO.unsupported_reason(model, adam(model), algo="a2c")
+    assert FusedPPO.unsupported_reason(model, adam(model)) is None
+
+    small = dict(total_timesteps=64, num_envs=2, num_steps=32, eval_interval=0, tensorboard=False, progress=False,
+                 checkpoint_interval=0)
+    assert Trainer(TrainConfig.for_env("CartPole-v1", **small)).update_path == "fused"
+    assert Trainer(TrainConfig.for_env("CartPole-v1", fused=False, **small)).update_path == "autograd (--no-fused)"
+    assert Trainer(TrainConfig.for_env("CartPole-v1", "a2c", **small)).update_path.startswith("autograd (algo 'a2c'")
+
+
+def test_fused_and_autograd_trainers_agree(tmp_path):
+    kw = dict(total_timesteps=4 * 32 * 3, num_envs=4, num_steps=32, num_minibatches=2, update_epochs=2, seed=3,
+              eval_interval=0, tensorboard=False, progress=False, plot=False, checkpoint_interval=0)
+    runs = {}
+    for fused in (True, False):
+        trainer = Trainer(TrainConfig.for_env("CartPole-v1", fused=fused, output_dir=str(tmp_path / str(fused)), **kw))
+        runs[fused] = trainer.learn()
+        trainer.close()
+        assert trainer.update_path.startswith("fused" if fused else "autograd")
+    for (name, p), q in zip(runs[False].named_parameters(), runs[True].parameters()):
+        torch.testing.assert_close(q, p, rtol=1e-3, atol=1e-5, msg=name)
+
+
+def test_nonfinite_loss_raises_and_keeps_the_last_good_parameters():
+    ref_model = _model(False, "discrete")
+    model = copy.deepcopy(ref_model)
+    ref_opt = torch.optim.Adam(ref_model.parameters(), fused=True)
+    opt = torch.optim.Adam(model.parameters(), fused=True)
+    fused = FusedPPO(model, opt)
+    kw = dict(update_epochs=2, num_minibatches=2, clip_range=0.2, ent_coef=0.0, vf_coef=0.5, max_grad_norm=0.5,
+              norm_adv=True)
+    good = _batch(model)
+    fused.update(good, **kw)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    adam_before = [opt.state[p]["exp_avg"].clone() for p in model.parameters()]
+
+    def with_nan_returns(rows):
+        return Batch(good.obs, good.actions, good.neg_log_probs, good.values, good.advantages,
+                     good.returns.clone().index_fill_(0, torch.tensor(rows), float("nan")))
+
+    # a NaN in every minibatch: the very first step is refused, nothing changes
+    with pytest.raises(NonFiniteLossError, match="not applied"):
+        fused.update(with_nan_returns(list(range(64))), **kw)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    for p, m in zip(model.parameters(), adam_before):
+        assert torch.equal(opt.state[p]["exp_avg"], m)
+
+    # one NaN sample: the steps before its minibatch stand, exactly as in the autograd update
+    ref_model.load_state_dict(model.state_dict())
+    ref_opt.load_state_dict(copy.deepcopy(opt.state_dict()))  # (load_state_dict would share the tensors)
+    for update in (lambda b: ppo_update(ref_model, ref_opt, b, algo="ppo", **kw), lambda b: fused.update(b, **kw)):
+        torch.manual_seed(5)
+        with pytest.raises(NonFiniteLossError):
+            update(with_nan_returns([3]))
+    for (name, p), q in zip(ref_model.named_parameters(), model.parameters()):
+        assert bool(torch.isfinite(q).all()), name
+        torch.testing.assert_close(q, p, rtol=1e-4, atol=2e-6, msg=name)
