@@ -1,9 +1,12 @@
 """The PPO2 (and A2C) trainer. One update reads top to bottom like Algorithm 1 of the PPO paper:
 
-    1. collect_rollout   run the policy for num_steps in num_envs environments
+    1. collect_rollout   run the policy for num_steps in num_envs environments, then V(s_t) and
+                         log pi(a_t|s_t) of the whole rollout in one batched pass
     2. compute_gae       bootstrap from V(s_T) and compute advantages and returns
     3. flatten           drop the autoreset steps, flatten time x envs into one batch
-    4. ppo_update        update_epochs passes of num_minibatches clipped-surrogate steps
+    4. ppo_update        update_epochs passes of num_minibatches clipped-surrogate steps (autograd: the
+                         reference to read; for the built-in MLP the trainer runs the same update with
+                         hand-derived gradients, ppo2/fused.py, tested equal to it and about 2x faster)
     5. log / evaluate / checkpoint
 
 Environments autoreset in gymnasium's NEXT_STEP mode (see ppo2.envs). Row t of the rollout holds the

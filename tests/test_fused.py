@@ -16,25 +16,28 @@ from ppo2.trainer import Batch, NonFiniteLossError, Trainer, ppo_update
 
 BOX = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
 CASES = list(itertools.product([True, False], ["discrete", "box"], [False, True], [0.0, 0.01]))
+# the same checks on a GPU where there is one (CI has none; the lent GPU host runs them)
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
-def _model(shared, kind, seed=0, **kw):
+def _model(shared, kind, seed=0, device="cpu", **kw):
     torch.manual_seed(seed)
     model = PPO2(5, 16, 3 if kind == "discrete" else BOX, shared_latent=shared, **kw)
     with torch.no_grad():  # move away from the tiny-head init so every term has a sizeable gradient
         for p in model.parameters():
             p.add_(0.3 * torch.randn_like(p))
-    return model
+    return model.to(device)
 
 
 def _batch(model, n=64, seed=1):
     g = torch.Generator().manual_seed(seed)
-    obs = torch.randn(n, 5, generator=g)
+    device = model.value_head.weight.device
+    obs = torch.randn(n, 5, generator=g).to(device)
     with torch.no_grad():
         values, actions, nlp, _ = model(obs)
+    noise = [torch.randn(n, generator=g).to(device) for _ in range(4)]
     # old log-probs and values away from the current ones, so both clips are active on some samples
-    return Batch(obs, actions, nlp + 0.3 * torch.randn(n, generator=g), values + 0.5 * torch.randn(n, generator=g),
-                 torch.randn(n, generator=g), torch.randn(n, generator=g))
+    return Batch(obs, actions, nlp + 0.3 * noise[0], values + 0.5 * noise[1], noise[2], noise[3])
 
 
 def _act(model, actions):
@@ -43,9 +46,10 @@ def _act(model, actions):
     return actions
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("shared,kind,clip_value,ent_coef", CASES)
-def test_loss_terms_and_every_gradient_match_autograd(shared, kind, clip_value, ent_coef):
-    model = _model(shared, kind)
+def test_loss_terms_and_every_gradient_match_autograd(shared, kind, clip_value, ent_coef, device):
+    model = _model(shared, kind, device=device)
     b = _batch(model)
     fused = FusedPPO(model, torch.optim.Adam(model.parameters(), fused=True))
 
@@ -58,15 +62,19 @@ def test_loss_terms_and_every_gradient_match_autograd(shared, kind, clip_value, 
     stats = fused.loss_and_grad(b.obs, _act(model, b.actions), b.neg_log_probs, b.values, b.advantages, b.returns,
                                 0.2, ent_coef, 0.5, clip_value)
     got = torch.tensor([s * k for s, k in zip(stats.tolist(), STAT_SCALE)])
-    want = torch.stack([ref.pg_loss, ref.value_loss, ref.entropy_mean, ref.approx_kl, ref.clip_fraction]).detach()
+    want = torch.stack([ref.pg_loss, ref.value_loss, ref.entropy_mean, ref.approx_kl, ref.clip_fraction]).detach().cpu()
     torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
     for param, offset, n in fused._pairs:
         torch.testing.assert_close(fused.grad[offset:offset + n].view_as(param), param.grad, rtol=1e-4, atol=1e-6)
 
 
-@pytest.mark.parametrize("shared,kind", [(True, "discrete"), (False, "box")])
-def test_whole_update_matches_ppo_update_with_adam(shared, kind):
-    ref_model = _model(shared, kind, seed=2)
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("shared,kind,normalize_obs", [(True, "discrete", False), (False, "box", True)])
+def test_whole_update_matches_ppo_update_with_adam(shared, kind, normalize_obs, device):
+    ref_model = _model(shared, kind, seed=2, normalize_obs=normalize_obs)
+    if normalize_obs:
+        ref_model.update_obs_stats(torch.randn(5), torch.rand(5) + 0.5, 100.0)
+    ref_model.to(device)
     model = copy.deepcopy(ref_model)
     ref_opt = torch.optim.Adam(ref_model.parameters(), lr=3e-3, eps=1e-5, fused=True)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3, eps=1e-5, fused=True)
@@ -88,7 +96,7 @@ def test_whole_update_matches_ppo_update_with_adam(shared, kind):
             assert float(s["step"]) == float(sr["step"]) == 6 * (update + 1)
             torch.testing.assert_close(s["exp_avg"], sr["exp_avg"], rtol=1e-4, atol=1e-7)
             torch.testing.assert_close(s["exp_avg_sq"], sr["exp_avg_sq"], rtol=1e-4, atol=1e-9)
-    assert not torch.equal(ref_model.value_head.weight, _model(shared, kind, seed=2).value_head.weight)
+    assert not torch.equal(ref_model.value_head.weight.cpu(), _model(shared, kind, seed=2).value_head.weight)
 
 
 def test_target_kl_stops_after_the_same_epoch():
@@ -106,12 +114,14 @@ def test_target_kl_stops_after_the_same_epoch():
     assert fused.update(b, **kw)["epochs"] == ref_epochs
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("kind", ["discrete", "box"])
-def test_sampling_and_rollout_evaluation_are_the_models(kind):
+def test_sampling_and_rollout_evaluation_are_the_models(kind, device):
     model = _model(False, kind, normalize_obs=True)
     model.update_obs_stats(torch.randn(5), torch.rand(5) + 0.5, 100.0)
+    model.to(device)
     fused = FusedPPO(model, torch.optim.Adam(model.parameters(), fused=True))
-    obs = torch.randn(16, 5)
+    obs = torch.randn(16, 5, device=device)
     torch.manual_seed(7)
     action = fused.sample_action(obs)
     torch.manual_seed(7)
@@ -175,17 +185,24 @@ def test_unsupported_setups_name_their_reason_and_train_with_autograd():
     assert Trainer(TrainConfig.for_env("CartPole-v1", "a2c", **small)).update_path.startswith("autograd (algo 'a2c'")
 
 
-def test_fused_and_autograd_trainers_agree(tmp_path):
-    kw = dict(total_timesteps=4 * 32 * 3, num_envs=4, num_steps=32, num_minibatches=2, update_epochs=2, seed=3,
-              eval_interval=0, tensorboard=False, progress=False, plot=False, checkpoint_interval=0)
+@pytest.mark.parametrize("env_id,extra", [
+    ("CartPole-v1", {}),
+    ("Acrobot-v1", dict(num_minibatches=8)),  # its preset: separate towers, observation normalisation
+    ("Pendulum-v1", dict(num_minibatches=4, update_epochs=3)),  # Gaussian policy, normalisation
+])
+def test_fused_and_autograd_trainers_agree(tmp_path, env_id, extra):
+    kw = dict(dict(total_timesteps=4 * 32 * 3, num_envs=4, num_steps=32, num_minibatches=2, update_epochs=2, seed=3,
+                   eval_interval=0, tensorboard=False, progress=False, plot=False, checkpoint_interval=0), **extra)
     runs = {}
     for fused in (True, False):
-        trainer = Trainer(TrainConfig.for_env("CartPole-v1", fused=fused, output_dir=str(tmp_path / str(fused)), **kw))
+        trainer = Trainer(TrainConfig.for_env(env_id, fused=fused, output_dir=str(tmp_path / str(fused)), **kw))
         runs[fused] = trainer.learn()
         trainer.close()
         assert trainer.update_path.startswith("fused" if fused else "autograd")
     for (name, p), q in zip(runs[False].named_parameters(), runs[True].parameters()):
         torch.testing.assert_close(q, p, rtol=1e-3, atol=1e-5, msg=name)
+    for name, b in runs[False].named_buffers():  # the same rollouts, so the same observation statistics
+        torch.testing.assert_close(dict(runs[True].named_buffers())[name], b, msg=name)
 
 
 def test_nonfinite_loss_raises_and_keeps_the_last_good_parameters():
