@@ -12,10 +12,10 @@ separate towers, a Categorical or diagonal-Gaussian policy, Adam), but writes th
 
 Why: on a 64-unit MLP every torch operation costs more in dispatch than in arithmetic, and autograd,
 `torch.distributions`, `clip_grad_norm_` and `torch.optim` add dozens of small operations per step. Here
-all parameters, gradients and Adam moments live in three flat buffers, both towers run as one batched
-matmul, and one gradient step is ~60 tensor operations. The model's own parameters (and the Adam state
-inside the torch optimizer, which checkpoints save) are copied in before an update and out after it,
-so checkpoints, resume, evaluation and `save_pretrained` never see a difference.
+parameters, gradients and Adam moments live in flat buffers and both towers run as one batched matmul: a
+gradient step dispatches 113 aten operations instead of 201 (benchmarks/count_ops.py). The model's own
+parameters (and the Adam state inside the torch optimizer, which checkpoints save) are copied in before an
+update and out after it, so checkpoints, resume, evaluation and `save_pretrained` never see a difference.
 
 `tests/test_fused.py` checks the loss terms, every gradient, the clipped step, Adam's state and the
 sampled actions against the autograd path, for each supported case.
@@ -293,7 +293,9 @@ class FusedPPO:
             torch.mm(g_v.unsqueeze(0), h2[1], out=gWh[A:])
             torch.sum(g_out, 0, out=gbh[:A])
             torch.sum(g_v, 0, keepdim=True, out=gbh[A:])
-            g_h2 = torch.stack([torch.mm(g_out, Wh[:A]), g_v.unsqueeze(1) * Wh[A:]])
+            g_h2 = torch.empty_like(h2)  # (written in place: a stack would copy both halves again)
+            torch.mm(g_out, Wh[:A], out=g_h2[0])
+            torch.mul(g_v.unsqueeze(1), Wh[A:], out=g_h2[1])
         # ... and through both tanh layers (d tanh(z) / dz = 1 - tanh(z)^2)
         g_z2 = torch.addcmul(g_h2, g_h2, h2 * h2, value=-1)
         torch.bmm(g_z2.transpose(1, 2), h1, out=g["W2"])
@@ -347,6 +349,10 @@ class FusedPPO:
         N, M = x.shape[0], num_minibatches
         size = -(-N // M)  # torch.chunk's minibatch size (the last one is smaller when M does not divide N)
         terms, epochs_run = [], 0
+        if M == 1 and norm_adv and N > 1:  # one minibatch: its normalised advantages are the same every epoch
+            std, mean = torch.std_mean(fields[4])
+            fields = (*fields[:4], (fields[4] - mean) / (std + 1e-8), fields[5])
+            norm_adv = False
         for _ in range(update_epochs):
             # minibatches of a random permutation, as ppo_update draws them (one minibatch: the whole batch);
             # each field is gathered once per epoch, so every minibatch is a contiguous slice

@@ -2,6 +2,7 @@
 with Adam, the collector's policy step, the sampler, fallbacks and the NaN guard."""
 import copy
 import itertools
+from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
@@ -240,3 +241,40 @@ def test_nonfinite_loss_raises_and_keeps_the_last_good_parameters():
     for (name, p), q in zip(ref_model.named_parameters(), model.parameters()):
         assert bool(torch.isfinite(q).all()), name
         torch.testing.assert_close(q, p, rtol=1e-4, atol=2e-6, msg=name)
+
+
+def test_fused_gradient_is_as_accurate_as_autograds_against_float64():
+    # the shipped Acrobot policy on observations it meets: the float32 fused gradient (which uses
+    # tanh = 2 sigmoid(2x) - 1) must be as close to a float64 autograd gradient as float32 autograd is,
+    # with no component along the true gradient (a bias would shrink or grow every step)
+    model = PPO2.from_pretrained(Path(__file__).resolve().parent.parent / "weights" / "Acrobot-v1")
+    torch.manual_seed(0)
+    envs = gym.make_vec("Acrobot-v1", 16)
+    obs, _ = envs.reset(seed=0)
+    rows = []
+    for _ in range(64):
+        rows.append(obs.copy())
+        obs, *_ = envs.step(model.predict(obs, deterministic=False)[0])
+    envs.close()
+    x = torch.tensor(np.concatenate(rows), dtype=torch.float32)
+    with torch.no_grad():
+        values, actions, nlp, _ = model(x)
+    n = x.shape[0]
+    old_nlp, adv, ret = nlp + 0.05 * torch.randn(n), torch.randn(n), values + torch.randn(n)
+
+    def autograd_gradient(dtype):
+        m = copy.deepcopy(model).to(dtype)
+        v, nl, ent = m.value_and_evaluate(x.to(dtype), actions)
+        ppo_loss(ret.to(dtype), v, nl, ent, adv.to(dtype), values.to(dtype), old_nlp.to(dtype), 0.2, 0.0, 0.5,
+                 clip_value=False).loss.backward()
+        return torch.cat([p.grad.reshape(-1).double() for p in m.parameters()])
+
+    truth, reference = autograd_gradient(torch.float64), autograd_gradient(torch.float32)
+    m32 = copy.deepcopy(model)
+    fused = FusedPPO(m32, torch.optim.Adam(m32.parameters()))
+    fused.loss_and_grad(m32.normalize(x), fused.one_hot(actions), old_nlp, values, adv, ret, 0.2, 0.0, 0.5, False)
+    where = {id(p): (offset, k) for p, offset, k in fused._pairs}
+    got = torch.cat([fused.grad[where[id(p)][0]:sum(where[id(p)])].double() for p in m32.parameters()])
+    err, ref_err = (got - truth).norm() / truth.norm(), (reference - truth).norm() / truth.norm()
+    assert err < max(2 * ref_err, 1e-5), (err, ref_err)
+    assert abs(float((got - truth) @ truth / truth.norm() ** 2)) < 1e-4

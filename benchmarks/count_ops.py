@@ -1,0 +1,53 @@
+#!/usr/bin/env python
+"""How many torch operations one PPO gradient step dispatches: the fused update vs the autograd reference.
+
+    python benchmarks/count_ops.py
+
+RL-Zoo's CartPole settings (bench.py's throughput trial: separate 64-64 towers, one minibatch of 256).
+Every aten call reaching the dispatcher is counted (views and the backward's kernels included), per step,
+as the difference between a 4-epoch and a 2-epoch update so the once-per-update work cancels out.
+"""
+import sys
+from pathlib import Path
+
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench import _ppo2_zoo_config  # noqa: E402
+
+from ppo2.trainer import Trainer, ppo_update  # noqa: E402
+
+
+class CountOps(TorchDispatchMode):
+    def __init__(self):
+        super().__init__()
+        self.count = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.count += 1
+        return func(*args, **(kwargs or {}))
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    trainer = Trainer(_ppo2_zoo_config(0, 100_000))
+    trainer.collect_rollout()
+    batch, _ = trainer.compute_batch()
+    kw = dict(num_minibatches=1, clip_range=0.2, ent_coef=0.0, vf_coef=0.5, max_grad_norm=0.5, norm_adv=True,
+              clip_value_loss=False)
+    paths = {"fused (ppo2/fused.py)": lambda epochs: trainer.fused.update(batch, update_epochs=epochs, **kw),
+             "autograd (ppo_update)": lambda epochs: ppo_update(trainer.model, trainer.optimizer, batch, algo="ppo",
+                                                                update_epochs=epochs, **kw)}
+    for name, update in paths.items():
+        update(1)  # warm-up: lazy imports, optimizer state
+        counts = []
+        for epochs in (2, 4):
+            with CountOps() as counter:
+                update(epochs)
+            counts.append(counter.count)
+        print(f"{name}: {(counts[1] - counts[0]) / 2:.0f} aten operations per gradient step")
+
+
+if __name__ == "__main__":
+    main()
