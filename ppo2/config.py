@@ -49,8 +49,8 @@ class TrainConfig:
     norm_adv: bool = _f(True, "normalise advantages per minibatch")
     target_kl: Optional[float] = _f(None, "stop the epochs of an update early once approx_kl exceeds this")
     fused: bool = _f(True, "hand-derived gradients for the built-in MLP with Adam (ppo2/fused.py: the same update, "
-                           "about 2x faster per gradient step); --no-fused runs the autograd reference (ppo_update). Unsupported setups "
-                           "fall back to autograd by themselves")
+                           "about 2x faster per gradient step); --no-fused runs the autograd reference "
+                           "(ppo_update). Unsupported setups fall back to autograd by themselves")
     # ---- model ----------------------------------------------------------------------------
     hidden_dim: int = _f(64, "hidden layer width")
     shared_latent: bool = _f(True, "one latent MLP for policy and value (the hub model); else separate towers")

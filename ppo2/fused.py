@@ -13,7 +13,7 @@ separate towers, a Categorical or diagonal-Gaussian policy, Adam), but writes th
 Why: on a 64-unit MLP every torch operation costs more in dispatch than in arithmetic, and autograd,
 `torch.distributions`, `clip_grad_norm_` and `torch.optim` add dozens of small operations per step. Here
 parameters, gradients and Adam moments live in flat buffers and both towers run as one batched matmul: a
-gradient step dispatches 113 aten operations instead of 201 (benchmarks/count_ops.py). The model's own
+gradient step dispatches 89 aten operations instead of 201 (benchmarks/count_ops.py). The model's own
 parameters (and the Adam state inside the torch optimizer, which checkpoints save) are copied in before an
 update and out after it, so checkpoints, resume, evaluation and `save_pretrained` never see a difference.
 
@@ -75,7 +75,8 @@ class FusedPPO:
             return f"dropout={model.dropout}"
         if not ((isinstance(head, CategoricalHead) and head.dist_cls is Categorical)
                 or (isinstance(head, GaussianHead) and head.dist_cls is Normal)):
-            return f"{head.spec['type']} actions with {head.dist_cls.__name__} (fused: Discrete/Categorical, Box/Normal)"
+            return (f"{head.spec['type']} actions with {head.dist_cls.__name__} "
+                    "(fused: Discrete/Categorical, Box/Normal)")
         if type(optimizer) is not torch.optim.Adam:
             return f"optimizer {type(optimizer).__name__} (fused: Adam)"
         group = optimizer.param_groups[0]
@@ -125,6 +126,14 @@ class FusedPPO:
             for param in params:
                 self._pairs.append((param, offset, param.numel()))
                 offset += param.numel()
+        # views used at every step, made once (on a small MLP even a view costs a dispatch)
+        p, g = self.p, self.g
+        self.W1t, self.b1 = p["W1"].transpose(1, 2), p["b1"].unsqueeze(1)    # (T, D, H), (T, 1, H)
+        self.W2t, self.b2 = p["W2"].transpose(1, 2), p["b2"].unsqueeze(1)
+        self.pi_W, self.pi_b, self.vf_W, self.vf_b = p["Wh"][:A], p["bh"][:A], p["Wh"][A:], p["bh"][A:]
+        self.pi_Wt, self.vf_Wt = self.pi_W.t(), self.vf_W.t()
+        self.g_pi_W, self.g_pi_b, self.g_vf_W, self.g_vf_b = g["Wh"][:A], g["bh"][:A], g["Wh"][A:], g["bh"][A:]
+        self.policy_layers = (p["W1"][0].t(), p["b1"][0], p["W2"][0].t(), p["b2"][0])  # the policy tower alone
         covered = {id(p) for p, _, _ in self._pairs}
         missing = [n for n, p in model.named_parameters() if id(p) not in covered]
         if missing:  # pragma: no cover - the layout above is the whole built-in model
@@ -171,27 +180,25 @@ class FusedPPO:
     # ---------------------------------------------------------------------------------------------
     def hidden(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(h1, h2), each (T, n, H): both towers in one batched matmul per layer."""
-        p = self.p
         xs = x.unsqueeze(0).expand(self.T, *x.shape)
-        h1 = _tanh(torch.baddbmm(p["b1"].unsqueeze(1), xs, p["W1"].transpose(1, 2)))
-        h2 = _tanh(torch.baddbmm(p["b2"].unsqueeze(1), h1, p["W2"].transpose(1, 2)))
+        h1 = _tanh(torch.baddbmm(self.b1, xs, self.W1t))
+        h2 = _tanh(torch.baddbmm(self.b2, h1, self.W2t))
         return h1, h2
 
     def heads(self, h2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(policy output (n, A): logits or Gaussian mean, value (n,))."""
         # (mm then add: torch.addmm costs 3x more on these shapes here)
-        Wh, bh, A = self.p["Wh"], self.p["bh"], self.A
         if self.T == 1:
-            out = torch.mm(h2[0], Wh.t()) + bh
-            return out[:, :A], out[:, A]
-        return torch.mm(h2[0], Wh[:A].t()) + bh[:A], (torch.mm(h2[1], Wh[A:].t()) + bh[A:]).squeeze(1)
+            out = torch.mm(h2[0], self.p["Wh"].t()) + self.p["bh"]
+            return out[:, :self.A], out[:, self.A]
+        return torch.mm(h2[0], self.pi_Wt) + self.pi_b, (torch.mm(h2[1], self.vf_Wt) + self.vf_b).squeeze(1)
 
     def policy_output(self, x: torch.Tensor) -> torch.Tensor:
         """The policy tower alone: logits or Gaussian mean (n, A) for normalised observations."""
-        p = self.p
-        h1 = _tanh(torch.mm(x, p["W1"][0].t()) + p["b1"][0])
-        h2 = _tanh(torch.mm(h1, p["W2"][0].t()) + p["b2"][0])
-        return torch.mm(h2, p["Wh"][:self.A].t()) + p["bh"][:self.A]
+        W1t, b1, W2t, b2 = self.policy_layers
+        h1 = _tanh(torch.mm(x, W1t) + b1)
+        h2 = _tanh(torch.mm(h1, W2t) + b2)
+        return torch.mm(h2, self.pi_Wt) + self.pi_b
 
     @torch.inference_mode()
     def sample_action(self, obs: torch.Tensor) -> torch.Tensor:
@@ -234,7 +241,8 @@ class FusedPPO:
     # one gradient step
     # ---------------------------------------------------------------------------------------------
     @torch.inference_mode()
-    def loss_and_grad(self, x, act, old_nlp, old_v, adv, ret, clip_range, ent_coef, vf_coef, clip_value) -> torch.Tensor:
+    def loss_and_grad(self, x, act, old_nlp, old_v, adv, ret, clip_range, ent_coef, vf_coef,
+                      clip_value) -> torch.Tensor:
         """Fill self.grad with d loss / d parameters for one minibatch; return the minibatch means of
         (pg_loss, 2 * value_loss, entropy, 2 * approx_kl, clip_fraction) as one (5,) tensor (STAT_SCALE
         turns it into the loss terms: the halves are applied once per update, not once per step).
@@ -282,27 +290,27 @@ class FusedPPO:
                 g_out += (ent_coef / n) * probs * (log_probs + entropy.unsqueeze(1))
 
         # backward through the heads into h2 ...
-        Wh, gWh, gbh = p["Wh"], g["Wh"], g["bh"]
         if self.T == 1:
             g_head = torch.cat([g_out, g_v.unsqueeze(1)], 1)
-            torch.mm(g_head.t(), h2[0], out=gWh)
-            torch.sum(g_head, 0, out=gbh)
-            g_h2 = torch.mm(g_head, Wh).unsqueeze(0)
+            torch.mm(g_head.t(), h2[0], out=g["Wh"])
+            torch.sum(g_head, 0, out=g["bh"])
+            g_h2 = torch.mm(g_head, p["Wh"]).unsqueeze(0)
         else:
-            torch.mm(g_out.t(), h2[0], out=gWh[:A])
-            torch.mm(g_v.unsqueeze(0), h2[1], out=gWh[A:])
-            torch.sum(g_out, 0, out=gbh[:A])
-            torch.sum(g_v, 0, keepdim=True, out=gbh[A:])
+            h2_pi, h2_vf = h2
+            torch.mm(g_out.t(), h2_pi, out=self.g_pi_W)
+            torch.mm(g_v.unsqueeze(0), h2_vf, out=self.g_vf_W)
+            torch.sum(g_out, 0, out=self.g_pi_b)
+            torch.sum(g_v, 0, keepdim=True, out=self.g_vf_b)
             g_h2 = torch.empty_like(h2)  # (written in place: a stack would copy both halves again)
-            torch.mm(g_out, Wh[:A], out=g_h2[0])
-            torch.mul(g_v.unsqueeze(1), Wh[A:], out=g_h2[1])
+            torch.mm(g_out, self.pi_W, out=g_h2[0])
+            torch.mul(g_v.unsqueeze(1), self.vf_W, out=g_h2[1])
         # ... and through both tanh layers (d tanh(z) / dz = 1 - tanh(z)^2)
         g_z2 = torch.addcmul(g_h2, g_h2, h2 * h2, value=-1)
         torch.bmm(g_z2.transpose(1, 2), h1, out=g["W2"])
         torch.sum(g_z2, 1, out=g["b2"])
         g_h1 = torch.bmm(g_z2, p["W2"])
         g_z1 = torch.addcmul(g_h1, g_h1, h1 * h1, value=-1)
-        torch.bmm(g_z1.transpose(1, 2), x.unsqueeze(0).expand(self.T, *x.shape), out=g["W1"])
+        torch.bmm(g_z1.transpose(1, 2), x.expand(self.T, *x.shape), out=g["W1"])
         torch.sum(g_z1, 1, out=g["b1"])
 
         return torch.stack([pg, value_losses, entropy, log_ratio * log_ratio, (ratio != ratio_clipped).float()]).mean(1)
@@ -363,7 +371,8 @@ class FusedPPO:
                 shuffled = [f.index_select(0, perm) for f in fields]
             epoch_terms = []
             for start in range(0, N, size):
-                mb_x, mb_act, mb_nlp, mb_v, adv, mb_ret = (f[start:start + size] for f in shuffled)
+                minibatch = shuffled if M == 1 else [f[start:start + size] for f in shuffled]
+                mb_x, mb_act, mb_nlp, mb_v, adv, mb_ret = minibatch
                 if norm_adv and adv.shape[0] > 1:
                     std, mean = torch.std_mean(adv)
                     adv = (adv - mean) / (std + 1e-8)
@@ -376,8 +385,9 @@ class FusedPPO:
                 except NonFiniteLossError as exc:
                     self.push()  # the model keeps the last good parameters
                     pg, vl, ent = _scaled(stats.tolist())[:3]
-                    raise NonFiniteLossError(f"loss is {pg - ent_coef * ent + vf_coef * vl} (pg_loss {pg}, value_loss {vl}, "
-                                             f"entropy {ent}, {exc}); the update was not applied") from None
+                    raise NonFiniteLossError(
+                        f"loss is {pg - ent_coef * ent + vf_coef * vl} (pg_loss {pg}, value_loss {vl}, entropy {ent}, "
+                        f"{exc}); the update was not applied") from None
                 epoch_terms.append(stats)
             terms += epoch_terms
             epochs_run += 1

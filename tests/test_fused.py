@@ -107,7 +107,8 @@ def test_target_kl_stops_after_the_same_epoch():
     fused = FusedPPO(model, torch.optim.Adam(model.parameters(), lr=3e-2, fused=True))
     b = _batch(ref_model, seed=4)
     with torch.no_grad():  # start on-policy: approx_kl grows from 0 as the epochs move the policy
-        b = Batch(b.obs, b.actions, ref_model.value_and_evaluate(b.obs, b.actions)[1], b.values, b.advantages, b.returns)
+        nlp = ref_model.value_and_evaluate(b.obs, b.actions)[1]
+        b = Batch(b.obs, b.actions, nlp, b.values, b.advantages, b.returns)
     kw = dict(update_epochs=10, num_minibatches=1, clip_range=0.2, ent_coef=0.0, vf_coef=0.5, max_grad_norm=0.5,
               norm_adv=True, target_kl=0.02)
     ref_epochs = ppo_update(ref_model, ref_opt, b, algo="ppo", **kw)["epochs"]
