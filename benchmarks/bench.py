@@ -223,6 +223,16 @@ def run_trial(kind: str, lib: str, seed: int, *extra) -> dict:
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
+def alternate(kind: str, seeds: int) -> dict[str, list[dict]]:
+    """Trials of `kind` for seeds 1..seeds, ppo2 then SB3 back to back for each seed."""
+    res: dict[str, list[dict]] = {"ppo2": [], "sb3": []}
+    for seed in range(1, seeds + 1):
+        for lib in res:
+            res[lib].append(run_trial(kind, lib, seed))
+            print(f"  {kind} {lib} seed {seed}: {res[lib][-1]}", flush=True)
+    return res
+
+
 def med(values):
     values = [v for v in values if v is not None]
     return statistics.median(values) if values else float("nan")
@@ -248,12 +258,7 @@ def main() -> int:
           f"torch {torch.__version__}", flush=True)
 
     if "solve" in only:
-        res = {"ppo2": [], "sb3": []}
-        for seed in range(1, args.seeds + 1):
-            for lib in ("ppo2", "sb3"):
-                res[lib].append(run_trial("solve", lib, seed))
-                print(f"  solve {lib} seed {seed}: {res[lib][-1]}", flush=True)
-        raw["solve"] = res
+        raw["solve"] = res = alternate("solve", args.seeds)
         ours, theirs = med([r["time_s"] for r in res["ppo2"]]), med([r["time_s"] for r in res["sb3"]])
         rows.append(("Time to solve CartPole-v1 (s, median of %d seeds)" % args.seeds, f"{ours:.2f}", f"{theirs:.2f}",
                      f"{theirs / ours:.1f}x faster"))
@@ -263,12 +268,7 @@ def main() -> int:
                      f"{sum(r['solved'] for r in res['sb3'])}/{args.seeds}", ""))
 
     if "throughput" in only:
-        res = {"ppo2": [], "sb3": []}
-        for seed in range(1, args.seeds + 1):
-            for lib in ("ppo2", "sb3"):
-                res[lib].append(run_trial("throughput", lib, seed))
-                print(f"  throughput {lib} seed {seed}: {res[lib][-1]}", flush=True)
-        raw["throughput"] = res
+        raw["throughput"] = res = alternate("throughput", args.seeds)
         ours, theirs = med([r["sps"] for r in res["ppo2"]]), med([r["sps"] for r in res["sb3"]])
         # each seed's two runs are back to back, so their ratio sees the same machine load
         pairs = sorted(a["sps"] / b["sps"] for a, b in zip(res["ppo2"], res["sb3"]))

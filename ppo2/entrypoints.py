@@ -6,6 +6,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from .losses import normalize_advantages
 from .model import PPO2
 
 __all__ = ["ppo2", "eval_fn", "train_fn"]
@@ -116,8 +117,7 @@ def train_fn(model: PPO2, optimizer: torch.optim.Optimizer, clip_range: float = 
         if n < 2:
             raise ValueError(f"train_fn normalises advantages, which needs a batch of at least 2 samples, got {n}")
         with torch.no_grad():
-            advantages = returns - old_values
-            advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+            advantages = normalize_advantages(returns - old_values)
         model.train()
         optimizer.zero_grad()
         value_f, _, neg_log_probs, entropy = model(obs, action=old_actions)

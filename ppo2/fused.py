@@ -36,11 +36,11 @@ import torch
 from torch import nn
 from torch.distributions import Categorical, Normal
 
-from .distributions import CategoricalHead, GaussianHead, _sample_categorical
+from .distributions import _HALF_LOG_2PI, CategoricalHead, GaussianHead, _sample_categorical
+from .losses import normalize_advantages
 
 __all__ = ["FusedPPO"]
 
-_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 STAT_SCALE = (1.0, 0.5, 1.0, 0.5, 1.0)  # loss_and_grad's statistics -> the PPOLoss terms
 
 
@@ -270,11 +270,12 @@ class FusedPPO:
         # value loss 0.5 * max((v - R)^2, (v_clipped - R)^2)
         err = v - ret
         if clip_value:
-            v_clipped = old_v + (v - old_v).clamp(-clip_range, clip_range)
-            err_clipped = v_clipped - ret
-            value_losses = torch.maximum(err * err, err_clipped * err_clipped)
-            inside = (v - old_v).abs() <= clip_range  # where clamp passes the gradient through
-            g_v = torch.where(err * err >= err_clipped * err_clipped, err, err_clipped * inside)
+            dv = v - old_v
+            err_clipped = old_v + dv.clamp(-clip_range, clip_range) - ret
+            sq, sq_clipped = err * err, err_clipped * err_clipped
+            value_losses = torch.maximum(sq, sq_clipped)
+            inside = dv.abs() <= clip_range  # where clamp passes the gradient through
+            g_v = torch.where(sq >= sq_clipped, err, err_clipped * inside)
         else:
             value_losses = err * err
             g_v = err
@@ -358,8 +359,7 @@ class FusedPPO:
         size = -(-N // M)  # torch.chunk's minibatch size (the last one is smaller when M does not divide N)
         terms, epochs_run = [], 0
         if M == 1 and norm_adv and N > 1:  # one minibatch: its normalised advantages are the same every epoch
-            std, mean = torch.std_mean(fields[4])
-            fields = (*fields[:4], (fields[4] - mean) / (std + 1e-8), fields[5])
+            fields = (*fields[:4], normalize_advantages(fields[4]), fields[5])
             norm_adv = False
         for _ in range(update_epochs):
             # minibatches of a random permutation, as ppo_update draws them (one minibatch: the whole batch);
@@ -374,8 +374,7 @@ class FusedPPO:
                 minibatch = shuffled if M == 1 else [f[start:start + size] for f in shuffled]
                 mb_x, mb_act, mb_nlp, mb_v, adv, mb_ret = minibatch
                 if norm_adv and adv.shape[0] > 1:
-                    std, mean = torch.std_mean(adv)
-                    adv = (adv - mean) / (std + 1e-8)
+                    adv = normalize_advantages(adv)
                 stats = self.loss_and_grad(mb_x, mb_act, mb_nlp, mb_v, adv, mb_ret, clip_range, ent_coef, vf_coef,
                                            clip_value_loss)
                 if all_reduce_mean is not None:

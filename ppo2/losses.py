@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import torch
 
-__all__ = ["PPOLoss", "ppo_loss", "a2c_loss"]
+__all__ = ["PPOLoss", "ppo_loss", "a2c_loss", "normalize_advantages"]
 
 
 class PPOLoss(NamedTuple):
@@ -84,6 +84,11 @@ def a2c_loss(
     with torch.no_grad():
         approx_kl = 0.5 * ((neg_log_probs - old_neg_log_probs) ** 2).mean()
     return PPOLoss(loss, pg_loss, value_loss, entropy_mean, approx_kl, torch.zeros(()))
+
+
+def normalize_advantages(advantages: torch.Tensor) -> torch.Tensor:
+    """Zero mean, unit (unbiased) standard deviation over the batch, as baselines normalises each minibatch."""
+    return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
 
 
 def _check_same_shape(**tensors: torch.Tensor) -> None:

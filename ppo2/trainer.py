@@ -38,7 +38,7 @@ from .envs import check_spaces, get_env_state, make_vector_env, set_env_state
 from .evaluate import evaluate_policy
 from .fused import FusedPPO
 from .gae import compute_gae
-from .losses import a2c_loss, ppo_loss
+from .losses import a2c_loss, normalize_advantages, ppo_loss
 from .model import PPO2
 
 __all__ = ["Trainer", "train", "main", "NonFiniteLossError", "RolloutStorage", "Batch", "ppo_update"]
@@ -114,7 +114,7 @@ def ppo_update(model: PPO2, optimizer: torch.optim.Optimizer, batch: Batch, *, a
             value_f, neg_log_probs, entropy = model.value_and_evaluate(mb.obs, mb.actions)
             advantages = mb.advantages
             if norm_adv and len(mb) > 1:
-                advantages = (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+                advantages = normalize_advantages(advantages)
             if algo == "a2c":
                 out = a2c_loss(mb.returns, value_f, neg_log_probs, entropy, advantages, mb.neg_log_probs, ent_coef, vf_coef)
             else:
