@@ -11,7 +11,12 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
-__all__ = ["TrainConfig", "PRESETS", "build_parser", "config_from_args"]
+__all__ = ["TrainConfig", "PRESETS", "build_parser", "config_from_args", "RESUME_MAY_CHANGE", "resume_conflicts"]
+
+# Flags that may differ from a checkpoint's when resuming it: they change how the run is watched or how
+# long it goes on, not what it computes. Any other flag that disagrees with the checkpoint is refused.
+RESUME_MAY_CHANGE = frozenset({"resume", "total_timesteps", "progress", "tensorboard", "plot", "push_to_hub",
+                               "checkpoint_interval", "dist_timeout", "torch_threads"})
 
 
 def _f(default: Any, help: str, **kw) -> Any:
@@ -68,6 +73,8 @@ class TrainConfig:
     output_dir: Optional[str] = _f(None, "where the run writes weights, metrics and checkpoints (default runs/<env>__<algo>__<seed>)")
     checkpoint_interval: int = _f(25, "write a checkpoint every this many updates (0: only at the end)")
     resume: Optional[str] = _f(None, "continue the run in this output directory from its latest checkpoint")
+    overwrite: bool = _f(False, "replace an earlier run in --output-dir (without it such a directory is refused; "
+                                "the default directory moves on to a fresh runs/<env>__<algo>__<seed>__N)")
     tensorboard: bool = _f(True, "write TensorBoard events to <output_dir>/tb")
     progress: bool = _f(True, "show a progress bar")
     plot: bool = _f(True, "draw learning_curve.png when training ends (in a child process: ~3 s, mostly importing matplotlib)")
@@ -204,6 +211,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _optional_float(text: str) -> Optional[float]:
     return None if text.lower() in ("none", "off") else float(text)
+
+
+def resume_conflicts(saved: "TrainConfig", given: dict[str, Any]) -> list[str]:
+    """The flags in `given` (as the user passed them) that contradict the checkpoint's configuration."""
+    out = []
+    for key, value in given.items():
+        if key in RESUME_MAY_CHANGE or key == "print_config":
+            continue
+        old = getattr(saved, key)
+        if key == "output_dir" and value is not None and saved.resume is not None:
+            continue
+        if value != old:
+            out.append(f"--{key.replace('_', '-')}={value} (the checkpoint has {old})")
+    return out
 
 
 def config_from_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Namespace]:

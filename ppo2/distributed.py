@@ -103,6 +103,12 @@ class DistContext:
                 raise RuntimeError(f"ranks {differ} hold different weights from rank 0: distributed training diverged")
         return digest
 
+    def barrier(self) -> None:
+        """Wait for every rank (the end of a run: no rank tears its process group down while rank 0 still
+        writes outputs, which gloo answers with an abort)."""
+        if self.enabled:
+            dist.barrier()
+
     def close(self) -> None:
         if self.enabled and dist.is_initialized():
             dist.destroy_process_group()

@@ -469,7 +469,8 @@ def _init_params(cls: type) -> list[str]:
 
 def _probe(cls: type, build, kind: str) -> None:
     try:
-        d = build()
+        with torch.device("cpu"):  # (a model skeleton may be built on the meta device)
+            d = build()
         d.entropy()
         d.log_prob(d.sample())
     except NotImplementedError as exc:

@@ -105,11 +105,20 @@ def train_fn(model: PPO2, optimizer: torch.optim.Optimizer, clip_range: float = 
     """
     device = model.value_head.weight.device
 
-    def _float(x) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x).to(device, torch.float32)
+    def _float(name: str, x) -> torch.Tensor:
+        # detached: tensors straight from `model(obs)` still carry the graph, and a gradient through the old
+        # log-probabilities would cancel the policy gradient exactly (ratio = exp(old - new), both from theta)
+        t = (x.detach() if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))).to(device)
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise ValueError(f"train_fn: {name} contains {int((~torch.isfinite(t)).sum())} NaN/inf value(s); "
+                             "expected finite numbers (nothing was applied)")
+        return t.to(torch.float32)
 
     def _train_fn(obs, returns, old_actions, old_values, old_neg_log_prbs):
-        returns, old_values, old_neg_log_prbs = _float(returns), _float(old_values), _float(old_neg_log_prbs)
+        returns, old_values = _float("returns", returns), _float("old_values", old_values)
+        old_neg_log_prbs = _float("old_neg_log_prbs", old_neg_log_prbs)
+        obs = obs.detach() if isinstance(obs, torch.Tensor) else obs
+        old_actions = old_actions.detach() if isinstance(old_actions, torch.Tensor) else old_actions
         n = returns.shape[0] if returns.dim() == 1 else -1
         for name, t in (("returns", returns), ("old_values", old_values), ("old_neg_log_prbs", old_neg_log_prbs)):
             if t.dim() != 1 or t.shape[0] != n:
@@ -118,14 +127,23 @@ def train_fn(model: PPO2, optimizer: torch.optim.Optimizer, clip_range: float = 
             raise ValueError(f"train_fn normalises advantages, which needs a batch of at least 2 samples, got {n}")
         with torch.no_grad():
             advantages = normalize_advantages(returns - old_values)
+        if not bool(torch.isfinite(advantages).all()):
+            raise FloatingPointError("train_fn: the normalised advantages (returns - old_values) overflow float32; "
+                                     "the step was not applied")
         model.train()
         optimizer.zero_grad()
-        value_f, _, neg_log_probs, entropy = model(obs, action=old_actions)
+        value_f, _, neg_log_probs, entropy = model(obs, action=old_actions)  # (validates obs and actions)
         loss, pg_loss, value_loss, entropy_mean, approx_kl = model.loss(
             returns, value_f, neg_log_probs, entropy, advantages, old_values, old_neg_log_prbs,
             clip_range, ent_coef, vf_coef)
+        if not bool(torch.isfinite(loss)):
+            optimizer.zero_grad()
+            raise FloatingPointError(f"train_fn: the loss is {float(loss)}; the step was not applied")
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
+        if not bool(torch.isfinite(norm)):
+            optimizer.zero_grad()
+            raise FloatingPointError(f"train_fn: the gradient norm is {float(norm)}; the step was not applied")
         optimizer.step()
         return tuple(float(x.detach()) for x in (loss, pg_loss, value_loss, entropy_mean, approx_kl))
 

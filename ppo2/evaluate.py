@@ -125,18 +125,26 @@ def _downscale(frame: np.ndarray, scale: float) -> np.ndarray:
 def load_policy(source: str, map_location: str = "cpu"):
     """A policy from a zoo env id, a local directory, or a Hugging Face Hub repo id (in that order)."""
     from .hub import from_pretrained
-    from .zoo import load_pretrained, load_zoo
+    from .zoo import is_zoo_id, load_pretrained, load_zoo
 
-    if Path(source).is_dir():
-        return from_pretrained(source, map_location=map_location)
-    try:
-        zoo = load_zoo()
-    except FileNotFoundError:
-        zoo = {}
-    if source in zoo:
+    if is_zoo_id(source):  # a zoo id is never shadowed by a same-named local directory
         model = load_pretrained(source, map_location=map_location)
         model.env_id = source
         return model
+    if Path(source).is_dir():
+        return from_pretrained(source, map_location=map_location)
+    looks_local = source.startswith((".", "/", "~")) or source.count("/") != 1 or Path(source).parent.is_dir()
+    if looks_local:
+        try:
+            zoo = sorted(load_zoo())
+        except FileNotFoundError:
+            zoo = []
+        import difflib
+
+        close = difflib.get_close_matches(source, zoo, n=3, cutoff=0.5)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise ValueError(f"{source!r} is not a zoo id ({', '.join(zoo) or 'no zoo here'}), a directory holding "
+                         f"model.safetensors + config.json, or a Hugging Face Hub repo id ('org/name').{hint}")
     return from_pretrained(source, map_location=map_location)
 
 
@@ -145,17 +153,50 @@ def main(argv: list[str] | None = None) -> int:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source", help="zoo env id (e.g. CartPole-v1), a directory with model.safetensors + config.json, or a Hub repo id")
     p.add_argument("--env", dest="env_id", help="environment id (default: the one recorded with the policy)")
-    p.add_argument("-n", "--episodes", type=int, default=100, help="number of episodes")
+    p.add_argument("-n", "--episodes", type=_positive_int, default=100, help="number of episodes")
     p.add_argument("--seed", type=int, default=0, help="seed of the first episode")
     p.add_argument("--stochastic", action="store_true", help="sample actions instead of playing the most likely one")
     p.add_argument("--gif", "--video", dest="gif", help="also write a replay of one episode to this .gif or .mp4 file")
     p.add_argument("--json", dest="json_out", help="write the results to this JSON file")
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
-    model = load_policy(args.source, map_location=args.device)
-    env_id = args.env_id or getattr(model, "env_id", None)
-    if not env_id:
-        p.error("the policy records no environment id; pass --env")
+    try:
+        model = load_policy(args.source, map_location=args.device)
+        env_id = args.env_id or getattr(model, "env_id", None)
+        if not env_id:
+            p.error("the policy records no environment id; pass --env")
+        return _evaluate_cli(model, env_id, args)
+    except (ValueError, TypeError, OSError, ImportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 1, got {value}")
+    return value
+
+
+def check_policy_env(model, env_id: str) -> None:
+    """Raise ValueError unless `model` can act in `env_id` (shapes, action sizes, bounds)."""
+    import gymnasium as gym
+
+    from .envs import check_env_id
+
+    check_env_id(env_id)
+    env = gym.make(env_id)
+    try:
+        model.check_compatible(env.observation_space, env.action_space, env_id)
+    finally:
+        env.close()
+
+
+def _evaluate_cli(model, env_id: str, args) -> int:
+    check_policy_env(model, env_id)
     res = evaluate_policy(model, env_id, n_episodes=args.episodes, seed=args.seed, deterministic=not args.stochastic)
     print(f"{env_id}: {res['mean_reward']:.2f} +/- {res['std_reward']:.2f} over {res['n_episodes']} episodes "
           f"(seed {args.seed}, {'stochastic' if args.stochastic else 'deterministic'})")

@@ -72,11 +72,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("output", help="output path: .onnx for ONNX, .pt2 for torch.export")
     p.add_argument("--opset", type=int, default=17)
     args = p.parse_args(argv)
-    model = load_policy(args.source)
-    if args.output.endswith(".pt2"):
-        torch.export.save(export_program(model), args.output)
-    else:
-        export_onnx(model, args.output, opset=args.opset)
+    try:
+        model = load_policy(args.source)
+        if args.output.endswith(".pt2"):
+            torch.export.save(export_program(model), args.output)
+        else:
+            export_onnx(model, args.output, opset=args.opset)
+    except (ValueError, TypeError, OSError, ImportError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     print(f"wrote {args.output}")
     return 0
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from . import __version__
-from .io import IntegrityError, atomic_write_json, load_tensors, read_json, save_tensors
+from .io import IntegrityError, atomic_write_json, read_json, read_safetensors_header, read_verified_bytes, save_tensors
 
 __all__ = ["save_pretrained", "from_pretrained", "push_to_hub", "model_card", "build_model"]
 
@@ -37,7 +37,7 @@ def save_pretrained(model, save_directory: str | os.PathLike, env_id: str | None
     out = Path(save_directory)
     out.mkdir(parents=True, exist_ok=True)
     config = model.get_config()
-    digest = save_tensors(out / WEIGHTS_NAME, model.state_dict(), metadata={"format": "pt", "model_type": "ppo2"})
+    digest = save_tensors(out / WEIGHTS_NAME, model.state_dict(), metadata={"format": "pt"})
     meta = {"model_type": "ppo2", "ppo2_version": __version__, "weights_sha256": digest}
     if env_id:
         meta["env_id"] = env_id
@@ -61,20 +61,44 @@ def build_model(config_path: Path, weights_path: Path, weights_sha256: str | Non
                 config_sha256: str | None = None, map_location: str | torch.device = "cpu",
                 policy_net=None, value_net=None):
     """Rebuild a PPO2 from config.json + model.safetensors, verifying hashes before deserialising."""
-    from .model import PPO2
+    from safetensors.torch import load as st_load
+
+    from .model import PPO2, validate_config
 
     meta, kwargs = split_config(read_json(config_path, expected_sha256=config_sha256))
+    try:
+        kwargs = validate_config(kwargs)
+    except ValueError as exc:
+        raise IntegrityError(f"{config_path}: {exc}") from None
+    if "env_id" in meta and not isinstance(meta["env_id"], str):
+        raise IntegrityError(f"{config_path}: 'env_id' must be a string, got {meta['env_id']!r}")
     expected = weights_sha256 or meta.get("weights_sha256")
     if expected is None:
         raise IntegrityError(f"{config_path} records no weights_sha256; refusing to load unverified weights")
-    state = load_tensors(weights_path, expected_sha256=expected)
+    data = read_verified_bytes(weights_path, expected)
+    header = read_safetensors_header(data, str(weights_path))
+    # The architecture the config describes is built on the meta device (no memory) and compared with the
+    # tensors the file holds, so a config that names huge sizes is refused before anything is allocated.
+    with torch.device("cpu" if policy_net is not None else "meta"):  # (a user's own network runs on its device)
+        skeleton = PPO2.from_config(kwargs, policy_net=policy_net, value_net=value_net)
+    wanted = {k: (_ST_DTYPES.get(v.dtype, str(v.dtype)), tuple(v.shape)) for k, v in skeleton.state_dict().items()}
+    if wanted != header:
+        diff = sorted(k for k in wanted.keys() | header.keys() if wanted.get(k) != header.get(k))
+        raise IntegrityError(
+            f"{weights_path} does not match {config_path}: " + "; ".join(
+                f"{k}: config expects {wanted.get(k, 'nothing')}, file has {header.get(k, 'nothing')}" for k in diff[:5]))
+    try:
+        state = st_load(data)
+    except Exception as exc:  # safetensors raises several types
+        raise IntegrityError(f"{weights_path}: not a valid safetensors file ({exc})") from exc
     model = PPO2.from_config(kwargs, policy_net=policy_net, value_net=value_net)
-    missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing or unexpected:
-        raise IntegrityError(f"{weights_path} does not match {config_path}: missing tensors {missing}, "
-                             f"unexpected tensors {unexpected}")
+    model.load_state_dict(state)
     model.env_id = meta.get("env_id")
     return model.to(map_location).eval()
+
+
+_ST_DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.float16: "F16", torch.bfloat16: "BF16",
+              torch.int64: "I64", torch.int32: "I32", torch.uint8: "U8", torch.bool: "BOOL"}
 
 
 def from_pretrained(repo_id_or_path: str | os.PathLike, revision: str | None = None, cache_dir: str | None = None,

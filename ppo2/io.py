@@ -17,7 +17,12 @@ from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
 __all__ = ["IntegrityError", "sha256_bytes", "sha256_file", "atomic_write_bytes", "atomic_write_json",
-           "save_tensors", "load_tensors", "read_json"]
+           "save_tensors", "load_tensors", "read_json", "read_safetensors_header", "read_verified_bytes",
+           "MAX_HEADER_BYTES"]
+
+# A safetensors header names every tensor with its dtype and shape; ours are a few kB. A larger one is
+# refused before it is parsed.
+MAX_HEADER_BYTES = 1 << 20
 
 
 class IntegrityError(ValueError):
@@ -62,17 +67,22 @@ def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
 
 
 def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> str:
-    """Atomically write a safetensors file; returns its sha256."""
+    """Atomically write a safetensors file; returns its sha256.
+
+    The same tensors always give the same bytes: safetensors writes its metadata from a Rust HashMap,
+    whose order changes from process to process when it holds two or more keys, so at most one is allowed."""
+    if metadata is not None and len(metadata) > 1:
+        raise ValueError(f"safetensors metadata may hold at most one key (for byte-identical files), got {sorted(metadata)}")
     data = st_save({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=metadata)
     atomic_write_bytes(path, data)
     return sha256_bytes(data)
 
 
-def load_tensors(path: str | os.PathLike, expected_sha256: str | None = None) -> dict[str, torch.Tensor]:
-    """Read a safetensors file, checking its sha256 *before* deserialising anything."""
+def read_verified_bytes(path: str | os.PathLike, expected_sha256: str | None) -> bytes:
+    """The bytes of a file, checked against `expected_sha256` (when given) before anyone parses them."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"weights file not found: {path}")
+        raise FileNotFoundError(f"file not found: {path}")
     data = path.read_bytes()
     if expected_sha256 is not None:
         actual = sha256_bytes(data)
@@ -80,10 +90,39 @@ def load_tensors(path: str | os.PathLike, expected_sha256: str | None = None) ->
             raise IntegrityError(
                 f"{path}: sha256 mismatch, expected {expected_sha256}, got {actual} "
                 "(the file is corrupt, truncated or not the one recorded)")
+    return data
+
+
+def load_tensors(path: str | os.PathLike, expected_sha256: str | None = None) -> dict[str, torch.Tensor]:
+    """Read a safetensors file, checking its sha256 *before* deserialising anything."""
+    data = read_verified_bytes(path, expected_sha256)
     try:
         return st_load(data)
     except (SafetensorError, ValueError, Exception) as exc:  # safetensors raises several types
         raise IntegrityError(f"{path}: not a valid safetensors file ({exc})") from exc
+
+
+def read_safetensors_header(data: bytes, where: str = "weights") -> dict[str, tuple[str, tuple[int, ...]]]:
+    """{tensor name: (dtype, shape)} from a safetensors file's header, without reading any tensor: what a
+    model is checked against *before* it is allocated."""
+    if len(data) < 8:
+        raise IntegrityError(f"{where}: not a valid safetensors file ({len(data)} bytes)")
+    n = int.from_bytes(data[:8], "little")
+    if n > MAX_HEADER_BYTES or 8 + n > len(data):
+        raise IntegrityError(f"{where}: not a valid safetensors file (header of {n} bytes in a {len(data)}-byte file)")
+    try:
+        header = json.loads(data[8:8 + n])
+        out = {}
+        for name, info in header.items():
+            if name == "__metadata__":
+                continue
+            shape = tuple(info["shape"])
+            if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape):
+                raise ValueError(f"bad shape {shape} for {name}")
+            out[name] = (str(info["dtype"]), shape)
+        return out
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise IntegrityError(f"{where}: not a valid safetensors header ({exc})") from exc
 
 
 def read_json(path: str | os.PathLike, expected_sha256: str | None = None) -> Any:

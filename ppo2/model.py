@@ -167,12 +167,10 @@ class PPO2(nn.Module):
 
     @classmethod
     def from_config(cls, config: dict, policy_net: nn.Module | None = None, value_net: nn.Module | None = None) -> "PPO2":
-        config = dict(config)
-        known = {"input_dim", "hidden_dim", "action_space", "dropout", "distribution", "shared_latent",
-                 "normalize_obs", "obs_clip", "log_std_init", "custom_latent"}
-        unknown = set(config) - known
-        if unknown:
-            raise ValueError(f"unknown model config keys {sorted(unknown)}; expected a subset of {sorted(known)}")
+        """Rebuild from `get_config()` output (e.g. a config.json). Every value is type- and range-checked
+        first (`validate_config`): JSON from a file is never coerced, and no size it names is allocated
+        unchecked."""
+        config = validate_config(config)
         if config.pop("custom_latent", False):
             if policy_net is None:
                 raise ValueError("this policy was trained with custom latent networks: pass the same architecture "
@@ -183,13 +181,42 @@ class PPO2(nn.Module):
             raise ValueError("policy_net/value_net given, but this policy uses the built-in MLP")
         return cls(reset_param=False, **config)
 
+    def check_compatible(self, observation_space: Any, action_space: Any, env_id: str | None = None) -> None:
+        """Raise ValueError unless this model can act in an env with these spaces: the observation shape,
+        the action-space type and its size (n, nvec, shape) and, for Box actions, the bounds it clips to."""
+        from gymnasium import spaces
+
+        from .distributions import space_to_spec
+
+        where = f"{env_id}" if env_id else "the environment"
+        if not isinstance(observation_space, spaces.Box) or tuple(observation_space.shape) != (self.input_dim,):
+            raise ValueError(f"this policy takes observations of shape ({self.input_dim},), but {where} has observation "
+                             f"space {observation_space}")
+        env_spec, mine = space_to_spec(action_space), self.action_spec
+        same = env_spec.keys() == mine.keys() and all(
+            np.allclose(np.asarray(env_spec[k], np.float64), np.asarray(mine[k], np.float64), rtol=1e-6, atol=1e-6)
+            if k in ("low", "high") else env_spec[k] == mine[k] for k in env_spec)
+        if not same:
+            raise ValueError(f"this policy acts in {_spec_text(mine)}, but {where} has action space {action_space}")
+
     # ------------------------------------------------------------------------------------------
     # observation normalisation (statistics live in buffers, so they travel with the weights)
     # ------------------------------------------------------------------------------------------
     def _refresh_obs_scale(self) -> None:
         self._obs_mean32 = self.obs_mean.float()
         self._obs_inv_std32 = (1.0 / torch.sqrt(self.obs_var + 1e-8)).float()
+        self._obs_scale_key = self._obs_stats_key()
         self.__dict__.pop("_np_policy", None)  # new tensors: predict's numpy views must be rebuilt
+
+    def _obs_stats_key(self) -> tuple:
+        return (self.obs_mean.data_ptr(), self.obs_mean._version, self.obs_var.data_ptr(), self.obs_var._version)
+
+    def _sync_obs_scale(self) -> None:
+        """Recompute the float32 normaliser if its buffers were replaced or written since (a cheap check)."""
+        if torch.compiler.is_compiling():  # (tracing for export: fake tensors have no storage to compare)
+            return
+        if self._obs_scale_key != self._obs_stats_key():
+            self._refresh_obs_scale()
 
     def _apply(self, fn, recurse=True):  # keep the float32 copies on the model's device
         out = super()._apply(fn, recurse)
@@ -222,6 +249,7 @@ class PPO2(nn.Module):
     def normalize(self, obs: torch.Tensor) -> torch.Tensor:
         if not self.normalize_obs:
             return obs
+        self._sync_obs_scale()
         return ((obs - self._obs_mean32) * self._obs_inv_std32).clamp(-self.obs_clip, self.obs_clip)
 
     # ------------------------------------------------------------------------------------------
@@ -241,6 +269,9 @@ class PPO2(nn.Module):
             raise TypeError(f"observations must be real numbers, got dtype {obs.dtype}")
         if obs.dtype.kind == "f" and not np.isfinite(obs).all():
             raise ValueError(f"observation contains {int((~np.isfinite(obs)).sum())} NaN/inf value(s); expected finite numbers")
+        if obs.dtype.itemsize > 4 and obs.size and np.abs(obs).max() > _FLOAT32_MAX:
+            raise ValueError(f"observation contains values up to {float(np.abs(obs).max()):.3g}, beyond float32's range "
+                             f"(+-{_FLOAT32_MAX:.3g}): they would become inf inside the model")
 
     def _check_obs(self, obs: Any) -> tuple[torch.Tensor, bool]:
         """Validate and convert observations: (N, input_dim) float32 tensor on the model's device, and
@@ -257,6 +288,9 @@ class PPO2(nn.Module):
             if obs.is_floating_point() and not bool(torch.isfinite(obs).all()):
                 bad = int((~torch.isfinite(obs)).sum())
                 raise ValueError(f"observation contains {bad} NaN/inf value(s); expected finite numbers")
+            if obs.element_size() > 4 and obs.numel() and float(obs.abs().max()) > _FLOAT32_MAX:
+                raise ValueError(f"observation contains values up to {float(obs.abs().max()):.3g}, beyond float32's "
+                                 f"range (+-{_FLOAT32_MAX:.3g}): they would become inf inside the model")
             if single:
                 obs = obs.unsqueeze(0)
         device = self.value_head.weight.device
@@ -359,8 +393,10 @@ class PPO2(nn.Module):
         if self.training and self.dropout > 0:  # dropout must be off to act; toggling costs, so only if needed
             self.eval()
         small = isinstance(obs, np.ndarray) and (obs.ndim == 1 or len(obs) <= 32)  # numpy wins on small batches
-        if deterministic and small and self._numpy_policy() is not None:
-            return self._predict_numpy(obs), None
+        if deterministic and small:
+            policy = self._numpy_policy()
+            if policy is not None:
+                return self._predict_numpy(obs, policy), None
         obs, single = self._check_obs(obs)
         with torch.no_grad():
             if deterministic:
@@ -375,29 +411,42 @@ class PPO2(nn.Module):
     # The arrays are zero-copy views of the parameters, so optimizer steps and load_state_dict (an in-place
     # copy) are seen at once; they are rebuilt when tensors are replaced (.to(), .double(), a new normaliser
     # buffer). tests/test_model.py checks that both paths choose the same actions.
-    def _numpy_policy(self):
-        cached = self.__dict__.get("_np_policy")
-        if cached is not None:
-            return cached
-        if self.custom_latent or self.value_head.weight.device.type != "cpu":
-            return None
+    def _policy_sources(self) -> list[torch.Tensor]:
+        """The tensors predict's numpy path reads, looked up on the module now (never remembered)."""
         latent = self.latent if self.shared_latent else self.policy_latent
         head = self.action_head.output_layer()
         sources = [t for layer in latent if isinstance(layer, nn.Linear) for t in (layer.weight, layer.bias)]
-        sources += [head.weight, head.bias]
-        if any(t.dtype != torch.float32 for t in sources):
+        return sources + [head.weight, head.bias]
+
+    def _numpy_policy(self):
+        """Numpy views of the current policy weights. The views are reused only while every parameter is
+        still the same storage (data_ptr), so weights replaced in any way torch allows (`load_state_dict`,
+        with or without assign=True, `vector_to_parameters`, `p.data = ...`, `.to()`) are seen at the next
+        call; in-place changes (optimizer steps) are seen through the views themselves."""
+        if self.custom_latent:
+            return None
+        sources = self._policy_sources()
+        if self.normalize_obs:
+            self._sync_obs_scale()
+        key = tuple(t.data_ptr() for t in sources)
+        if self.normalize_obs:
+            key += (self._obs_mean32.data_ptr(), self._obs_inv_std32.data_ptr())
+        cached = self.__dict__.get("_np_policy")
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        if any(t.dtype != torch.float32 or t.device.type != "cpu" for t in sources):
             return None
         arrays = [t.detach().numpy() for t in sources]
         layers = [(arrays[i].T, arrays[i + 1]) for i in range(0, len(arrays), 2)]
         norm = (self._obs_mean32.numpy(), self._obs_inv_std32.numpy()) if self.normalize_obs else None
-        self.__dict__["_np_policy"] = (layers, norm)
-        return self.__dict__["_np_policy"]
+        self.__dict__["_np_policy"] = (key, (layers, norm))
+        return layers, norm
 
-    def _predict_numpy(self, obs: np.ndarray) -> np.ndarray:
+    def _predict_numpy(self, obs: np.ndarray, policy) -> np.ndarray:
         self._check_obs_shape(tuple(obs.shape))
         self._check_numpy_obs(obs)
         x = np.asarray(obs, dtype=np.float32)
-        layers, norm = self._numpy_policy()
+        layers, norm = policy
         if norm is not None:
             x = np.clip((x - norm[0]) * norm[1], -self.obs_clip, self.obs_clip)
         for w, b in layers[:-1]:
@@ -419,7 +468,13 @@ class PPO2(nn.Module):
              clip_range, ent_coef, vf_coef):
         """OpenAI baselines ppo2 loss. Returns `(loss, pg_loss, value_loss, entropy_mean, approx_kl)`.
 
-        For the clip fraction too, call `ppo2.losses.ppo_loss` with the same arguments."""
+        For the clip fraction too, call `ppo2.losses.ppo_loss` with the same arguments. Raises ValueError for
+        tensors of different shapes or holding NaN/inf, and for a non-finite or negative clip_range."""
+        _check_loss_inputs(returns=returns, value_f=value_f, neg_log_probs=neg_log_probs, entropy=entropy,
+                           advantages=advantages, old_values=old_values, old_neg_log_prbs=old_neg_log_prbs)
+        for name, v in (("clip_range", clip_range), ("ent_coef", ent_coef), ("vf_coef", vf_coef)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
+                raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
         out = ppo_loss(returns, value_f, neg_log_probs, entropy, advantages, old_values, old_neg_log_prbs,
                        clip_range, ent_coef, vf_coef)
         return out.loss, out.pg_loss, out.value_loss, out.entropy_mean, out.approx_kl
@@ -467,3 +522,107 @@ def _latent_dim(net: nn.Module, input_dim: int, name: str) -> int:
         shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
         raise ValueError(f"{name} must map (N, {input_dim}) to (N, latent_dim), got {shape} for N=2")
     return int(out.shape[1])
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _spec_text(spec: dict) -> str:
+    return f"{spec['type']}(" + ", ".join(f"{k}={v}" for k, v in spec.items() if k != "type") + ")"
+
+# ------------------------------------------------------------------------------------------------------
+# config.json validation: strict JSON types and size limits, checked before anything is allocated
+# ------------------------------------------------------------------------------------------------------
+MAX_INPUT_DIM = 1 << 20
+MAX_HIDDEN_DIM = 1 << 14
+MAX_ACTIONS = 1 << 16
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _need(cond: bool, key: str, expected: str, got: Any) -> None:
+    if not cond:
+        raise ValueError(f"model config {key!r} must be {expected}, got {got!r} ({type(got).__name__})")
+
+
+def validate_action_spec(spec: Any, key: str = "action_space") -> dict:
+    """Strictly check an action-space spec read from JSON (types, sizes, bounds); returns a copy."""
+    _need(isinstance(spec, dict), key, "an object such as {\"type\": \"Discrete\", \"n\": 2}", spec)
+    kind = spec.get("type")
+    fields = {"Discrete": {"type", "n"}, "MultiBinary": {"type", "n"}, "MultiDiscrete": {"type", "nvec"},
+              "Box": {"type", "shape", "low", "high"}}
+    _need(kind in fields, f"{key}.type", "one of Discrete, Box, MultiDiscrete, MultiBinary", kind)
+    _need(set(spec) == fields[kind], key, f"exactly the keys {sorted(fields[kind])} for {kind}", sorted(spec))
+    if kind in ("Discrete", "MultiBinary"):
+        _need(_is_int(spec["n"]) and 1 <= spec["n"] <= MAX_ACTIONS, f"{key}.n", f"an int in [1, {MAX_ACTIONS}]", spec["n"])
+    elif kind == "MultiDiscrete":
+        nvec = spec["nvec"]
+        _need(isinstance(nvec, list) and 1 <= len(nvec) <= MAX_ACTIONS
+              and all(_is_int(n) and 1 <= n <= MAX_ACTIONS for n in nvec) and sum(nvec) <= MAX_ACTIONS,
+              f"{key}.nvec", f"a list of ints in [1, {MAX_ACTIONS}] (at most {MAX_ACTIONS} logits in all)", nvec)
+    else:
+        shape = spec["shape"]
+        _need(isinstance(shape, list) and len(shape) == 1 and _is_int(shape[0]) and 1 <= shape[0] <= MAX_ACTIONS,
+              f"{key}.shape", f"[d] with d an int in [1, {MAX_ACTIONS}]", shape)
+        for bound in ("low", "high"):
+            b = spec[bound]
+            _need(isinstance(b, list) and len(b) == shape[0] and all(_is_number(x) and not math.isnan(x) for x in b),
+                  f"{key}.{bound}", f"a list of {shape[0]} numbers", b)
+        _need(all(lo <= hi for lo, hi in zip(spec["low"], spec["high"])), key, "low <= high everywhere",
+              [spec["low"], spec["high"]])
+    return dict(spec)
+
+
+def validate_config(config: Any) -> dict:
+    """The PPO2 constructor arguments in a config (e.g. config.json), checked with strict JSON types: an
+    int field takes no float or bool, a bool field no string or number, sizes stay within limits."""
+    if not isinstance(config, dict):
+        raise ValueError(f"model config must be a JSON object, got {type(config).__name__}")
+    known = {"input_dim", "hidden_dim", "action_space", "dropout", "distribution", "shared_latent",
+             "normalize_obs", "obs_clip", "log_std_init", "custom_latent"}
+    unknown = set(config) - known
+    if unknown:
+        raise ValueError(f"unknown model config keys {sorted(unknown)}; expected a subset of {sorted(known)}")
+    if "input_dim" not in config:
+        raise ValueError("model config lacks 'input_dim'")
+    c = dict(config)
+    _need(_is_int(c["input_dim"]) and 1 <= c["input_dim"] <= MAX_INPUT_DIM, "input_dim", f"an int in [1, {MAX_INPUT_DIM}]", c["input_dim"])
+    if "hidden_dim" in c:
+        _need(_is_int(c["hidden_dim"]) and 1 <= c["hidden_dim"] <= MAX_HIDDEN_DIM, "hidden_dim",
+              f"an int in [1, {MAX_HIDDEN_DIM}]", c["hidden_dim"])
+    if "action_space" in c:
+        c["action_space"] = validate_action_spec(c["action_space"])
+    if "dropout" in c:
+        _need(_is_number(c["dropout"]) and 0.0 <= c["dropout"] < 1.0, "dropout", "a number in [0, 1)", c["dropout"])
+    if "distribution" in c:
+        _need(c["distribution"] is None or isinstance(c["distribution"], str), "distribution",
+              "a class name such as 'torch.distributions.Normal'", c["distribution"])
+    for key in ("shared_latent", "normalize_obs", "custom_latent"):
+        if key in c:
+            _need(isinstance(c[key], bool), key, "true or false", c[key])
+    if "obs_clip" in c:
+        _need(_is_number(c["obs_clip"]) and 0 < c["obs_clip"] < float("inf"), "obs_clip", "a finite number > 0", c["obs_clip"])
+    if "log_std_init" in c:
+        _need(_is_number(c["log_std_init"]) and abs(c["log_std_init"]) <= 20, "log_std_init", "a number in [-20, 20]",
+              c["log_std_init"])
+    return c
+
+
+def _check_loss_inputs(**tensors: Any) -> None:
+    shapes = {}
+    for name, t in tensors.items():
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        shapes[name] = tuple(t.shape)
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            raise ValueError(f"{name} contains {int((~torch.isfinite(t)).sum())} NaN/inf value(s); expected finite numbers")
+    first = next(iter(shapes.values()))
+    if len(first) != 1 or any(v != first for v in shapes.values()):
+        raise ValueError("loss inputs must all be 1-D tensors of the same length (one entry per sample); got shapes "
+                         + ", ".join(f"{k}={v}" for k, v in shapes.items()))

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from .checkpoint import load_checkpoint, optimizer_state_from_flat, save_checkpoint
-from .config import TrainConfig, config_from_args
+from .config import TrainConfig, config_from_args, resume_conflicts
 from .distributed import DistContext
 from .envs import check_spaces, get_env_state, make_vector_env, set_env_state
 from .evaluate import evaluate_policy
@@ -40,12 +40,22 @@ from .fused import FusedPPO
 from .gae import compute_gae
 from .losses import a2c_loss, normalize_advantages, ppo_loss
 from .model import PPO2
+from .rundir import RunLock, clear_run, holds_run, provenance, repair_metrics
 
-__all__ = ["Trainer", "train", "main", "NonFiniteLossError", "RolloutStorage", "Batch", "ppo_update"]
+__all__ = ["Trainer", "train", "main", "NonFiniteError", "NonFiniteLossError", "NonFiniteEnvError", "RolloutStorage",
+           "Batch", "ppo_update"]
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteError(RuntimeError):
+    """Training met a NaN/inf and stopped before it could reach the weights."""
+
+
+class NonFiniteLossError(NonFiniteError):
     """The loss became NaN/inf; training stopped before applying it."""
+
+
+class NonFiniteEnvError(NonFiniteError):
+    """The environment returned a NaN/inf observation or reward; training stopped before using it."""
 
 
 # ------------------------------------------------------------------------------------------------
@@ -186,12 +196,7 @@ class Trainer:
             model = PPO2(obs_dim, cfg.hidden_dim, action_space, shared_latent=cfg.shared_latent,
                          normalize_obs=cfg.normalize_obs, log_std_init=cfg.log_std_init,
                          policy_net=policy_net, value_net=value_net)
-        elif model.input_dim != obs_dim:
-            raise ValueError(f"model.input_dim={model.input_dim} but {cfg.env_id} observations have size {obs_dim}")
-        from .distributions import space_to_spec
-
-        if model.action_spec["type"] != space_to_spec(action_space)["type"]:
-            raise ValueError(f"model acts in {model.action_spec} but {cfg.env_id} has action space {action_space}")
+        model.check_compatible(self.envs.single_observation_space, action_space, cfg.env_id)
         self.model = model.to(self.device)
         self.dist.broadcast_module(self.model)
         params = self.model.parameters()
@@ -228,11 +233,47 @@ class Trainer:
         self._stop_signal: int | None = None
         self.last_checkpoint: Path | None = None
 
-        self.output_dir = Path(cfg.output_dir or f"runs/{cfg.env_id}__{cfg.algo}__{cfg.seed}")
+        self.output_dir = self._choose_output_dir()
+        self._lock = None
         if cfg.resume:
             self._load(cfg.resume)
+        self._check_finite_obs(self.next_obs, "reset")
 
     # --------------------------------------------------------------------------------------------
+    def _choose_output_dir(self) -> Path:
+        """Where this run writes. A directory that already holds a run is never reused silently: an explicit
+        --output-dir is refused (unless --resume continues it or --overwrite replaces it), and the default
+        runs/<env>__<algo>__<seed> moves on to the first free runs/<env>__<algo>__<seed>__2, __3, ..."""
+        cfg = self.config
+        if cfg.resume:
+            return Path(cfg.resume)  # (the checkpoint's run directory; _load settles it)
+        if cfg.output_dir is not None:
+            out = Path(cfg.output_dir)
+            if self.dist.is_main and not cfg.overwrite and holds_run(out):
+                raise ValueError(f"{out} already holds a training run ({holds_run(out)}); pass --resume {out} to continue "
+                                 "it, --overwrite to replace it, or another --output-dir")
+            return out
+        base = Path("runs") / f"{cfg.env_id.replace(':', '_').replace('/', '_')}__{cfg.algo}__{cfg.seed}"
+        if cfg.overwrite or not holds_run(base):
+            return base
+        n = 2
+        while holds_run(Path(f"{base}__{n}")):
+            n += 1
+        return Path(f"{base}__{n}")
+
+    def _check_finite_obs(self, obs: np.ndarray, where: str, reward: np.ndarray | None = None) -> None:
+        """NaN/inf from the environment stops training before it reaches the update (or, through the
+        policy, the actions sent back to the environment)."""
+        if np.isfinite(obs).all() and (reward is None or np.isfinite(reward).all()):
+            return
+        bad_obs = ~np.isfinite(np.asarray(obs, np.float64)).reshape(len(obs), -1).all(1)
+        bad_rew = ~np.isfinite(reward) if reward is not None else np.zeros_like(bad_obs)
+        envs = sorted(set(np.flatnonzero(bad_obs).tolist()) | set(np.flatnonzero(bad_rew).tolist()))
+        what = " and ".join(w for w, b in (("observation", bad_obs.any()), ("reward", bad_rew.any())) if b)
+        raise NonFiniteEnvError(f"{self.config.env_id} returned a NaN/inf {what} at {where} in sub-environment(s) {envs} "
+                                "(nothing from this rollout was used; check the environment or wrap it to sanitise "
+                                "its output)")
+
     def _env_seed(self, offset: int) -> int:
         return self.config.seed + 10_007 * self.dist.rank + 7919 * offset
 
@@ -263,6 +304,7 @@ class Trainer:
             s.actions[t] = action_np
 
             self.next_obs, reward, terminated, truncated, _ = self.envs.step(head.to_env(action_np))
+            self._check_finite_obs(self.next_obs, f"update {self.update + 1}, rollout step {t}", reward)
             s.rewards[t] = reward
             s.terminations[t] = terminated
             s.truncations[t] = truncated
@@ -391,6 +433,7 @@ class Trainer:
             self.stop_reason = stop_reason
             self.weights_sha256 = self.dist.assert_in_sync(self.model)  # every rank ends with the same policy
             self._finish()
+            self.dist.barrier()
         finally:
             if bar is not None:
                 bar.close()
@@ -458,14 +501,22 @@ class Trainer:
         return self.last_checkpoint
 
     def _load(self, path: str) -> None:
-        ckpt, state, tensors = load_checkpoint(path)
-        from .io import load_tensors, read_json
+        ckpt, state, tensors = load_checkpoint(path)  # every file verified against the checkpoint's manifest
+        from .hub import build_model
+        from .io import sha256_file
 
-        meta = read_json(ckpt / "config.json")
-        self.model.load_state_dict(load_tensors(ckpt / "model.safetensors", expected_sha256=meta["weights_sha256"]))
+        saved = build_model(ckpt / "config.json", ckpt / "model.safetensors",
+                            weights_sha256=sha256_file(ckpt / "model.safetensors"))
+        if saved.get_config() != self.model.get_config():
+            raise ValueError(f"checkpoint {ckpt} holds a different model ({saved.get_config()}) from the one this run "
+                             f"builds ({self.model.get_config()})")
+        self.model.load_state_dict(saved.state_dict())
         opt_tensors = {k: v.to(self.device) if k.endswith(("exp_avg", "exp_avg_sq", "square_avg")) else v
                        for k, v in tensors.items() if k.startswith("optim.")}
-        self.optimizer.load_state_dict(optimizer_state_from_flat(opt_tensors, state["optimizer"]))
+        try:
+            self.optimizer.load_state_dict(optimizer_state_from_flat(opt_tensors, state["optimizer"]))
+        except (KeyError, ValueError, RuntimeError) as exc:
+            raise ValueError(f"checkpoint {ckpt}: its optimizer state does not fit this run ({exc})") from None
         self.update, self.global_step, self.elapsed = state["update"], state["global_step"], state["elapsed"]
         self.best_eval, self.last_eval, self.solved_at = state["best_eval"], state["last_eval"], state["solved_at"]
         collector = state.get("collector")
@@ -526,11 +577,16 @@ class Trainer:
         if not self.dist.is_main:
             return
         self.output_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = RunLock(self.output_dir)  # a second writer gets a clear error, never a mixed directory
+        if self.config.overwrite and not self.config.resume:
+            clear_run(self.output_dir)
         from .io import atomic_write_json
 
         atomic_write_json(self.output_dir / "train_config.json", self.config.to_dict())
         path = self.output_dir / "metrics.csv"
         new = not path.exists() or self.update == 0
+        if not new:  # rows logged after the checkpoint we resume from (or torn by a crash) are dropped
+            repair_metrics(path, self.METRICS, self.update)
         self._csv_file = open(path, "w" if new else "a", newline="")
         self._csv = csv.DictWriter(self._csv_file, fieldnames=self.METRICS)
         if new:
@@ -564,6 +620,9 @@ class Trainer:
         if getattr(self, "_tb", None) is not None:
             self._tb.close()
             self._tb = None
+        if getattr(self, "_lock", None) is not None:
+            self._lock.release()
+            self._lock = None
 
     def _finish(self) -> None:
         """Final weights + config (loadable by the hub entrypoint), summary and learning curve."""
@@ -579,7 +638,7 @@ class Trainer:
                    "solved_at": self.solved_at, "last_eval": _brief(self.last_eval), "best_eval": _brief(self.best_eval),
                    "world_size": self.dist.world_size, "weights_sha256_all_ranks": self.weights_sha256,
                    "update_path": self.update_path,
-                   "command": " ".join(sys.argv) if sys.argv else None}
+                   "command": " ".join(sys.argv) if sys.argv else None, "provenance": provenance()}
         atomic_write_json(self.output_dir / "summary.json", summary)
         if self.config.plot:
             # the plot is drawn by a short-lived child process, so training never pays matplotlib's memory
@@ -652,28 +711,37 @@ def train(config: TrainConfig | None = None, *, model: PPO2 | None = None, polic
     return trained
 
 
+def _resume_config(path: str, given: dict[str, Any]) -> TrainConfig:
+    """The checkpoint's own configuration (verified before it is read), with the flags the user passed; a
+    flag that contradicts the checkpoint is refused (RESUME_MAY_CHANGE lists those that may differ)."""
+    from .checkpoint import load_checkpoint
+
+    ckpt, state, _ = load_checkpoint(path)
+    saved = TrainConfig.from_dict(state["config"])
+    conflicts = resume_conflicts(saved, given)
+    if conflicts:
+        raise ValueError(f"--resume {path}: " + ", ".join(conflicts) + ". A resumed run keeps its checkpoint's settings; "
+                         "drop these flags, or start a new run")
+    return saved.replace(**given)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    config, args = config_from_args(argv)
-    if args.print_config:
-        return 0
-    if config.resume:
-        from .checkpoint import latest_checkpoint
-        from .io import read_json
-
-        saved = TrainConfig.from_dict(read_json(latest_checkpoint(config.resume) / "state.json")["config"])
-        given = {k: v for k, v in vars(args).items() if k != "print_config"}  # only flags the user passed
-        config = saved.replace(**given)
     trainer = None
     try:
+        config, args = config_from_args(argv)
+        if args.print_config:
+            return 0
+        if config.resume:
+            config = _resume_config(config.resume, {k: v for k, v in vars(args).items() if k != "print_config"})
         trainer = Trainer(config)
         trainer.learn()
-    except NonFiniteLossError as exc:
+    except NonFiniteError as exc:
         last = getattr(trainer, "last_checkpoint", None)
         print(f"error: training stopped at update {trainer.update + 1 if trainer else '?'}: {exc}. "
               f"Last good checkpoint: {last or 'none written yet'}", file=sys.stderr)
         return 1
-    except (ValueError, FileNotFoundError, ImportError) as exc:
+    except (ValueError, TypeError, OSError, ImportError) as exc:  # user errors: one line, no traceback
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except RuntimeError as exc:

@@ -7,13 +7,14 @@ from __future__ import annotations
 
 import difflib
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
 from .hub import CONFIG_NAME, WEIGHTS_NAME, build_model, split_config
 from .io import read_json
 
-__all__ = ["WEIGHTS_DIR", "DEFAULT_ENV", "load_zoo", "load_pretrained", "zoo_entry"]
+__all__ = ["WEIGHTS_DIR", "DEFAULT_ENV", "load_zoo", "load_pretrained", "zoo_entry", "is_zoo_id"]
 
 WEIGHTS_DIR = Path(os.environ.get("PPO2_WEIGHTS_DIR", Path(__file__).resolve().parent.parent / "weights"))
 DEFAULT_ENV = "CartPole-v1"
@@ -30,6 +31,18 @@ def load_zoo(weights_dir: str | os.PathLike | None = None) -> dict[str, dict]:
     return read_json(index)["policies"]
 
 
+def is_zoo_id(name: Any, weights_dir: str | os.PathLike | None = None) -> bool:
+    """Whether `name` is True (the default policy) or an env id the zoo ships."""
+    if name is True:
+        return True
+    if not isinstance(name, str):
+        return False
+    try:
+        return name in load_zoo(weights_dir)
+    except FileNotFoundError:
+        return False
+
+
 def zoo_entry(name: str | bool, weights_dir: str | os.PathLike | None = None) -> dict:
     zoo = load_zoo(weights_dir)
     env_id = DEFAULT_ENV if name is True else name
@@ -44,10 +57,16 @@ def load_pretrained(name: str | bool = True, weights_dir: str | os.PathLike | No
                     map_location: Any = "cpu", **overrides):
     """Load a shipped policy. `overrides` are constructor keywords the caller also passed: each must agree
     with the entry's architecture, otherwise this raises instead of silently ignoring it."""
-    if isinstance(name, (str, os.PathLike)) and Path(name).is_dir():
+    if is_zoo_id(name, weights_dir):  # a zoo id always means the shipped, sha256-pinned policy
+        if isinstance(name, str) and Path(name).is_dir():
+            warnings.warn(f"{name!r} is both a zoo id and a local directory: loading the shipped zoo policy. "
+                          f"Pass './{name}' to load the directory instead", stacklevel=3)
+        entry = zoo_entry(name, weights_dir)
+        directory = Path(weights_dir or WEIGHTS_DIR) / entry["dir"]
+    elif isinstance(name, (str, os.PathLike)) and Path(name).is_dir():
         directory, entry = Path(name), None
     else:
-        entry = zoo_entry(name, weights_dir)
+        entry = zoo_entry(name, weights_dir)  # raises, naming the available ids and the closest ones
         directory = Path(weights_dir or WEIGHTS_DIR) / entry["dir"]
     sha = (entry or {}).get("sha256", {})
     if overrides:

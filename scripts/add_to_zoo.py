@@ -41,6 +41,10 @@ def main() -> int:
     model = from_pretrained(source)
     summary = read_json(run / "summary.json")
     env_id = summary["env_id"]
+    prov = summary.get("provenance") or {}
+    if not prov.get("commit") or prov.get("dirty"):
+        raise SystemExit(f"error: {run} was not trained from a clean, committed checkout (provenance {prov}); "
+                         "a zoo entry must name the commit that reproduces it")
     res = evaluate_policy(model, env_id, n_episodes=args.episodes, seed=0)
     print(f"{env_id}: {res['mean_reward']:.2f} +/- {res['std_reward']:.2f} over {args.episodes} episodes")
 
@@ -63,6 +67,9 @@ def main() -> int:
         "config": {k: v for k, v in read_json(out / "config.json").items() if k not in ("weights_sha256",)},
         "command": args.command,
         "trained_on": args.trained_on,
+        "commit": summary["provenance"]["commit"],
+        "platform": {k: v for k, v in summary["provenance"].items() if k not in ("commit", "dirty")},
+        "train_config": {k: v for k, v in read_json(run / "train_config.json").items() if k != "output_dir"},
         "training_steps": int(best_step),
         "run_steps": int(summary["global_step"]),
         "run_wall_time_s": summary["wall_time_s"],

@@ -120,3 +120,31 @@ def test_killed_rank_fails_the_job_instead_of_hanging(tmp_path):
     latest = json.loads((out / "checkpoints" / "latest.json").read_text())
     model = hub_load("ppo2", pretrained=str(out / "checkpoints" / latest["dir"]))
     assert model.input_dim == 4
+
+
+def test_two_node_launch_on_one_machine_trains_stays_identical_and_resumes(tmp_path):
+    """Two `torchrun --nnodes=2` launchers meeting through a c10d rendezvous on localhost: the multi-node
+    path (rendezvous, global ranks from two agents) without a second machine."""
+    out = tmp_path / "nodes"
+
+    def launch(*args):
+        port = free_port()
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1", "--rdzv-backend=c10d",
+               f"--rdzv-endpoint=127.0.0.1:{port}", f"--rdzv-id=ppo2-{port}", str(REPO / "train.py"), "--env",
+               "CartPole-v1", "--no-stop-at-target", "--no-progress", "--no-tensorboard", "--no-plot",
+               "--checkpoint-interval", "2", *map(str, args)]
+        nodes = [subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                 for _ in range(2)]
+        logs = [n.communicate(timeout=240)[0] for n in nodes]
+        assert all(n.returncode == 0 for n in nodes), "\n".join(log[-2000:] for log in logs)
+        return json.loads((out / "summary.json").read_text())
+
+    summary = launch("--total-timesteps", 32 * 16 * 6, "--output-dir", out)
+    assert summary["world_size"] == 2 and summary["updates"] == 6
+    assert len(summary["weights_sha256_all_ranks"]) == 64  # every rank ended with the same weights
+    first = summary["weights_sha256_all_ranks"]
+    summary = launch("--total-timesteps", 32 * 16 * 8, "--resume", out)
+    assert summary["world_size"] == 2 and summary["updates"] == 8
+    assert summary["weights_sha256_all_ranks"] != first
+    model = hub_load("ppo2", pretrained=str(out))
+    assert model.input_dim == 4

@@ -11,7 +11,7 @@ import torch
 import toy_envs  # noqa: F401  (registers ppo2test/*)
 from conftest import REPO, hub_load
 from ppo2.config import TrainConfig, build_parser
-from ppo2.trainer import NonFiniteLossError, Trainer, train
+from ppo2.trainer import NonFiniteEnvError, NonFiniteLossError, Trainer, train
 
 FAST = dict(tensorboard=False, progress=False)
 
@@ -158,11 +158,12 @@ def test_sigterm_leaves_a_loadable_checkpoint(tmp_path):
     assert_same(state(model), state(ckpt))
 
 
-def test_nan_loss_stops_and_keeps_last_good_checkpoint(tmp_path):
-    # NaNReward-v0 turns rewards into NaN after 100 steps per env: update 1 (2 envs x 32 steps) is healthy
+def test_nan_reward_stops_and_keeps_last_good_checkpoint(tmp_path):
+    # NaNReward-v0 turns rewards into NaN after 100 steps per env: update 1 (2 envs x 32 steps) is healthy.
+    # The NaN is caught where it enters (the env step), before it reaches a loss.
     t = make(tmp_path, "ppo2test/NaNReward-v0", num_envs=2, num_steps=32, num_minibatches=1,
              total_timesteps=64 * 20, checkpoint_interval=1, eval_interval=0)
-    with pytest.raises(NonFiniteLossError, match="loss is nan"):
+    with pytest.raises(NonFiniteEnvError, match=r"NaN/inf reward at update 4, rollout step 6 in sub-environment\(s\) \[0, 1\]"):
         t.learn()
     good = json.loads((tmp_path / "run" / "checkpoints" / "latest.json").read_text())
     assert good["update"] == t.update >= 1

@@ -56,6 +56,52 @@ def test_recorded_score_reproduces(env_id):
         assert res["mean_reward"] >= GOALS[env_id]
 
 
+@pytest.mark.parametrize("env_id", sorted(GOALS))
+def test_entry_records_what_reproduces_it(env_id):
+    entry = ZOO[env_id]
+    assert len(entry["commit"]) == 40 and int(entry["commit"], 16) >= 0
+    assert {"python", "torch", "machine", "cpu_capability", "torch_threads"} <= set(entry["platform"])
+    flags = entry["train_config"]
+    assert flags["env_id"] == env_id and flags["seed"] == int(entry["command"].split("--seed ")[1].split()[0])
+    # the recorded flags are exactly what the recorded command resolves to
+    import shlex
+
+    from ppo2.config import config_from_args
+
+    resolved, _ = config_from_args(shlex.split(entry["command"])[2:])
+    assert {k: v for k, v in resolved.to_dict().items() if k != "output_dir"} == flags
+
+
+def test_acrobot_clears_its_goal_on_a_large_fresh_set():
+    """Seeds 0..99 are the recorded evaluation; these 300 episodes were never looked at when choosing it."""
+    model = load_pretrained("Acrobot-v1", weights_dir=REPO / "weights")
+    res = evaluate_policy(model, "Acrobot-v1", n_episodes=300, seed=777_000)
+    stderr = res["std_reward"] / 300 ** 0.5
+    assert res["mean_reward"] - 2 * stderr > GOALS["Acrobot-v1"], res["mean_reward"]
+
+
+def test_cartpole_entry_is_reproduced_by_its_recorded_command(tmp_path):
+    """Re-run the zoo's CartPole command: on the platform the entry names, the same weights, byte for byte."""
+    import platform
+    import shlex
+    import subprocess
+    import sys
+
+    entry = ZOO["CartPole-v1"]
+    plat = entry["platform"]
+    here = {"torch": torch.__version__, "machine": platform.machine(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability()}
+    if any(plat[k] != v for k, v in here.items()):
+        pytest.skip(f"the entry was trained on {plat}; this platform is {here}")
+    argv = shlex.split(entry["command"])
+    assert argv[:2] == ["python", "train.py"]
+    out = tmp_path / "again"
+    done = subprocess.run([sys.executable, str(REPO / "train.py"), *argv[2:], "--output-dir", str(out), "--no-progress",
+                           "--no-tensorboard", "--no-plot"], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert sha256_file(out / "best" / "model.safetensors") == entry["sha256"]["model.safetensors"]
+
+
 def test_pretrained_true_through_torch_hub():
     model = hub_load("ppo2", pretrained=True)
     assert isinstance(model, PPO2) and model.input_dim == 4
@@ -142,6 +188,10 @@ def test_booby_trapped_pickle_never_runs(tmp_path, zoo_copy):
         ckpt.mkdir(parents=True, exist_ok=True)
         (ckpt / "state.json").write_text("{}")
         (ckpt / "state.safetensors").write_bytes(blob)
+        (ckpt / "model.safetensors").write_bytes(blob)
+        (ckpt / "config.json").write_text("{}")
+        files = {n: sha256_file(ckpt / n) for n in ("model.safetensors", "config.json", "state.safetensors", "state.json")}
+        (ckpt / "manifest.json").write_text(json.dumps({"update": 1, "files": files}))  # hashes made to match
         with pytest.raises(IntegrityError, match="not a valid safetensors"):
             load_checkpoint(ckpt)
         assert not marker.exists()

@@ -62,6 +62,25 @@ class NaNRewardEnv(CountEnv):
         return obs, float("nan") if self.total > self.healthy_steps else reward, term, trunc, info
 
 
+class NaNObsBoxEnv(CountEnv):
+    """Box actions; observations become NaN after `healthy_steps` steps. Counts the non-finite actions it
+    receives (a policy fed NaN observations would send NaN actions)."""
+
+    nan_actions_seen = 0
+
+    def __init__(self, healthy_steps: int = 40):
+        super().__init__(terminate_at=None)
+        self.action_space = spaces.Box(-1.0, 1.0, (1,), np.float32)
+        self.healthy_steps, self.total = healthy_steps, 0
+
+    def step(self, action):
+        if not np.isfinite(action).all():
+            NaNObsBoxEnv.nan_actions_seen += 1
+        obs, reward, term, trunc, info = super().step(action)
+        self.total += 1
+        return (obs * np.nan if self.total > self.healthy_steps else obs), reward, term, trunc, info
+
+
 class TupleActionEnv(CountEnv):
     def __init__(self):
         super().__init__()
@@ -80,6 +99,7 @@ def register_all():
         ("Count-v0", CountEnv, {"terminate_at": 3}),
         ("CountTruncated-v0", CountEnv, {}),
         ("NaNReward-v0", NaNRewardEnv, {}),
+        ("NaNObsBox-v0", NaNObsBoxEnv, {}),
         ("TupleAction-v0", TupleActionEnv, {}),
         ("ImageObs-v0", ImageObsEnv, {}),
     ]:

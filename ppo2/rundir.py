@@ -1,0 +1,130 @@
+"""A run's output directory: one writer at a time, no silent reuse, metrics that survive a crash.
+
+    RunLock(dir)        an exclusive lock (flock on dir/.lock) held while a run writes; a second writer
+                        gets RunDirectoryBusy naming the process that holds it. The kernel drops the lock
+                        when its process dies, so a killed run never leaves a stale lock behind.
+    holds_run(dir)      what of an earlier run a directory holds ('' if nothing): the trainer refuses to
+                        write into such a directory unless it resumes that run or is told to overwrite it.
+    clear_run(dir)      remove an earlier run's outputs (only the files a run writes) for --overwrite.
+    repair_metrics(...) on resume, keep only the metrics rows up to the checkpoint's update: rows logged
+                        after it (and a row torn by a crash) would otherwise be duplicated or malformed.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import os
+import shutil
+from pathlib import Path
+
+from .io import atomic_write_bytes
+
+__all__ = ["RunLock", "RunDirectoryBusy", "holds_run", "clear_run", "repair_metrics", "provenance", "RUN_OUTPUTS"]
+
+RUN_OUTPUTS = ("checkpoints", "best", "tb", "metrics.csv", "summary.json", "train_config.json", "model.safetensors",
+               "config.json", "results.json", "learning_curve.png", "replay.gif")
+_RUN_MARKERS = ("checkpoints", "metrics.csv", "train_config.json", "summary.json", "model.safetensors")
+
+
+class RunDirectoryBusy(ValueError):
+    """Another process is writing a run into this directory."""
+
+
+class RunLock:
+    def __init__(self, directory: str | os.PathLike):
+        self.path = Path(directory) / ".lock"
+        self._fd: int | None = None
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - not POSIX: no lock, as before
+            return
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise RunDirectoryBusy(f"{directory} is being written by another training run (pid {holder}); wait for it "
+                                   "to finish, or choose another --output-dir") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        self._fd = fd
+
+    def release(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # closing the descriptor drops the flock
+            self._fd = None
+
+
+def holds_run(directory: str | os.PathLike) -> str:
+    """A short description of the earlier run's files in `directory`, or '' if it holds none."""
+    d = Path(directory)
+    if not d.is_dir():
+        return ""
+    found = [name for name in _RUN_MARKERS if (d / name).exists()]
+    return ", ".join(found)
+
+
+def clear_run(directory: str | os.PathLike) -> None:
+    d = Path(directory)
+    for name in RUN_OUTPUTS:
+        path = d / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
+
+
+def repair_metrics(path: str | os.PathLike, fields: tuple[str, ...], up_to_update: int) -> int:
+    """Rewrite metrics.csv (atomically) with its well-formed rows for updates 1..up_to_update, in order and
+    once each; returns how many rows were dropped."""
+    path = Path(path)
+    text = path.read_text(errors="replace")
+    kept: dict[int, dict] = {}
+    rows = list(csv.reader(io.StringIO(text)))
+    header = rows[0] if rows else []
+    dropped = 0
+    for row in rows[1:]:
+        record = dict(zip(header, row))
+        try:
+            update = int(record.get("update", ""))
+        except ValueError:
+            update = -1
+        if len(row) != len(header) or not 1 <= update <= up_to_update or update in kept:
+            dropped += 1
+            continue
+        kept[update] = record
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(fields), extrasaction="ignore", lineterminator="\r\n")
+    writer.writeheader()
+    for update in sorted(kept):
+        writer.writerow({k: kept[update].get(k, "") for k in fields})
+    atomic_write_bytes(path, out.getvalue().encode())
+    return dropped
+
+
+def provenance() -> dict:
+    """What a run's numbers depend on besides its flags: the code (git commit, and whether the checkout had
+    uncommitted changes) and the platform (library versions, CPU instruction set, torch threads). A zoo
+    entry records this; re-running its command on the same platform gives the same weights."""
+    import platform
+    import subprocess
+
+    import gymnasium
+    import numpy
+    import torch
+
+    repo = Path(__file__).resolve().parent.parent
+    commit, dirty = None, None
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
+                                timeout=10).stdout.strip() or None
+        if commit:
+            status = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no", "--", "ppo2", "train.py"],
+                                    cwd=repo, capture_output=True, text=True, timeout=10).stdout
+            dirty = bool(status.strip())
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return {"commit": commit, "dirty": dirty, "python": platform.python_version(), "torch": torch.__version__,
+            "numpy": numpy.__version__, "gymnasium": gymnasium.__version__, "machine": platform.machine(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch_threads": torch.get_num_threads()}
