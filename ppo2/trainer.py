@@ -233,6 +233,8 @@ class Trainer:
         self._stop_signal: int | None = None
         self.last_checkpoint: Path | None = None
 
+        # the code and platform this run computes with, taken now: the modules it runs are loaded by now
+        self.provenance = provenance() if self.dist.is_main else None
         self.output_dir = self._choose_output_dir()
         self._lock = None
         if cfg.resume:
@@ -638,7 +640,7 @@ class Trainer:
                    "solved_at": self.solved_at, "last_eval": _brief(self.last_eval), "best_eval": _brief(self.best_eval),
                    "world_size": self.dist.world_size, "weights_sha256_all_ranks": self.weights_sha256,
                    "update_path": self.update_path,
-                   "command": " ".join(sys.argv) if sys.argv else None, "provenance": provenance()}
+                   "command": " ".join(sys.argv) if sys.argv else None, "provenance": self.provenance}
         atomic_write_json(self.output_dir / "summary.json", summary)
         if self.config.plot:
             # the plot is drawn by a short-lived child process, so training never pays matplotlib's memory
