@@ -21,6 +21,7 @@ from ppo2.evaluate import evaluate_policy, record_replay  # noqa: E402
 from ppo2.hub import from_pretrained, save_pretrained  # noqa: E402
 from ppo2.io import atomic_write_json, read_json, sha256_file  # noqa: E402
 
+FRESH_SEED = 2_000_000  # neither the recorded seeds (0..99), the trainer's (1,000,000..), nor CI's fresh set (777,000..)
 RL_ZOO_PPO = {  # RL-Zoo's published PPO scores (the goals we must match or beat)
     "CartPole-v1": "500.00 +/- 0.00", "Acrobot-v1": "-73.50 (goal)", "LunarLander-v3": "242 (goal)",
     "Pendulum-v1": "-172 (goal)",
@@ -33,6 +34,7 @@ def main() -> int:
     p.add_argument("--command", required=True, help="the exact train.py command that produced the run")
     p.add_argument("--trained-on", required=True, help="where it ran (machine, device)")
     p.add_argument("--episodes", type=int, default=100)
+    p.add_argument("--fresh-episodes", type=int, default=1000, help="a second, larger evaluation on other seeds")
     p.add_argument("--weights-dir", type=Path, default=REPO / "weights")
     args = p.parse_args()
 
@@ -47,6 +49,10 @@ def main() -> int:
                          "a zoo entry must name the commit that reproduces it")
     res = evaluate_policy(model, env_id, n_episodes=args.episodes, seed=0)
     print(f"{env_id}: {res['mean_reward']:.2f} +/- {res['std_reward']:.2f} over {args.episodes} episodes")
+    # a larger set of episodes never used to train or to choose the policy: what a user will see
+    fresh = evaluate_policy(model, env_id, n_episodes=args.fresh_episodes, seed=FRESH_SEED)
+    fresh_se = fresh["std_reward"] / fresh["n_episodes"] ** 0.5
+    print(f"{env_id}: {fresh['mean_reward']:.2f} (standard error {fresh_se:.2f}) over {args.fresh_episodes} fresh episodes")
 
     out = args.weights_dir / env_id
     if out.exists():
@@ -76,6 +82,10 @@ def main() -> int:
         "eval": {"mean_reward": res["mean_reward"], "std_reward": res["std_reward"], "n_episodes": res["n_episodes"],
                  "seeds": f"{res['seed']}..{res['seed'] + res['n_episodes'] - 1}", "deterministic": True,
                  "command": f"python -m ppo2.evaluate {env_id} -n {args.episodes} --seed 0"},
+        "eval_fresh": {"mean_reward": fresh["mean_reward"], "std_reward": fresh["std_reward"],
+                       "standard_error": fresh_se, "n_episodes": fresh["n_episodes"],
+                       "seeds": f"{FRESH_SEED}..{FRESH_SEED + fresh['n_episodes'] - 1}", "deterministic": True,
+                       "command": f"python -m ppo2.evaluate {env_id} -n {args.fresh_episodes} --seed {FRESH_SEED}"},
         "rl_zoo_ppo": RL_ZOO_PPO.get(env_id),
     }
     index["policies"] = dict(sorted(index["policies"].items()))
