@@ -137,10 +137,10 @@ def _manifest_sha(ckpt: Path) -> str | None:
     return None
 
 
-def load_checkpoint(path: str | os.PathLike) -> tuple[Path, dict, dict[str, torch.Tensor]]:
-    """(checkpoint dir, state.json, state tensors), every file verified first; the model's weights are
-    loaded by the caller (their sha256 is in the manifest too)."""
+def load_checkpoint(path: str | os.PathLike) -> tuple[Path, dict, dict[str, torch.Tensor], dict[str, str]]:
+    """(checkpoint dir, state.json, state tensors, {file: verified sha256}), every file verified first; the
+    caller loads the model with `ppo2.hub.build_model`, pinned to the returned hashes."""
     ckpt = latest_checkpoint(path)
-    manifest = verify_checkpoint(ckpt, _manifest_sha(ckpt))
-    files = manifest["files"]
-    return ckpt, read_json(ckpt / "state.json", files["state.json"]), load_tensors(ckpt / "state.safetensors", files["state.safetensors"])
+    files = verify_checkpoint(ckpt, _manifest_sha(ckpt))["files"]
+    state = read_json(ckpt / "state.json", files["state.json"])
+    return ckpt, state, load_tensors(ckpt / "state.safetensors", files["state.safetensors"]), files

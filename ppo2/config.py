@@ -217,11 +217,9 @@ def resume_conflicts(saved: "TrainConfig", given: dict[str, Any]) -> list[str]:
     """The flags in `given` (as the user passed them) that contradict the checkpoint's configuration."""
     out = []
     for key, value in given.items():
-        if key in RESUME_MAY_CHANGE or key == "print_config":
+        if key in RESUME_MAY_CHANGE:
             continue
         old = getattr(saved, key)
-        if key == "output_dir" and value is not None and saved.resume is not None:
-            continue
         if value != old:
             out.append(f"--{key.replace('_', '-')}={value} (the checkpoint has {old})")
     return out

@@ -125,7 +125,7 @@ def _downscale(frame: np.ndarray, scale: float) -> np.ndarray:
 def load_policy(source: str, map_location: str = "cpu"):
     """A policy from a zoo env id, a local directory, or a Hugging Face Hub repo id (in that order)."""
     from .hub import from_pretrained
-    from .zoo import is_zoo_id, load_pretrained, load_zoo
+    from .zoo import is_zoo_id, load_pretrained, zoo_entry
 
     if is_zoo_id(source):  # a zoo id is never shadowed by a same-named local directory
         model = load_pretrained(source, map_location=map_location)
@@ -136,15 +136,10 @@ def load_policy(source: str, map_location: str = "cpu"):
     looks_local = source.startswith((".", "/", "~")) or source.count("/") != 1 or Path(source).parent.is_dir()
     if looks_local:
         try:
-            zoo = sorted(load_zoo())
-        except FileNotFoundError:
-            zoo = []
-        import difflib
-
-        close = difflib.get_close_matches(source, zoo, n=3, cutoff=0.5)
-        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-        raise ValueError(f"{source!r} is not a zoo id ({', '.join(zoo) or 'no zoo here'}), a directory holding "
-                         f"model.safetensors + config.json, or a Hugging Face Hub repo id ('org/name').{hint}")
+            zoo_entry(source)  # raises, naming the shipped ids and the closest ones
+        except (ValueError, FileNotFoundError) as exc:
+            raise ValueError(f"{source!r} is not a zoo id ({exc}), a directory holding model.safetensors + "
+                             "config.json, or a Hugging Face Hub repo id ('org/name')") from None
     return from_pretrained(source, map_location=map_location)
 
 

@@ -206,7 +206,6 @@ class PPO2(nn.Module):
         self._obs_mean32 = self.obs_mean.float()
         self._obs_inv_std32 = (1.0 / torch.sqrt(self.obs_var + 1e-8)).float()
         self._obs_scale_key = self._obs_stats_key()
-        self.__dict__.pop("_np_policy", None)  # new tensors: predict's numpy views must be rebuilt
 
     def _obs_stats_key(self) -> tuple:
         return (self.obs_mean.data_ptr(), self.obs_mean._version, self.obs_var.data_ptr(), self.obs_var._version)
@@ -220,7 +219,6 @@ class PPO2(nn.Module):
 
     def _apply(self, fn, recurse=True):  # keep the float32 copies on the model's device
         out = super()._apply(fn, recurse)
-        self.__dict__.pop("_np_policy", None)  # .to() / .double() replace parameter tensors
         if self.normalize_obs:
             self._refresh_obs_scale()
         return out
@@ -615,14 +613,9 @@ def validate_config(config: Any) -> dict:
 
 
 def _check_loss_inputs(**tensors: Any) -> None:
-    shapes = {}
+    """Tensors, finite; their shapes are checked by the loss itself (ppo2.losses)."""
     for name, t in tensors.items():
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-        shapes[name] = tuple(t.shape)
         if t.is_floating_point() and not bool(torch.isfinite(t).all()):
             raise ValueError(f"{name} contains {int((~torch.isfinite(t)).sum())} NaN/inf value(s); expected finite numbers")
-    first = next(iter(shapes.values()))
-    if len(first) != 1 or any(v != first for v in shapes.values()):
-        raise ValueError("loss inputs must all be 1-D tensors of the same length (one entry per sample); got shapes "
-                         + ", ".join(f"{k}={v}" for k, v in shapes.items()))

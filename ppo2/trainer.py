@@ -251,8 +251,9 @@ class Trainer:
             return Path(cfg.resume)  # (the checkpoint's run directory; _load settles it)
         if cfg.output_dir is not None:
             out = Path(cfg.output_dir)
-            if self.dist.is_main and not cfg.overwrite and holds_run(out):
-                raise ValueError(f"{out} already holds a training run ({holds_run(out)}); pass --resume {out} to continue "
+            earlier = holds_run(out) if self.dist.is_main and not cfg.overwrite else ""
+            if earlier:
+                raise ValueError(f"{out} already holds a training run ({earlier}); pass --resume {out} to continue "
                                  "it, --overwrite to replace it, or another --output-dir")
             return out
         base = Path("runs") / f"{cfg.env_id.replace(':', '_').replace('/', '_')}__{cfg.algo}__{cfg.seed}"
@@ -503,12 +504,11 @@ class Trainer:
         return self.last_checkpoint
 
     def _load(self, path: str) -> None:
-        ckpt, state, tensors = load_checkpoint(path)  # every file verified against the checkpoint's manifest
+        ckpt, state, tensors, sha256 = load_checkpoint(path)  # every file verified against the checkpoint's manifest
         from .hub import build_model
-        from .io import sha256_file
 
-        saved = build_model(ckpt / "config.json", ckpt / "model.safetensors",
-                            weights_sha256=sha256_file(ckpt / "model.safetensors"))
+        saved = build_model(ckpt / "config.json", ckpt / "model.safetensors", weights_sha256=sha256["model.safetensors"],
+                            config_sha256=sha256["config.json"])
         if saved.get_config() != self.model.get_config():
             raise ValueError(f"checkpoint {ckpt} holds a different model ({saved.get_config()}) from the one this run "
                              f"builds ({self.model.get_config()})")
@@ -718,7 +718,7 @@ def _resume_config(path: str, given: dict[str, Any]) -> TrainConfig:
     flag that contradicts the checkpoint is refused (RESUME_MAY_CHANGE lists those that may differ)."""
     from .checkpoint import load_checkpoint
 
-    ckpt, state, _ = load_checkpoint(path)
+    _, state, _, _ = load_checkpoint(path)
     saved = TrainConfig.from_dict(state["config"])
     conflicts = resume_conflicts(saved, given)
     if conflicts:
