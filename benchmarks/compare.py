@@ -65,8 +65,8 @@ def one_run(env_id: str, variant: str, flags: str, seed: int, episodes: int) -> 
         wall = time.perf_counter() - t0
         if done.returncode != 0:
             raise RuntimeError(f"{' '.join(cmd)} failed:\n{done.stderr[-2000:]}")
-        code = ("import json, sys; from ppo2.hub import from_pretrained; from ppo2.evaluate import evaluate_policy; "
-                "r = evaluate_policy(from_pretrained(sys.argv[1]), sys.argv[2], int(sys.argv[3]), seed=int(sys.argv[4])); "
+        code = ("import json, sys; from ppo2 import PPO2; from ppo2.evaluate import evaluate_policy; "
+                "r = evaluate_policy(PPO2.from_pretrained(sys.argv[1]), sys.argv[2], int(sys.argv[3]), seed=int(sys.argv[4])); "
                 "print(json.dumps(r['mean_reward']))")
         ev = subprocess.run([sys.executable, "-c", code, f"{tmp}/run", env_id, str(episodes), str(FRESH_SEED + 1000 * seed)],
                             cwd=REPO, capture_output=True, text=True, check=True)

@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
-__all__ = ["TrainConfig", "PRESETS", "build_parser", "config_from_args", "RESUME_MAY_CHANGE", "resume_conflicts"]
+__all__ = ["TrainConfig", "PRESETS", "ALGO_DEFAULTS", "build_parser", "config_from_args", "RESUME_MAY_CHANGE", "resume_conflicts"]
 
 # Flags that may differ from a checkpoint's when resuming it: they change how the run is watched or how
 # long it goes on, not what it computes. Any other flag that disagrees with the checkpoint is refused.
@@ -57,6 +57,9 @@ class TrainConfig:
                            "about 2x faster per gradient step); --no-fused runs the autograd reference "
                            "(ppo_update). Unsupported setups fall back to autograd by themselves")
     # ---- model ----------------------------------------------------------------------------
+    encoder: str = _f("auto", "observation encoder: auto (the one that fits the observations), mlp (vectors), "
+                              "nature_cnn (uint8 images), multi_input (Dict)",
+                      choices=("auto", "mlp", "nature_cnn", "multi_input"))
     hidden_dim: int = _f(64, "hidden layer width")
     shared_latent: bool = _f(True, "one latent MLP for policy and value (the hub model); else separate towers")
     normalize_obs: bool = _f(False, "running observation normalisation, saved inside the model")
@@ -102,7 +105,7 @@ class TrainConfig:
         unknown = set(overrides) - names
         if unknown:
             raise TypeError(f"unknown training options {sorted(unknown)}; see `python train.py --help`")
-        preset = PRESETS.get((env_id, algo), {})
+        preset = PRESETS.get((env_id, algo), ALGO_DEFAULTS.get(algo, {}))
         return cls(**{**preset, **overrides, "env_id": env_id, "algo": algo}).validated()
 
     def replace(self, **changes) -> "TrainConfig":
@@ -130,6 +133,8 @@ class TrainConfig:
             v = getattr(self, name)
             need(isinstance(v, int) and v >= 0, f"{name} must be an int >= 0, got {v!r}")
         need(self.algo in ("ppo", "a2c"), f"algo must be 'ppo' or 'a2c', got {self.algo!r}")
+        need(self.encoder in ("auto", "mlp", "nature_cnn", "multi_input"),
+             f"encoder must be auto, mlp, nature_cnn or multi_input, got {self.encoder!r}")
         need(self.optimizer in ("adam", "rmsprop"), f"optimizer must be 'adam' or 'rmsprop', got {self.optimizer!r}")
         need(self.vectorization in ("auto", "sync", "async"), f"vectorization must be auto, sync or async, got {self.vectorization!r}")
         need(self.batch_size % self.num_minibatches == 0,
@@ -148,6 +153,14 @@ class TrainConfig:
         need(self.target_kl is None or self.target_kl > 0, f"target_kl must be > 0 or None, got {self.target_kl}")
         return self
 
+
+# An algorithm's own defaults, for envs without a tuned preset: A2C is one synchronous gradient step per
+# short rollout (Mnih et al. 2016; SB3's A2C defaults), not PPO's epochs of minibatches with another loss.
+ALGO_DEFAULTS: dict[str, dict] = {
+    "a2c": dict(num_envs=8, num_steps=5, num_minibatches=1, update_epochs=1, learning_rate=7e-4, optimizer="rmsprop",
+                gamma=0.99, gae_lambda=1.0, norm_adv=False, ent_coef=0.0, vf_coef=0.5, clip_value_loss=False,
+                eval_interval=100, shared_latent=False),
+}
 
 # Tuned presets (key: (env_id, algo)). Each reaches the env's reward threshold; the README's zoo table
 # records the measured results and the exact commands.

@@ -49,7 +49,7 @@ def ppo2(pretrained: bool | str = False, **kwargs: Any) -> PPO2:
         for key in _IGNORED_BY_PRETRAINED:
             kwargs.pop(key, None)
         return load_pretrained(pretrained, **kwargs)
-    if "input_dim" not in kwargs:
+    if "input_dim" not in kwargs and "observation_space" not in kwargs:
         raise TypeError("ppo2() needs input_dim (the observation size) when pretrained=False, "
                         "e.g. ppo2(input_dim=4, action_space=2) for CartPole-v1")
     return PPO2(**kwargs)

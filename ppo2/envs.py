@@ -12,18 +12,28 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-from gymnasium import spaces
 from gymnasium.vector import AutoresetMode
 
 from .distributions import space_to_spec
+from .observations import obs_spec_from_space
 
 __all__ = ["check_env_id", "make_vector_env", "check_spaces", "get_env_state", "set_env_state"]
 
 
 def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
-    """The registered spec of `env_id`, or a ValueError suggesting close matches."""
+    """The registered spec of `env_id`, or a ValueError suggesting close matches. "module:EnvId" (gymnasium's
+    form for your own environment) imports `module` first, which registers EnvId."""
     if not isinstance(env_id, str):
         raise TypeError(f"env_id must be a string such as 'CartPole-v1', got {env_id!r}")
+    if ":" in env_id:
+        module, _, name = env_id.partition(":")
+        import importlib
+
+        try:
+            importlib.import_module(module)
+        except ImportError as exc:
+            raise ValueError(f"environment {env_id!r}: cannot import module {module!r} to register {name!r} ({exc})") from None
+        env_id = name
     try:
         return gym.spec(env_id)
     except gym.error.Error as exc:
@@ -50,15 +60,12 @@ def make_vector_env(env_id: str, num_envs: int, vectorization: str = "auto", **k
     return envs
 
 
-def check_spaces(envs: gym.vector.VectorEnv) -> tuple[int, Any]:
-    """(observation size, single action space), or a ValueError naming what is unsupported."""
-    obs_space = envs.single_observation_space
-    if not isinstance(obs_space, spaces.Box) or len(obs_space.shape) != 1:
-        raise ValueError(
-            f"unsupported observation space {obs_space}: expected a 1-D Box (flat vector of numbers). Wrap image or "
-            "dict observations (e.g. gymnasium.wrappers.FlattenObservation) first")
+def check_spaces(envs: gym.vector.VectorEnv, env_id: str = "the environment") -> tuple[dict, Any]:
+    """(observation spec, single action space), or a ValueError naming the space that is unsupported:
+    observations are vectors, uint8 images or Dicts of those (ppo2/observations.py)."""
+    spec = obs_spec_from_space(envs.single_observation_space, env_id)
     space_to_spec(envs.single_action_space)  # raises for unsupported action spaces
-    return int(obs_space.shape[0]), envs.single_action_space
+    return spec, envs.single_action_space
 
 
 # --------------------------------------------------------------------------------------------------

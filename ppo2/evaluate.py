@@ -30,10 +30,9 @@ def run_episodes(model, envs, seed: int, deterministic: bool = True) -> tuple[np
     returns = np.zeros(n, dtype=np.float64)
     lengths = np.zeros(n, dtype=np.int64)
     running = np.ones(n, dtype=bool)
-    device = model.value_head.weight.device
     try:
         while running.any():
-            obs_t = torch.as_tensor(obs, dtype=torch.float32, device=device)
+            obs_t = model._check_obs(obs)[0]  # (batched tensors on the model's device; a dict for Dict spaces)
             if deterministic:
                 action = model.deterministic_action(obs_t)
             else:
@@ -124,7 +123,7 @@ def _downscale(frame: np.ndarray, scale: float) -> np.ndarray:
 
 def load_policy(source: str, map_location: str = "cpu"):
     """A policy from a zoo env id, a local directory, or a Hugging Face Hub repo id (in that order)."""
-    from .hub import from_pretrained
+    from .model import PPO2
     from .zoo import is_zoo_id, load_pretrained, zoo_entry
 
     if is_zoo_id(source):  # a zoo id is never shadowed by a same-named local directory
@@ -132,7 +131,7 @@ def load_policy(source: str, map_location: str = "cpu"):
         model.env_id = source
         return model
     if Path(source).is_dir():
-        return from_pretrained(source, map_location=map_location)
+        return PPO2.from_pretrained(source, map_location=map_location)
     looks_local = source.startswith((".", "/", "~")) or source.count("/") != 1 or Path(source).parent.is_dir()
     if looks_local:
         try:
@@ -140,7 +139,7 @@ def load_policy(source: str, map_location: str = "cpu"):
         except (ValueError, FileNotFoundError) as exc:
             raise ValueError(f"{source!r} is not a zoo id ({exc}), a directory holding model.safetensors + "
                              "config.json, or a Hugging Face Hub repo id ('org/name')") from None
-    return from_pretrained(source, map_location=map_location)
+    return PPO2.from_pretrained(source, map_location=map_location)
 
 
 def main(argv: list[str] | None = None) -> int:

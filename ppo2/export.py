@@ -3,9 +3,11 @@
     python -m ppo2.export CartPole-v1 policy.onnx          # a shipped policy
     python -m ppo2.export runs/my_run policy.onnx          # a train.py output directory
 
-The exported graph maps a batch of raw observations (N, obs_dim) float32 to the actions the environment
-takes: observation normalisation is inside, Discrete actions are int64 indices, Box actions are the
-Gaussian mean clipped to the action bounds (exactly what `model.predict(obs, deterministic=True)` returns).
+The exported graph maps a batch of raw observations to the actions the environment takes: vectors (N, d)
+float32, images (N, *shape) uint8 as the env gives them, a Dict as one input per key (named by the key).
+Observation normalisation and image scaling are inside; Discrete actions are int64 indices, Box actions
+the Gaussian mean clipped to the action bounds (exactly what `model.predict(obs, deterministic=True)`
+returns).
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-__all__ = ["DeterministicPolicy", "export_onnx", "export_program", "main"]
+__all__ = ["DeterministicPolicy", "example_inputs", "export_onnx", "export_program", "main"]
 
 
 class DeterministicPolicy(nn.Module):
@@ -25,34 +27,46 @@ class DeterministicPolicy(nn.Module):
     def __init__(self, model):
         super().__init__()
         self.model = model.eval()
+        spec = model.obs_spec
+        self.keys = list(spec["spaces"]) if spec["type"] == "Dict" else None
         spec = model.action_spec
         self.box = spec["type"] == "Box"
         if self.box:
             self.register_buffer("low", torch.tensor(spec["low"], dtype=torch.float32))
             self.register_buffer("high", torch.tensor(spec["high"], dtype=torch.float32))
 
-    def forward(self, obs: torch.Tensor) -> torch.Tensor:
-        action = self.model.deterministic_action(obs)
+    def forward(self, *obs: torch.Tensor) -> torch.Tensor:
+        action = self.model.deterministic_action(dict(zip(self.keys, obs)) if self.keys else obs[0])
         if self.box:
             action = torch.maximum(torch.minimum(action, self.high), self.low)
         return action
 
 
+def example_inputs(model, batch: int = 2) -> tuple[tuple[torch.Tensor, ...], list[str]]:
+    """Zero observations in the dtypes the env gives (uint8 images), and the graph's input names."""
+    def zeros(spec):
+        return torch.zeros(batch, *spec["shape"], dtype=torch.uint8 if spec["type"] == "Image" else torch.float32)
+    spec = model.obs_spec
+    if spec["type"] == "Dict":
+        return tuple(zeros(s) for s in spec["spaces"].values()), list(spec["spaces"])
+    return (zeros(spec),), ["obs"]
+
+
 def export_onnx(model, path: str | Path, opset: int = 17) -> Path:
-    """Write an ONNX file with a dynamic batch dimension; input 'obs', output 'action'."""
+    """Write an ONNX file with a dynamic batch dimension; input 'obs' (one per key for a Dict), output 'action'."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     policy = DeterministicPolicy(model.cpu())
-    example = torch.zeros(2, model.input_dim)
+    example, names = example_inputs(model)
     import warnings
 
     with torch.no_grad(), warnings.catch_warnings():
         # the TorchScript exporter needs no extra packages (the dynamo one needs onnxscript) and handles
         # this static MLP exactly; tests check the ONNX actions against the torch model's
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(policy, (example,), str(path), input_names=["obs"], output_names=["action"],
-                          dynamic_axes={"obs": {0: "batch"}, "action": {0: "batch"}}, opset_version=opset,
-                          dynamo=False)
+        torch.onnx.export(policy, example, str(path), input_names=names, output_names=["action"],
+                          dynamic_axes={**{n: {0: "batch"} for n in names}, "action": {0: "batch"}},
+                          opset_version=opset, dynamo=False)
     return path
 
 
@@ -60,7 +74,8 @@ def export_program(model) -> torch.export.ExportedProgram:
     """The same policy as a `torch.export` program (dynamic batch), for torch-native deployment."""
     policy = DeterministicPolicy(model.cpu())
     batch = torch.export.Dim("batch", min=1)
-    return torch.export.export(policy, (torch.zeros(2, model.input_dim),), dynamic_shapes=({0: batch},))
+    example, _ = example_inputs(model)
+    return torch.export.export(policy, example, dynamic_shapes=(tuple({0: batch} for _ in example),))  # (*obs)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -37,6 +37,7 @@ from torch import nn
 from torch.distributions import Categorical, Normal
 
 from .distributions import _HALF_LOG_2PI, CategoricalHead, GaussianHead, _sample_categorical
+from .errors import NonFiniteLossError
 from .losses import normalize_advantages
 
 __all__ = ["FusedPPO"]
@@ -71,6 +72,10 @@ class FusedPPO:
             return f"algo {algo!r} (the fused update implements PPO)"
         if model.custom_latent:
             return "custom policy_net/value_net"
+        if model.encoder is not None:
+            return f"{model.encoder_name} encoder (fused: vectors through the built-in MLP)"
+        if model.latent_layers != 2:
+            return f"latent_layers={model.latent_layers} (fused: 2)"
         if model.dropout > 0:
             return f"dropout={model.dropout}"
         if not ((isinstance(head, CategoricalHead) and head.dist_cls is Categorical)
@@ -324,9 +329,7 @@ class FusedPPO:
         statistics) is NaN/inf."""
         norm = self.grad.norm()
         if not math.isfinite(float(norm if check is None else norm + check.sum())):  # (torch.isfinite costs 40 us)
-            from .trainer import NonFiniteLossError
-
-            raise NonFiniteLossError(f"gradient norm {norm.item()}; the step was not applied")
+                raise NonFiniteLossError(f"gradient norm {norm.item()}; the step was not applied")
         self.grad.mul_((max_grad_norm / (norm + 1e-6)).clamp_(max=1.0))
         group = self.optimizer.param_groups[0]
         beta1, beta2 = group["betas"]
@@ -348,8 +351,6 @@ class FusedPPO:
                target_kl: float | None = None, all_reduce_mean: Callable[[torch.Tensor], None] | None = None,
                any_rank: Callable[[bool], bool] | None = None) -> dict[str, float]:
         """update_epochs x num_minibatches gradient steps; returns the same statistics as `ppo_update`."""
-        from .trainer import NonFiniteLossError
-
         self.pull()
         lr = self.optimizer.param_groups[0]["lr"]
         model = self.model

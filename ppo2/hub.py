@@ -57,14 +57,14 @@ def split_config(config: dict) -> tuple[dict, dict]:
     return meta, {k: v for k, v in config.items() if k not in META_KEYS}
 
 
-def build_model(config_path: Path, weights_path: Path, weights_sha256: str | None = None,
+def build_model(model_cls, config_path: Path, weights_path: Path, weights_sha256: str | None = None,
                 config_sha256: str | None = None, map_location: str | torch.device = "cpu",
-                policy_net=None, value_net=None):
-    """Rebuild a PPO2 from config.json + model.safetensors, verifying hashes before deserialising."""
+                policy_net=None, value_net=None, encoder=None):
+    """Rebuild a `model_cls` (PPO2) from config.json + model.safetensors, verifying hashes before
+    deserialising. (The class comes in as an argument: this module never imports the model.)"""
     from safetensors.torch import load as st_load
 
-    from .model import PPO2, validate_config
-
+    PPO2, validate_config = model_cls, model_cls.validate_config
     meta, kwargs = split_config(read_json(config_path, expected_sha256=config_sha256))
     try:
         kwargs = validate_config(kwargs)
@@ -79,8 +79,9 @@ def build_model(config_path: Path, weights_path: Path, weights_sha256: str | Non
     header = read_safetensors_header(data, str(weights_path))
     # The architecture the config describes is built on the meta device (no memory) and compared with the
     # tensors the file holds, so a config that names huge sizes is refused before anything is allocated.
-    with torch.device("cpu" if policy_net is not None else "meta"):  # (a user's own network runs on its device)
-        skeleton = PPO2.from_config(kwargs, policy_net=policy_net, value_net=value_net)
+    own = policy_net is not None or encoder is not None
+    with torch.device("cpu" if own else "meta"):  # (a user's own network runs on its device)
+        skeleton = PPO2.from_config(kwargs, policy_net=policy_net, value_net=value_net, encoder=encoder)
     wanted = {k: (_ST_DTYPES.get(v.dtype, str(v.dtype)), tuple(v.shape)) for k, v in skeleton.state_dict().items()}
     if wanted != header:
         diff = sorted(k for k in wanted.keys() | header.keys() if wanted.get(k) != header.get(k))
@@ -91,7 +92,7 @@ def build_model(config_path: Path, weights_path: Path, weights_sha256: str | Non
         state = st_load(data)
     except Exception as exc:  # safetensors raises several types
         raise IntegrityError(f"{weights_path}: not a valid safetensors file ({exc})") from exc
-    model = PPO2.from_config(kwargs, policy_net=policy_net, value_net=value_net)
+    model = PPO2.from_config(kwargs, policy_net=policy_net, value_net=value_net, encoder=encoder)
     model.load_state_dict(state)
     model.env_id = meta.get("env_id")
     return model.to(map_location).eval()
@@ -101,17 +102,17 @@ _ST_DTYPES = {torch.float32: "F32", torch.float64: "F64", torch.float16: "F16", 
               torch.int64: "I64", torch.int32: "I32", torch.uint8: "U8", torch.bool: "BOOL"}
 
 
-def from_pretrained(repo_id_or_path: str | os.PathLike, revision: str | None = None, cache_dir: str | None = None,
-                    token: str | bool | None = None, local_files_only: bool = False,
-                    map_location: str | torch.device = "cpu", policy_net=None, value_net=None):
-    """Load a policy from a local directory or a Hugging Face Hub repo id.
+def from_pretrained(model_cls, repo_id_or_path: str | os.PathLike, revision: str | None = None,
+                    cache_dir: str | None = None, token: str | bool | None = None, local_files_only: bool = False,
+                    map_location: str | torch.device = "cpu", policy_net=None, value_net=None, encoder=None):
+    """Load a `model_cls` policy (PPO2.from_pretrained) from a local directory or a Hugging Face Hub repo id.
 
     Hub downloads go through `huggingface_hub.hf_hub_download` (so HF_HUB_CACHE, HF_HUB_OFFLINE, tokens
     and revisions behave as everywhere else in the Hub ecosystem)."""
     path = Path(repo_id_or_path)
     if path.is_dir():
-        return build_model(path / CONFIG_NAME, path / WEIGHTS_NAME, map_location=map_location,
-                           policy_net=policy_net, value_net=value_net)
+        return build_model(model_cls, path / CONFIG_NAME, path / WEIGHTS_NAME, map_location=map_location,
+                           policy_net=policy_net, value_net=value_net, encoder=encoder)
     if path.exists():
         raise ValueError(f"{path} is a file; expected a directory holding {CONFIG_NAME} and {WEIGHTS_NAME}, "
                          "or a Hub repo id such as 'org/ppo2-CartPole-v1'")
@@ -121,8 +122,8 @@ def from_pretrained(repo_id_or_path: str | os.PathLike, revision: str | None = N
                   local_files_only=local_files_only)
     config_path = hf_hub_download(filename=CONFIG_NAME, **kwargs)
     weights_path = hf_hub_download(filename=WEIGHTS_NAME, **kwargs)
-    return build_model(Path(config_path), Path(weights_path), map_location=map_location,
-                       policy_net=policy_net, value_net=value_net)
+    return build_model(model_cls, Path(config_path), Path(weights_path), map_location=map_location,
+                       policy_net=policy_net, value_net=value_net, encoder=encoder)
 
 
 def model_card(repo_id: str, env_id: str, results: dict | None, train_config: dict | None = None,

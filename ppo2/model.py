@@ -1,11 +1,19 @@
 """The PPO2 actor-critic that torch.hub serves.
 
-    obs --(optional running normalisation)--> latent MLP (Linear-Tanh-Dropout x2) --+--> action head -> distribution
-                                                                                   +--> value head  -> V(s)
+    obs --preprocess--> encoder --> latent MLP (Linear-Tanh-Dropout x2) --+--> action head -> distribution
+                                                                          +--> value head  -> V(s)
+
+- preprocess: vectors through the running normalisation (when normalize_obs is on), uint8 images to float
+  (N, C, H, W) in [0, 1], Dicts key by key (ppo2/observations.py says what each kind is).
+- encoder: none for vectors (the seed model: the MLP reads the vector), the Nature CNN for images, one
+  sub-encoder per key for Dicts, or your own nn.Module (ppo2/encoders.py).
+- latent: the MLP of the seed model, shared by both heads or one tower each (`shared_latent`); the Nature
+  CNN feeds the heads directly, as in OpenAI baselines.
 
 `forward(obs, action=None)` is the one call the whole project uses: it samples (or evaluates the given
 action) and returns `(value_f, action, neg_log_prob, entropy)`. The collector, the update, `eval_fn` and
-`train_fn` all go through it.
+`train_fn` all go through it. A recurrent (LSTM) policy would sit between the encoder and the heads, as a
+latent that also carries a state.
 """
 from __future__ import annotations
 
@@ -18,44 +26,60 @@ from torch import nn
 from torch.nn import functional as F
 
 from .distributions import ActionHead, distribution_name, make_action_head
+from .encoders import ENCODERS, build_encoder, default_encoder
+from .hub import from_pretrained as _from_pretrained
+from .hub import push_to_hub as _push_to_hub
+from .hub import save_pretrained as _save_pretrained
 from .losses import ppo_loss
+from .observations import describe, image_chw, image_keys, obs_spec_from_space, validate_obs_spec, vector_dim, vector_keys
 
 __all__ = ["PPO2"]
 
 
-def _mlp(input_dim: int, hidden_dim: int, dropout: float) -> nn.Sequential:
-    return nn.Sequential(
-        nn.Linear(input_dim, hidden_dim), nn.Tanh(), nn.Dropout(dropout),
-        nn.Linear(hidden_dim, hidden_dim), nn.Tanh(), nn.Dropout(dropout),
-    )
+def _mlp(input_dim: int, hidden_dim: int, dropout: float, layers: int = 2) -> nn.Sequential:
+    modules: list[nn.Module] = []
+    for i in range(layers):
+        modules += [nn.Linear(input_dim if i == 0 else hidden_dim, hidden_dim), nn.Tanh(), nn.Dropout(dropout)]
+    return nn.Sequential(*modules)
 
 
 class PPO2(nn.Module):
     """Actor-critic for PPO2.
 
     Args:
-        input_dim (int): size of a (flat) observation.
-        hidden_dim (int, default 64): width of the two hidden layers.
+        input_dim (int): size of a flat observation (the seed model's only observation kind). Leave it out
+            when `observation_space` is given.
+        hidden_dim (int, default 64): width of the latent MLP's hidden layers.
         action_space (int | gymnasium.spaces.Space | dict, default 2): an int is Discrete(n); otherwise
             Discrete, Box (1-D), MultiDiscrete or MultiBinary.
         dropout (float, default 0.0): dropout after each hidden layer, in [0, 1).
         reset_param (bool, default True): OpenAI-baselines initialisation: orthogonal weights with gain
-            sqrt(2) in hidden layers, 0.01 in the policy head and 1.0 in the value head; zero biases.
+            sqrt(2) in hidden layers (and the built-in encoders), 0.01 in the policy head and 1.0 in the value
+            head; zero biases.
         distribution (type | str | None): a torch.distributions.Distribution subclass for the policy
             (default Categorical for discrete spaces, Normal for Box).
         shared_latent (bool, default True): one latent MLP feeds both heads (the seed model). False gives
             separate policy and value towers of the same shape (stable-baselines' MlpPolicy).
-        normalize_obs (bool, default False): keep running mean/variance of observations as buffers and
-            normalise inputs with them (clipped to +-obs_clip). The statistics are saved with the weights.
+        normalize_obs (bool, default False): keep running mean/variance of the vector part of observations
+            as buffers and normalise inputs with them (clipped to +-obs_clip). Saved with the weights.
         obs_clip (float, default 10.0): clip for normalised observations.
         log_std_init (float, default 0.0): initial log standard deviation of a Gaussian policy.
-        policy_net / value_net (nn.Module, optional): your own latent networks, mapping (N, input_dim) to
-            (N, latent). `value_net` defaults to sharing `policy_net`.
+        observation_space (gymnasium Space | dict, optional): a 1-D Box, a uint8 image Box (H, W[, C] or
+            C, H, W) or a Dict of those (or its spec from ppo2.observations); default Box((input_dim,)).
+        encoder (str | nn.Module, default "auto"): "mlp" (vectors), "nature_cnn" (images), "multi_input"
+            (Dicts), "auto" (the one that fits the observations), or your own module mapping preprocessed
+            observations (see ppo2/encoders.py) to (N, features).
+        features_dim (int, optional): output width of the built-in CNN (default 512; 256 per image key of a
+            Dict).
+        latent_layers (int, optional): hidden layers of the latent MLP (default 2; 0 for a CNN or your own
+            encoder, whose features feed the heads directly).
+        policy_net / value_net (nn.Module, optional): your own latent networks for vector observations,
+            mapping (N, input_dim) to (N, latent). `value_net` defaults to sharing `policy_net`.
     """
 
     def __init__(
         self,
-        input_dim: int,
+        input_dim: int | None = None,
         hidden_dim: int = 64,
         action_space: Any = 2,
         dropout: float = 0.0,
@@ -67,23 +91,58 @@ class PPO2(nn.Module):
         log_std_init: float = 0.0,
         policy_net: nn.Module | None = None,
         value_net: nn.Module | None = None,
+        observation_space: Any = None,
+        encoder: str | nn.Module = "auto",
+        features_dim: int | None = None,
+        latent_layers: int | None = None,
     ):
         super().__init__()
-        _check_int("input_dim", input_dim, minimum=1)
+        self.obs_spec = _resolve_obs_spec(input_dim, observation_space)
         _check_int("hidden_dim", hidden_dim, minimum=1)
         if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= float(dropout) < 1.0:
             raise ValueError(f"dropout must be a float in [0, 1), got {dropout!r}")
         if not (isinstance(obs_clip, (int, float)) and obs_clip > 0):
             raise ValueError(f"obs_clip must be a positive number, got {obs_clip!r}")
-        self.input_dim = int(input_dim)
+        kind = self.obs_spec["type"]
+        self.input_dim = self.obs_spec["shape"][0] if kind == "Box" else None
+        self.norm_dim = vector_dim(self.obs_spec)
         self.hidden_dim = int(hidden_dim)
         self.dropout = float(dropout)
         self.shared_latent = bool(shared_latent)
         self.normalize_obs = bool(normalize_obs)
         self.obs_clip = float(obs_clip)
         self.custom_latent = policy_net is not None or value_net is not None
+        if self.normalize_obs and self.norm_dim == 0:
+            raise ValueError(f"normalize_obs applies to vector observations, but the observations are {describe(self.obs_spec)} "
+                             "(images are scaled to [0, 1] inside the model); drop normalize_obs")
 
+        # ---- encoder: preprocessed observation -> features
+        if isinstance(encoder, nn.Module):
+            self.encoder_name = "custom"
+            self.encoder = encoder
+            feat = _probe_features(encoder, self._zero_features_input())
+        elif isinstance(encoder, str) and (encoder == "auto" or encoder in ENCODERS):
+            self.encoder_name = default_encoder(self.obs_spec) if encoder == "auto" else encoder
+            if features_dim is not None:
+                _check_int("features_dim", features_dim, minimum=1)
+            width = int(features_dim) if features_dim is not None else (512 if self.encoder_name == "nature_cnn" else 256)
+            self.encoder = build_encoder(self.encoder_name, self.obs_spec, width)
+            feat = self.encoder.features_dim if self.encoder is not None else self.input_dim
+        else:
+            raise ValueError(f"encoder must be 'auto', one of {', '.join(ENCODERS)}, or an nn.Module; got {encoder!r}")
+        # (for vectors self.encoder is None, a plain attribute: the seed model's state dict has no encoder)
+        self.features_dim = int(feat)
+        self.cnn_features = width if self.encoder_name in ("nature_cnn", "multi_input") else None
+        if latent_layers is None:
+            latent_layers = 0 if self.encoder_name in ("nature_cnn", "custom") else 2
+        _check_int("latent_layers", latent_layers, minimum=0)
+        self.latent_layers = int(latent_layers)
+
+        # ---- latent: features -> the heads' input
         if self.custom_latent:
+            if kind != "Box" or self.encoder is not None:
+                raise ValueError("policy_net/value_net replace the latent MLP for vector observations; for images, "
+                                 "Dicts or your own features use encoder=nn.Module")
             if policy_net is None:
                 raise ValueError("value_net was given without policy_net; pass policy_net too (it may be the same module)")
             value_net = policy_net if value_net is None else value_net
@@ -91,9 +150,10 @@ class PPO2(nn.Module):
             pi_dim = _latent_dim(policy_net, self.input_dim, "policy_net")
             vf_dim = _latent_dim(value_net, self.input_dim, "value_net")
         else:
-            policy_net = _mlp(self.input_dim, self.hidden_dim, self.dropout)
-            value_net = policy_net if self.shared_latent else _mlp(self.input_dim, self.hidden_dim, self.dropout)
-            pi_dim = vf_dim = self.hidden_dim
+            policy_net = _mlp(self.features_dim, self.hidden_dim, self.dropout, self.latent_layers)
+            value_net = policy_net if self.shared_latent else _mlp(self.features_dim, self.hidden_dim, self.dropout,
+                                                                   self.latent_layers)
+            pi_dim = vf_dim = self.hidden_dim if self.latent_layers else self.features_dim
         # A shared latent is registered once (as `latent`), so the state dict holds no duplicate tensors.
         if self.shared_latent:
             self.latent = policy_net
@@ -108,8 +168,8 @@ class PPO2(nn.Module):
         self.value_head = nn.Linear(vf_dim, 1)
 
         if self.normalize_obs:
-            self.register_buffer("obs_mean", torch.zeros(self.input_dim, dtype=torch.float64))
-            self.register_buffer("obs_var", torch.ones(self.input_dim, dtype=torch.float64))
+            self.register_buffer("obs_mean", torch.zeros(self.norm_dim, dtype=torch.float64))
+            self.register_buffer("obs_var", torch.ones(self.norm_dim, dtype=torch.float64))
             self.register_buffer("obs_count", torch.tensor(1e-4, dtype=torch.float64))
             self._refresh_obs_scale()
         if reset_param:
@@ -132,7 +192,9 @@ class PPO2(nn.Module):
         return [self.latent] if self.shared_latent else [self.policy_latent, self.value_latent]
 
     def reset_parameters(self) -> None:
-        """OpenAI baselines initialisation (CleanRL's `layer_init`)."""
+        """OpenAI baselines initialisation (CleanRL's `layer_init`). Your own networks keep theirs."""
+        if self.encoder is not None and self.encoder_name != "custom":
+            self.encoder.reset_parameters()
         if not self.custom_latent:
             for latent in self.latents():
                 for layer in latent:
@@ -148,7 +210,8 @@ class PPO2(nn.Module):
             nn.init.constant_(self.action_head.log_std, self.log_std_init)
 
     def get_config(self) -> dict:
-        """JSON-serialisable constructor arguments: `PPO2(**model.get_config())` rebuilds this model."""
+        """JSON-serialisable constructor arguments: `PPO2(**model.get_config())` rebuilds this model. A
+        vector model with the built-in MLP writes exactly the seed model's keys."""
         config = {
             "input_dim": self.input_dim,
             "hidden_dim": self.hidden_dim,
@@ -160,17 +223,34 @@ class PPO2(nn.Module):
             "obs_clip": self.obs_clip,
             "log_std_init": self.log_std_init,
         }
+        if self.obs_spec["type"] != "Box":
+            del config["input_dim"]
+            config["observation_space"] = self.obs_spec
+        if self.obs_spec["type"] != "Box" or self.encoder_name != "mlp":
+            config["encoder"] = self.encoder_name
+            if self.cnn_features is not None:
+                config["features_dim"] = self.cnn_features
+        if self.latent_layers != (0 if self.encoder_name in ("nature_cnn", "custom") else 2):
+            config["latent_layers"] = self.latent_layers
         if self.custom_latent:
             # the networks' code cannot live in JSON: loading needs the same policy_net/value_net again
             config["custom_latent"] = True
         return config
 
     @classmethod
-    def from_config(cls, config: dict, policy_net: nn.Module | None = None, value_net: nn.Module | None = None) -> "PPO2":
+    def from_config(cls, config: dict, policy_net: nn.Module | None = None, value_net: nn.Module | None = None,
+                    encoder: nn.Module | None = None) -> "PPO2":
         """Rebuild from `get_config()` output (e.g. a config.json). Every value is type- and range-checked
         first (`validate_config`): JSON from a file is never coerced, and no size it names is allocated
-        unchecked."""
+        unchecked. A model trained with your own networks needs them again (policy_net/value_net/encoder)."""
         config = validate_config(config)
+        if config.get("encoder") == "custom":
+            if encoder is None:
+                raise ValueError("this policy was trained with its own encoder: pass the same architecture as "
+                                 "encoder=... to load it")
+            config["encoder"] = encoder
+        elif encoder is not None:
+            raise ValueError(f"encoder given, but this policy uses the built-in {config.get('encoder', 'mlp')!r} encoder")
         if config.pop("custom_latent", False):
             if policy_net is None:
                 raise ValueError("this policy was trained with custom latent networks: pass the same architecture "
@@ -181,17 +261,26 @@ class PPO2(nn.Module):
             raise ValueError("policy_net/value_net given, but this policy uses the built-in MLP")
         return cls(reset_param=False, **config)
 
-    def check_compatible(self, observation_space: Any, action_space: Any, env_id: str | None = None) -> None:
-        """Raise ValueError unless this model can act in an env with these spaces: the observation shape,
-        the action-space type and its size (n, nvec, shape) and, for Box actions, the bounds it clips to."""
-        from gymnasium import spaces
+    @property
+    def observation_space(self):
+        from .observations import spec_to_space
 
+        return spec_to_space(self.obs_spec)
+
+    def check_compatible(self, observation_space: Any, action_space: Any, env_id: str | None = None) -> None:
+        """Raise ValueError unless this model can act in an env with these spaces: the observation kind and
+        shape (image layout, Dict keys), the action-space type and its size (n, nvec, shape) and, for Box
+        actions, the bounds it clips to."""
         from .distributions import space_to_spec
 
         where = f"{env_id}" if env_id else "the environment"
-        if not isinstance(observation_space, spaces.Box) or tuple(observation_space.shape) != (self.input_dim,):
-            raise ValueError(f"this policy takes observations of shape ({self.input_dim},), but {where} has observation "
-                             f"space {observation_space}")
+        try:
+            env_obs = obs_spec_from_space(observation_space, where)
+        except ValueError:
+            env_obs = None
+        if env_obs != self.obs_spec:
+            raise ValueError(f"this policy takes {describe(self.obs_spec)}, but {where} has observation space "
+                             f"{observation_space}")
         env_spec, mine = space_to_spec(action_space), self.action_spec
         same = env_spec.keys() == mine.keys() and all(
             np.allclose(np.asarray(env_spec[k], np.float64), np.asarray(mine[k], np.float64), rtol=1e-6, atol=1e-6)
@@ -253,48 +342,113 @@ class PPO2(nn.Module):
     # ------------------------------------------------------------------------------------------
     # the one forward path
     # ------------------------------------------------------------------------------------------
-    def _check_obs_shape(self, shape: tuple) -> bool:
-        """Whether `shape` is one unbatched observation; raises unless it is (input_dim,) or (N, input_dim)."""
-        if len(shape) == 1 and shape[0] == self.input_dim:
+    def _check_obs_shape(self, shape: tuple, spec: dict | None = None, name: str = "observation") -> bool:
+        """Whether `shape` is one unbatched observation; raises unless it is `spec`'s shape or (N, *shape)."""
+        want = tuple((spec or self.obs_spec)["shape"])
+        if tuple(shape) == want:
             return True
-        if len(shape) == 2 and shape[1] == self.input_dim:
+        if len(shape) == len(want) + 1 and tuple(shape[1:]) == want:
             return False
-        raise ValueError(f"observation has shape {shape}, expected (N, {self.input_dim}) or ({self.input_dim},)")
+        raise ValueError(f"{name} has shape {tuple(shape)}, expected (N, {', '.join(map(str, want))}) or {want}")
 
     @staticmethod
-    def _check_numpy_obs(obs: np.ndarray) -> None:
+    def _check_numpy_obs(obs: np.ndarray, name: str = "observation") -> None:
         if obs.dtype.kind not in "fiub":
-            raise TypeError(f"observations must be real numbers, got dtype {obs.dtype}")
+            raise TypeError(f"{name}s must be real numbers, got dtype {obs.dtype}")
         if obs.dtype.kind == "f" and not np.isfinite(obs).all():
-            raise ValueError(f"observation contains {int((~np.isfinite(obs)).sum())} NaN/inf value(s); expected finite numbers")
+            raise ValueError(f"{name} contains {int((~np.isfinite(obs)).sum())} NaN/inf value(s); expected finite numbers")
         if obs.dtype.itemsize > 4 and obs.size and np.abs(obs).max() > _FLOAT32_MAX:
-            raise ValueError(f"observation contains values up to {float(np.abs(obs).max()):.3g}, beyond float32's range "
+            raise ValueError(f"{name} contains values up to {float(np.abs(obs).max()):.3g}, beyond float32's range "
                              f"(+-{_FLOAT32_MAX:.3g}): they would become inf inside the model")
 
-    def _check_obs(self, obs: Any) -> tuple[torch.Tensor, bool]:
-        """Validate and convert observations: (N, input_dim) float32 tensor on the model's device, and
-        whether a single unbatched observation came in. Numpy input is checked in numpy (cheaper)."""
+    def _check_array(self, obs: Any, spec: dict, name: str) -> tuple[torch.Tensor, bool]:
+        """One array of observations -> (batched tensor on the model's device, single?). Images stay uint8
+        (scaled inside the model); everything else becomes float32. Numpy input is checked in numpy."""
+        image = spec["type"] == "Image"
         if not isinstance(obs, (torch.Tensor, np.ndarray)):
-            obs = np.asarray(obs, dtype=np.float32)
-        single = self._check_obs_shape(tuple(obs.shape))
+            obs = np.asarray(obs, dtype=np.uint8 if image else np.float32)
+        single = self._check_obs_shape(tuple(obs.shape), spec, name)
         if isinstance(obs, np.ndarray):
-            self._check_numpy_obs(obs)
-            obs = torch.from_numpy(np.ascontiguousarray(obs[None] if single else obs, dtype=np.float32))
+            self._check_numpy_obs(obs, name)
+            dtype = np.uint8 if image and obs.dtype == np.uint8 else np.float32
+            obs = torch.from_numpy(np.ascontiguousarray(obs[None] if single else obs, dtype=dtype))
         else:
             if not (obs.is_floating_point() or obs.dtype in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8, torch.bool)):
-                raise TypeError(f"observations must be real numbers, got dtype {obs.dtype}")
+                raise TypeError(f"{name}s must be real numbers, got dtype {obs.dtype}")
             if obs.is_floating_point() and not bool(torch.isfinite(obs).all()):
                 bad = int((~torch.isfinite(obs)).sum())
-                raise ValueError(f"observation contains {bad} NaN/inf value(s); expected finite numbers")
+                raise ValueError(f"{name} contains {bad} NaN/inf value(s); expected finite numbers")
             if obs.element_size() > 4 and obs.numel() and float(obs.abs().max()) > _FLOAT32_MAX:
-                raise ValueError(f"observation contains values up to {float(obs.abs().max()):.3g}, beyond float32's "
+                raise ValueError(f"{name} contains values up to {float(obs.abs().max()):.3g}, beyond float32's "
                                  f"range (+-{_FLOAT32_MAX:.3g}): they would become inf inside the model")
             if single:
                 obs = obs.unsqueeze(0)
         device = self.value_head.weight.device
-        if obs.dtype != torch.float32 or obs.device != device:
-            obs = obs.to(device=device, dtype=torch.float32)
+        dtype = torch.uint8 if image and obs.dtype == torch.uint8 else torch.float32
+        if obs.dtype != dtype or obs.device != device:
+            obs = obs.to(device=device, dtype=dtype)
         return obs, single
+
+    def _check_obs(self, obs: Any) -> tuple[Any, bool]:
+        """Validate and convert observations: a (N, ...) tensor (a dict of them for Dict observations) on
+        the model's device, and whether a single unbatched observation came in."""
+        spec = self.obs_spec
+        if spec["type"] != "Dict":
+            return self._check_array(obs, spec, "observation")
+        from collections.abc import Mapping
+
+        if not isinstance(obs, Mapping):
+            raise TypeError(f"this policy takes {describe(spec)}; got {type(obs).__name__}, expected a dict")
+        if set(obs) != set(spec["spaces"]):
+            missing, extra = sorted(set(spec["spaces"]) - set(obs)), sorted(set(obs) - set(spec["spaces"]))
+            raise ValueError(f"observation dict has keys {sorted(obs)}, expected {sorted(spec['spaces'])}"
+                             + (f" (missing {missing})" if missing else "") + (f" (unexpected {extra})" if extra else ""))
+        out, singles, sizes = {}, set(), set()
+        for key, sub in spec["spaces"].items():
+            out[key], single = self._check_array(obs[key], sub, f"observation[{key!r}]")
+            singles.add(single)
+            sizes.add(out[key].shape[0])
+        if len(singles) > 1 or len(sizes) > 1:
+            raise ValueError("observation dict mixes batched and unbatched entries or batch sizes "
+                             f"({ {k: tuple(v.shape) for k, v in out.items()} }); give every key the same leading N")
+        return out, singles.pop()
+
+    @staticmethod
+    def _batch_size(obs: Any) -> int:
+        return next(iter(obs.values())).shape[0] if isinstance(obs, dict) else obs.shape[0]
+
+    def _zero_features_input(self) -> Any:
+        """A batch of two preprocessed observations (what an encoder receives), for probing its width."""
+        def zeros(spec):
+            if spec["type"] == "Image":
+                return torch.zeros(2, *image_chw(spec))
+            return torch.zeros(2, spec["shape"][0])
+        if self.obs_spec["type"] == "Dict":
+            return {k: zeros(s) for k, s in self.obs_spec["spaces"].items()}
+        return zeros(self.obs_spec)
+
+    def preprocess(self, obs: Any) -> Any:
+        """Validated observations -> the encoder's input: vectors normalised (normalize_obs), uint8 images
+        to float32 (N, C, H, W) in [0, 1]; Dicts key by key (their vector keys normalised together)."""
+        spec = self.obs_spec
+        if spec["type"] == "Box":
+            return self.normalize(obs)
+        if spec["type"] == "Image":
+            return _image_to_float(obs, spec)
+        out = {k: _image_to_float(obs[k], spec["spaces"][k]) for k in image_keys(spec)}
+        keys = vector_keys(spec)
+        if keys and self.normalize_obs:
+            sizes = [spec["spaces"][k]["shape"][0] for k in keys]
+            normed = self.normalize(torch.cat([obs[k] for k in keys], dim=-1))
+            out.update(zip(keys, normed.split(sizes, dim=-1)))
+        else:
+            out.update((k, obs[k]) for k in keys)
+        return out
+
+    def features(self, obs: Any) -> torch.Tensor:
+        """What the latent MLP reads: the encoder's output (the normalised vector for the seed model)."""
+        x = self.preprocess(obs)
+        return x if self.encoder is None else self.encoder(x)
 
     def _latent(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """Run a built-in latent MLP with functional calls (a module call costs more than the matmul here);
@@ -313,8 +467,8 @@ class PPO2(nn.Module):
     def _value(self, vf_latent: torch.Tensor) -> torch.Tensor:
         return F.linear(vf_latent, self.value_head.weight, self.value_head.bias).squeeze(-1)
 
-    def latent_features(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.normalize(obs)
+    def latent_features(self, obs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        x = self.features(obs)
         if self.shared_latent:
             pi_latent = self._latent(self.latent, x)
             return pi_latent, pi_latent
@@ -345,7 +499,7 @@ class PPO2(nn.Module):
     def sample_action(self, obs: torch.Tensor) -> torch.Tensor:
         """A sampled action for a validated (N, input_dim) batch: the collector's hot path. Only the policy
         runs; values and log-probabilities of a rollout come afterwards, in one batch (value_and_evaluate)."""
-        x = self.normalize(obs)
+        x = self.features(obs)
         pi_latent = self._latent(self.latent if self.shared_latent else self.policy_latent, x)
         return self.action_head.sample(pi_latent)[0]
 
@@ -362,7 +516,7 @@ class PPO2(nn.Module):
         """
         obs, single = self._check_obs(obs)
         if action is not None:
-            action = self.action_head.check_action(action, None if single else obs.shape[0])
+            action = self.action_head.check_action(action, None if single else self._batch_size(obs))
             if single:
                 action = action.unsqueeze(0)
         pi_latent, vf_latent = self.latent_features(obs)
@@ -421,7 +575,7 @@ class PPO2(nn.Module):
         still the same storage (data_ptr), so weights replaced in any way torch allows (`load_state_dict`,
         with or without assign=True, `vector_to_parameters`, `p.data = ...`, `.to()`) are seen at the next
         call; in-place changes (optimizer steps) are seen through the views themselves."""
-        if self.custom_latent:
+        if self.custom_latent or self.encoder is not None or self.latent_layers == 0:
             return None
         sources = self._policy_sources()
         if self.normalize_obs:
@@ -480,32 +634,70 @@ class PPO2(nn.Module):
     # ------------------------------------------------------------------------------------------
     # persistence (safetensors + JSON) and the Hugging Face Hub; implemented in ppo2.hub
     # ------------------------------------------------------------------------------------------
+    validate_config = staticmethod(lambda config: validate_config(config))
+
     def save_pretrained(self, save_directory, **kwargs):
         """Write `model.safetensors` + `config.json` (with the weights' sha256) to a directory."""
-        from .hub import save_pretrained
-
-        return save_pretrained(self, save_directory, **kwargs)
+        return _save_pretrained(self, save_directory, **kwargs)
 
     @classmethod
     def from_pretrained(cls, repo_id_or_path, **kwargs) -> "PPO2":
-        """Load from a local directory or a Hugging Face Hub repo id (hash-verified before deserialising)."""
-        from .hub import from_pretrained
-
-        return from_pretrained(repo_id_or_path, **kwargs)
+        """Load from a local directory or a Hugging Face Hub repo id (hash-verified before deserialising).
+        Keywords: revision, cache_dir, token, local_files_only, map_location, and your own networks
+        (policy_net/value_net/encoder) for a policy trained with them."""
+        return _from_pretrained(cls, repo_id_or_path, **kwargs)
 
     def push_to_hub(self, repo_id: str, **kwargs):
         """Upload weights, config, model card (and optionally results and a replay) to the Hub."""
-        from .hub import push_to_hub
-
-        return push_to_hub(self, repo_id, **kwargs)
+        return _push_to_hub(self, repo_id, **kwargs)
 
     def extra_repr(self) -> str:
-        return f"input_dim={self.input_dim}, action_space={self.action_spec['type']}, normalize_obs={self.normalize_obs}"
+        obs = f"input_dim={self.input_dim}" if self.input_dim is not None else f"observations={describe(self.obs_spec)}"
+        return f"{obs}, action_space={self.action_spec['type']}, normalize_obs={self.normalize_obs}"
 
 
 def _check_int(name: str, value: Any, minimum: int) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+
+
+def _resolve_obs_spec(input_dim: Any, observation_space: Any) -> dict:
+    """The observation spec from `input_dim` (the seed call) and/or `observation_space`; they must agree."""
+    if observation_space is None:
+        if input_dim is None:
+            raise ValueError("give input_dim (the size of a flat observation) or observation_space")
+        _check_int("input_dim", input_dim, minimum=1)
+        return validate_obs_spec({"type": "Box", "shape": [int(input_dim)]})
+    if isinstance(observation_space, dict) and "type" in observation_space:
+        spec = validate_obs_spec(observation_space)
+    else:
+        spec = obs_spec_from_space(observation_space, "observation_space")
+    if input_dim is not None:
+        _check_int("input_dim", input_dim, minimum=1)
+        if spec != {"type": "Box", "shape": [int(input_dim)]}:
+            raise ValueError(f"input_dim={input_dim} disagrees with observation_space ({describe(spec)}); give one of them")
+    return spec
+
+
+def _image_to_float(x: torch.Tensor, spec: dict) -> torch.Tensor:
+    """uint8 (N, H, W[, C]) or (N, C, H, W) -> float32 (N, C, H, W) in [0, 1]."""
+    x = x.float() * (1.0 / 255.0)
+    if len(spec["shape"]) == 2:
+        return x.unsqueeze(1)
+    return x.permute(0, 3, 1, 2) if spec["channels_last"] else x
+
+
+def _probe_features(encoder: nn.Module, example: Any) -> int:
+    try:
+        with torch.no_grad():
+            out = encoder(example)
+    except Exception as exc:
+        shapes = {k: tuple(v.shape) for k, v in example.items()} if isinstance(example, dict) else tuple(example.shape)
+        raise ValueError(f"encoder failed on a preprocessed batch of shape {shapes}: {exc}") from exc
+    if not isinstance(out, torch.Tensor) or out.dim() != 2 or out.shape[0] != 2:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"encoder must map a batch of N observations to (N, features), got {shape} for N=2")
+    return int(out.shape[1])
 
 
 def _latent_dim(net: nn.Module, input_dim: int, name: str) -> int:
@@ -583,14 +775,26 @@ def validate_config(config: Any) -> dict:
     if not isinstance(config, dict):
         raise ValueError(f"model config must be a JSON object, got {type(config).__name__}")
     known = {"input_dim", "hidden_dim", "action_space", "dropout", "distribution", "shared_latent",
-             "normalize_obs", "obs_clip", "log_std_init", "custom_latent"}
+             "normalize_obs", "obs_clip", "log_std_init", "custom_latent", "observation_space", "encoder",
+             "features_dim", "latent_layers"}
     unknown = set(config) - known
     if unknown:
         raise ValueError(f"unknown model config keys {sorted(unknown)}; expected a subset of {sorted(known)}")
-    if "input_dim" not in config:
-        raise ValueError("model config lacks 'input_dim'")
+    if "input_dim" not in config and "observation_space" not in config:
+        raise ValueError("model config lacks 'input_dim' (or 'observation_space')")
     c = dict(config)
-    _need(_is_int(c["input_dim"]) and 1 <= c["input_dim"] <= MAX_INPUT_DIM, "input_dim", f"an int in [1, {MAX_INPUT_DIM}]", c["input_dim"])
+    if "input_dim" in c:
+        _need(_is_int(c["input_dim"]) and 1 <= c["input_dim"] <= MAX_INPUT_DIM, "input_dim", f"an int in [1, {MAX_INPUT_DIM}]", c["input_dim"])
+    if "observation_space" in c:
+        c["observation_space"] = validate_obs_spec(c["observation_space"])
+    if "encoder" in c:
+        _need(c["encoder"] in (*ENCODERS, "custom"), "encoder", f"one of {', '.join((*ENCODERS, 'custom'))}", c["encoder"])
+    if "features_dim" in c:
+        _need(_is_int(c["features_dim"]) and 1 <= c["features_dim"] <= MAX_HIDDEN_DIM, "features_dim",
+              f"an int in [1, {MAX_HIDDEN_DIM}]", c["features_dim"])
+    if "latent_layers" in c:
+        _need(_is_int(c["latent_layers"]) and 0 <= c["latent_layers"] <= 16, "latent_layers", "an int in [0, 16]",
+              c["latent_layers"])
     if "hidden_dim" in c:
         _need(_is_int(c["hidden_dim"]) and 1 <= c["hidden_dim"] <= MAX_HIDDEN_DIM, "hidden_dim",
               f"an int in [1, {MAX_HIDDEN_DIM}]", c["hidden_dim"])

@@ -1,165 +1,46 @@
 """The PPO2 (and A2C) trainer. One update reads top to bottom like Algorithm 1 of the PPO paper:
 
-    1. collect_rollout   run the policy for num_steps in num_envs environments, then V(s_t) and
-                         log pi(a_t|s_t) of the whole rollout in one batched pass
-    2. compute_gae       bootstrap from V(s_T) and compute advantages and returns
-    3. flatten           drop the autoreset steps, flatten time x envs into one batch
-    4. ppo_update        update_epochs passes of num_minibatches clipped-surrogate steps (autograd: the
-                         reference to read; for the built-in MLP the trainer runs the same update with
-                         hand-derived gradients, ppo2/fused.py, tested equal to it and about 2x faster)
-    5. log / evaluate / checkpoint
+    1. collect    run the policy for num_steps in num_envs environments, then V(s_t) and log pi(a_t|s_t)
+                  of the whole rollout in one batched pass                        (ppo2/collector.py)
+    2. GAE        bootstrap from V(s_T) and compute advantages and returns          (ppo2/gae.py)
+    3. flatten    drop the autoreset steps, flatten time x envs into one batch
+    4. update     update_epochs passes of num_minibatches clipped-surrogate steps   (ppo2/update.py: the
+                  autograd reference; for the built-in MLP the same update with hand-derived gradients,
+                  ppo2/fused.py, tested equal to it)
+    5. log / evaluate / checkpoint                     (ppo2/outputs.py, ppo2/evaluate.py, ppo2/checkpoint.py)
 
-Environments autoreset in gymnasium's NEXT_STEP mode (see ppo2.envs). Row t of the rollout holds the
-observation acted on at step t; when step t-1 ended an episode, row t is the reset step: its action was
-ignored, so it is marked invalid and left out of the update, and its value V(final observation) is
-exactly the bootstrap a time-limit truncation at step t-1 needs.
+`Trainer.learn` is that loop; the rest of this module sets the run up and keeps its state.
 """
 from __future__ import annotations
 
-import csv
-import math
-import os
 import signal
 import sys
 import time
-from collections import deque
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 
 from .checkpoint import load_checkpoint, optimizer_state_from_flat, save_checkpoint
+from .collector import Collector, RolloutStorage
 from .config import TrainConfig, config_from_args, resume_conflicts
 from .distributed import DistContext
-from .envs import check_spaces, get_env_state, make_vector_env, set_env_state
+from .envs import check_env_id, check_spaces, make_vector_env
+from .errors import NonFiniteEnvError, NonFiniteError, NonFiniteLossError
 from .evaluate import evaluate_policy
 from .fused import FusedPPO
 from .gae import compute_gae
-from .losses import a2c_loss, normalize_advantages, ppo_loss
+from .hub import build_model, save_pretrained
 from .model import PPO2
-from .rundir import RunLock, clear_run, holds_run, provenance, repair_metrics
+from .observations import tree_map, vector_part
+from .outputs import METRICS, RunOutputs
+from .rundir import holds_run, provenance
+from .update import Batch, explained_variance, ppo_update
 
 __all__ = ["Trainer", "train", "main", "NonFiniteError", "NonFiniteLossError", "NonFiniteEnvError", "RolloutStorage",
            "Batch", "ppo_update"]
 
-
-class NonFiniteError(RuntimeError):
-    """Training met a NaN/inf and stopped before it could reach the weights."""
-
-
-class NonFiniteLossError(NonFiniteError):
-    """The loss became NaN/inf; training stopped before applying it."""
-
-
-class NonFiniteEnvError(NonFiniteError):
-    """The environment returned a NaN/inf observation or reward; training stopped before using it."""
-
-
-# ------------------------------------------------------------------------------------------------
-# Rollout storage: preallocated, numpy-backed (zero-copy torch views), time-major (T, N, ...)
-# ------------------------------------------------------------------------------------------------
-
-class RolloutStorage:
-    def __init__(self, num_steps: int, num_envs: int, obs_dim: int, action_shape: tuple, action_dtype: torch.dtype):
-        T, N = num_steps, num_envs
-        np_action_dtype = np.int64 if action_dtype == torch.int64 else np.float32
-        self.obs = np.zeros((T, N, obs_dim), np.float32)
-        self.actions = np.zeros((T, N, *action_shape), np_action_dtype)
-        self.neg_log_probs = np.zeros((T, N), np.float32)
-        self.values = np.zeros((T, N), np.float32)
-        self.rewards = np.zeros((T, N), np.float32)
-        self.terminations = np.zeros((T, N), np.float32)
-        self.truncations = np.zeros((T, N), np.float32)
-        self.valid = np.zeros((T, N), np.bool_)
-        self.next_value = np.zeros(N, np.float32)
-
-    def tensor(self, name: str) -> torch.Tensor:
-        return torch.from_numpy(getattr(self, name))
-
-
-@dataclass
-class Batch:
-    """One flattened rollout, on the training device."""
-    obs: torch.Tensor
-    actions: torch.Tensor
-    neg_log_probs: torch.Tensor
-    values: torch.Tensor
-    advantages: torch.Tensor
-    returns: torch.Tensor
-
-    def __len__(self) -> int:
-        return self.obs.shape[0]
-
-    def index(self, idx: torch.Tensor) -> "Batch":
-        return Batch(*(t.index_select(0, idx) for t in (self.obs, self.actions, self.neg_log_probs, self.values,
-                                                          self.advantages, self.returns)))
-
-
-# ------------------------------------------------------------------------------------------------
-# The update
-# ------------------------------------------------------------------------------------------------
-
-def ppo_update(model: PPO2, optimizer: torch.optim.Optimizer, batch: Batch, *, algo: str, update_epochs: int,
-               num_minibatches: int, clip_range: float, ent_coef: float, vf_coef: float, max_grad_norm: float,
-               norm_adv: bool, clip_value_loss: bool = True, target_kl: float | None = None,
-               average_gradients: Callable[[nn.Module], None] | None = None,
-               any_rank: Callable[[bool], bool] | None = None) -> dict[str, float]:
-    """update_epochs x num_minibatches gradient steps on the clipped surrogate (or A2C) loss.
-
-    Returns the mean of each loss term over the steps taken, plus how many epochs ran."""
-    model.train()
-    terms: list[torch.Tensor] = []
-    epochs_run = 0
-    for epoch in range(update_epochs):
-        if num_minibatches == 1:  # the loss is a mean: the whole batch in any order gives the same step
-            minibatches = [batch]
-        else:
-            permutation = torch.randperm(len(batch), device=batch.obs.device)
-            minibatches = [batch.index(idx) for idx in permutation.chunk(num_minibatches)]
-        epoch_kl = []
-        for mb in minibatches:
-            value_f, neg_log_probs, entropy = model.value_and_evaluate(mb.obs, mb.actions)
-            advantages = mb.advantages
-            if norm_adv and len(mb) > 1:
-                advantages = normalize_advantages(advantages)
-            if algo == "a2c":
-                out = a2c_loss(mb.returns, value_f, neg_log_probs, entropy, advantages, mb.neg_log_probs, ent_coef, vf_coef)
-            else:
-                out = ppo_loss(mb.returns, value_f, neg_log_probs, entropy, advantages, mb.values, mb.neg_log_probs,
-                               clip_range, ent_coef, vf_coef, clip_value=clip_value_loss)
-            if not torch.isfinite(out.loss):
-                raise NonFiniteLossError(
-                    f"loss is {out.loss.item()} (pg_loss {out.pg_loss.item()}, value_loss {out.value_loss.item()}, "
-                    f"entropy {out.entropy_mean.item()}); the update was not applied")
-            optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
-            if average_gradients is not None:
-                average_gradients(model)
-            nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm, foreach=True)
-            optimizer.step()
-            terms.append(torch.stack(out).detach())
-            epoch_kl.append(out.approx_kl)
-        epochs_run += 1
-        if target_kl is not None:
-            over = bool(torch.stack(epoch_kl).mean() > target_kl)
-            if any_rank(over) if any_rank else over:
-                break
-    means = torch.stack(terms).mean(0).tolist()
-    names = ("loss", "pg_loss", "value_loss", "entropy", "approx_kl", "clip_fraction")
-    return {**dict(zip(names, means)), "epochs": epochs_run}
-
-
-def explained_variance(values: torch.Tensor, returns: torch.Tensor) -> float:
-    var = returns.var()
-    return float("nan") if var == 0 else float(1 - (returns - values).var() / var)
-
-
-# ------------------------------------------------------------------------------------------------
-# The trainer
-# ------------------------------------------------------------------------------------------------
 
 class Trainer:
     """Owns the environments, model, optimizer and run directory of one training run.
@@ -168,12 +49,10 @@ class Trainer:
     >>> model = trainer.learn()
     """
 
-    METRICS = ("update", "global_step", "time_s", "sps", "episode_return", "episode_length", "episodes",
-               "eval_return", "eval_std", "learning_rate", "clip_range", "loss", "pg_loss", "value_loss",
-               "entropy", "approx_kl", "clip_fraction", "explained_variance", "epochs")
+    METRICS = METRICS
 
     def __init__(self, config: TrainConfig, model: PPO2 | None = None, policy_net: nn.Module | None = None,
-                 value_net: nn.Module | None = None):
+                 value_net: nn.Module | None = None, encoder: nn.Module | None = None):
         self.config = cfg = config.validated()
         self.device = _resolve_device(cfg.device)
         self.dist = DistContext.from_env(self.device, cfg.dist_timeout)
@@ -189,13 +68,14 @@ class Trainer:
         # environments (created before any training, so a bad env id or space fails fast)
         self.envs = make_vector_env(cfg.env_id, self.num_envs, cfg.vectorization)
         self.eval_envs = None
-        obs_dim, action_space = check_spaces(self.envs)
+        obs_spec, action_space = check_spaces(self.envs, cfg.env_id)
 
         # model + optimizer
         if model is None:
-            model = PPO2(obs_dim, cfg.hidden_dim, action_space, shared_latent=cfg.shared_latent,
-                         normalize_obs=cfg.normalize_obs, log_std_init=cfg.log_std_init,
-                         policy_net=policy_net, value_net=value_net)
+            model = PPO2(observation_space=obs_spec, hidden_dim=cfg.hidden_dim, action_space=action_space,
+                         shared_latent=cfg.shared_latent, normalize_obs=cfg.normalize_obs,
+                         log_std_init=cfg.log_std_init, policy_net=policy_net, value_net=value_net,
+                         encoder=encoder if encoder is not None else cfg.encoder)
         model.check_compatible(self.envs.single_observation_space, action_space, cfg.env_id)
         self.model = model.to(self.device)
         self.dist.broadcast_module(self.model)
@@ -213,7 +93,7 @@ class Trainer:
         self.sample_action = self.fused.sample_action if self.fused else self.model.sample_action
         self.evaluate_rollout = self.fused.evaluate if self.fused else self._evaluate_rollout
         self.value_of = self.fused.value_of if self.fused else self.model.value_of
-        self.storage = RolloutStorage(cfg.num_steps, self.num_envs, obs_dim, model.action_head.action_shape,
+        self.storage = RolloutStorage(cfg.num_steps, self.num_envs, model.obs_spec, model.action_head.action_shape,
                                       model.action_head.action_dtype)
 
         # run state
@@ -223,23 +103,16 @@ class Trainer:
         self.best_eval: dict | None = None
         self.last_eval: dict | None = None
         self.solved_at: dict | None = None
-        self.recent_returns: deque = deque(maxlen=20)
-        self.recent_lengths: deque = deque(maxlen=20)
-        self.episodes = 0
-        self.next_obs, _ = self.envs.reset(seed=self._env_seed(0))
-        self.prev_done = np.zeros(self.num_envs, np.bool_)
-        self.ep_return = np.zeros(self.num_envs, np.float64)
-        self.ep_length = np.zeros(self.num_envs, np.int64)
+        self.collector = Collector(self.envs, cfg.env_id, self.storage, self.device, reset_seed=self._env_seed(0))
         self._stop_signal: int | None = None
         self.last_checkpoint: Path | None = None
 
         # the code and platform this run computes with, taken now: the modules it runs are loaded by now
         self.provenance = provenance() if self.dist.is_main else None
         self.output_dir = self._choose_output_dir()
-        self._lock = None
+        self.outputs: RunOutputs | None = None
         if cfg.resume:
             self._load(cfg.resume)
-        self._check_finite_obs(self.next_obs, "reset")
 
     # --------------------------------------------------------------------------------------------
     def _choose_output_dir(self) -> Path:
@@ -264,19 +137,6 @@ class Trainer:
             n += 1
         return Path(f"{base}__{n}")
 
-    def _check_finite_obs(self, obs: np.ndarray, where: str, reward: np.ndarray | None = None) -> None:
-        """NaN/inf from the environment stops training before it reaches the update (or, through the
-        policy, the actions sent back to the environment)."""
-        if np.isfinite(obs).all() and (reward is None or np.isfinite(reward).all()):
-            return
-        bad_obs = ~np.isfinite(np.asarray(obs, np.float64)).reshape(len(obs), -1).all(1)
-        bad_rew = ~np.isfinite(reward) if reward is not None else np.zeros_like(bad_obs)
-        envs = sorted(set(np.flatnonzero(bad_obs).tolist()) | set(np.flatnonzero(bad_rew).tolist()))
-        what = " and ".join(w for w, b in (("observation", bad_obs.any()), ("reward", bad_rew.any())) if b)
-        raise NonFiniteEnvError(f"{self.config.env_id} returned a NaN/inf {what} at {where} in sub-environment(s) {envs} "
-                                "(nothing from this rollout was used; check the environment or wrap it to sanitise "
-                                "its output)")
-
     def _env_seed(self, offset: int) -> int:
         return self.config.seed + 10_007 * self.dist.rank + 7919 * offset
 
@@ -284,59 +144,27 @@ class Trainer:
     def target_reward(self) -> float | None:
         if self.config.target_reward is not None:
             return self.config.target_reward
-        import gymnasium as gym
-
-        return gym.spec(self.config.env_id).reward_threshold
+        return check_env_id(self.config.env_id).reward_threshold
 
     # --------------------------------------------------------------------------------------------
     # 1. collect
     # --------------------------------------------------------------------------------------------
-    @torch.inference_mode()  # (cheaper per operation than no_grad; nothing collected here is differentiated)
     def collect_rollout(self) -> None:
-        s, model, head = self.storage, self.model, self.model.action_head
-        on_cpu = self.device.type == "cpu"
-        model.eval()
+        self.model.eval()
         if self.fused is not None:
             self.fused.pull()  # act with the model's current weights (a resume or a user may have set them)
-        for t in range(self.config.num_steps):
-            obs = self.next_obs
-            s.obs[t] = obs
-            obs_t = torch.from_numpy(s.obs[t]) if on_cpu else torch.from_numpy(s.obs[t]).to(self.device)
-            action = self.sample_action(obs_t)
-            action_np = action.numpy() if on_cpu else action.cpu().numpy()
-            s.actions[t] = action_np
+        self.collector.collect(self.sample_action, self.evaluate_rollout, self.value_of, self.model.action_head.to_env,
+                               where=f"update {self.update + 1}")
 
-            self.next_obs, reward, terminated, truncated, _ = self.envs.step(head.to_env(action_np))
-            self._check_finite_obs(self.next_obs, f"update {self.update + 1}, rollout step {t}", reward)
-            s.rewards[t] = reward
-            s.terminations[t] = terminated
-            s.truncations[t] = truncated
-            s.valid[t] = ~self.prev_done  # False on the autoreset step: its action was ignored
-
-            self.ep_return += reward
-            self.ep_length += s.valid[t]
-            done = terminated | truncated
-            if done.any():
-                self.recent_returns.extend(self.ep_return[done].tolist())
-                self.recent_lengths.extend(self.ep_length[done].tolist())
-                self.episodes += int(done.sum())
-                self.ep_return[done] = 0.0
-                self.ep_length[done] = 0
-            self.prev_done = done
-        # V(s_t) and -log pi(a_t|s_t) of every step, in one batched pass: the policy did not change during the
-        # rollout, so these are the numbers a per-step computation would give, for one call instead of num_steps
-        T, N = s.values.shape
-        obs_t = torch.from_numpy(s.obs.reshape(T * N, -1)).to(self.device)
-        actions_t = torch.from_numpy(s.actions.reshape(T * N, *s.actions.shape[2:])).to(self.device)
-        values, neg_log_probs = self.evaluate_rollout(obs_t, actions_t)
-        s.values[:] = values.view(T, N).cpu().numpy()
-        s.neg_log_probs[:] = neg_log_probs.view(T, N).cpu().numpy()
-        obs_t = torch.from_numpy(np.asarray(self.next_obs, np.float32)).to(self.device)
-        s.next_value[:] = self.value_of(obs_t).cpu().numpy()
-
-    def _evaluate_rollout(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        value, neg_log_prob, _ = self.model.value_and_evaluate(obs, actions)
-        return value, neg_log_prob
+    def _evaluate_rollout(self, obs: Any, actions: torch.Tensor, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+        """V(s) and -log pi(a|s) of a whole rollout; image models go in chunks to bound activation memory."""
+        n = actions.shape[0]
+        if self.model.encoder is None or n <= chunk:
+            value, neg_log_prob, _ = self.model.value_and_evaluate(obs, actions)
+            return value, neg_log_prob
+        parts = [self._evaluate_rollout(tree_map(lambda t: t[i:i + chunk], obs), actions[i:i + chunk], chunk)
+                 for i in range(0, n, chunk)]
+        return torch.cat([v for v, _ in parts]), torch.cat([nlp for _, nlp in parts])
 
     # --------------------------------------------------------------------------------------------
     # 2 + 3. advantages, then one flat batch of the valid rows
@@ -348,12 +176,14 @@ class Trainer:
         advantages, returns = compute_gae(s.tensor("rewards"), values, next_values, s.tensor("terminations"),
                                           s.tensor("truncations"), cfg.gamma, cfg.gae_lambda)
         valid = s.tensor("valid").reshape(-1)
-        flat = [s.tensor("obs").reshape(-1, s.obs.shape[-1]), s.tensor("actions").reshape(-1, *s.actions.shape[2:]),
-                s.tensor("neg_log_probs").reshape(-1), values.reshape(-1), advantages.reshape(-1), returns.reshape(-1)]
+        obs = s.flat_obs()
+        flat = [s.tensor("actions").reshape(-1, *s.actions.shape[2:]), s.tensor("neg_log_probs").reshape(-1),
+                values.reshape(-1), advantages.reshape(-1), returns.reshape(-1)]
         if not bool(valid.all()):
             idx = valid.nonzero().squeeze(1)
+            obs = tree_map(lambda t: t.index_select(0, idx), obs)
             flat = [t.index_select(0, idx) for t in flat]
-        batch = Batch(*(t.to(self.device) for t in flat))
+        batch = Batch(tree_map(lambda t: t.to(self.device), obs), *(t.to(self.device) for t in flat))
         return batch, explained_variance(batch.values, batch.returns)
 
     def update_policy(self, batch: Batch, clip_range: float) -> dict[str, float]:
@@ -371,10 +201,11 @@ class Trainer:
     def _update_obs_stats(self) -> None:
         if not self.model.normalize_obs:
             return
-        obs = torch.from_numpy(self.storage.obs[self.storage.valid]).double()
+        valid = self.storage.valid
+        obs = torch.from_numpy(vector_part(self.model.obs_spec, tree_map(lambda a: a[valid], self.storage.obs)))
         moments = torch.cat([obs.sum(0), (obs * obs).sum(0), torch.tensor([float(obs.shape[0])], dtype=torch.float64)])
         moments = self.dist.all_reduce_sum(moments.to(self.device)).cpu()
-        d = self.model.input_dim
+        d = self.model.norm_dim
         count = float(moments[-1])
         if count < 1:
             return
@@ -388,7 +219,7 @@ class Trainer:
     def learn(self) -> PPO2:
         cfg = self.config
         num_updates = cfg.num_updates
-        self._open_writers()
+        self._open_outputs()
         handlers = self._install_signal_handlers()
         start = time.perf_counter() - self.elapsed
         bar = self._progress_bar()
@@ -416,7 +247,7 @@ class Trainer:
                 self._log(stats, ev, lr, clip, sps, time.perf_counter() - start)
                 if bar is not None:
                     bar.update(cfg.batch_size)
-                    bar.set_postfix(sps=f"{sps:,.0f}", ret=f"{self._recent_return():.1f}", refresh=False)
+                    bar.set_postfix(sps=f"{sps:,.0f}", ret=f"{self.collector.recent_return():.1f}", refresh=False)
 
                 stop_requested = self.dist.any(self._stop_signal is not None)
                 if stop_requested:
@@ -441,7 +272,7 @@ class Trainer:
             if bar is not None:
                 bar.close()
             self._restore_signal_handlers(handlers)
-            self._close_writers()
+            self._close_outputs()
         return self.model
 
     # --------------------------------------------------------------------------------------------
@@ -461,8 +292,6 @@ class Trainer:
             self.last_eval = res
             if self.best_eval is None or res["mean_reward"] >= self.best_eval["mean_reward"]:
                 self.best_eval = res
-                from .hub import save_pretrained
-
                 save_pretrained(self.model, self.output_dir / "best", env_id=cfg.env_id, results=res)
             target = self.target_reward
             if target is not None and res["mean_reward"] >= target:
@@ -472,21 +301,9 @@ class Trainer:
                 solved = cfg.stop_at_target
         return self.dist.broadcast_flag(solved)
 
-    def _recent_return(self) -> float:
-        return float(np.mean(self.recent_returns)) if self.recent_returns else float("nan")
-
     # --------------------------------------------------------------------------------------------
     # checkpoints and resume
     # --------------------------------------------------------------------------------------------
-    def _collector_state(self) -> tuple[dict, dict[str, torch.Tensor]]:
-        state = {"env": get_env_state(self.envs), "episodes": self.episodes,
-                 "recent_returns": list(self.recent_returns), "recent_lengths": list(self.recent_lengths)}
-        tensors = {"collector.next_obs": torch.from_numpy(np.asarray(self.next_obs, np.float32)).clone(),
-                   "collector.prev_done": torch.from_numpy(self.prev_done.copy()),
-                   "collector.ep_return": torch.from_numpy(self.ep_return.copy()),
-                   "collector.ep_length": torch.from_numpy(self.ep_length.copy())}
-        return state, tensors
-
     def save_checkpoint(self) -> Path | None:
         if not self.dist.is_main:
             return None
@@ -497,7 +314,7 @@ class Trainer:
         if self.device.type == "cuda":
             tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
         if not self.dist.enabled:
-            collector, collector_tensors = self._collector_state()
+            collector, collector_tensors = self.collector.state()
             state["collector"] = collector
             tensors.update(collector_tensors)
         self.last_checkpoint = save_checkpoint(self.output_dir, self.update, self.model, self.optimizer, state, tensors)
@@ -505,9 +322,7 @@ class Trainer:
 
     def _load(self, path: str) -> None:
         ckpt, state, tensors, sha256 = load_checkpoint(path)  # every file verified against the checkpoint's manifest
-        from .hub import build_model
-
-        saved = build_model(ckpt / "config.json", ckpt / "model.safetensors", weights_sha256=sha256["model.safetensors"],
+        saved = build_model(PPO2, ckpt / "config.json", ckpt / "model.safetensors", weights_sha256=sha256["model.safetensors"],
                             config_sha256=sha256["config.json"])
         if saved.get_config() != self.model.get_config():
             raise ValueError(f"checkpoint {ckpt} holds a different model ({saved.get_config()}) from the one this run "
@@ -521,21 +336,12 @@ class Trainer:
             raise ValueError(f"checkpoint {ckpt}: its optimizer state does not fit this run ({exc})") from None
         self.update, self.global_step, self.elapsed = state["update"], state["global_step"], state["elapsed"]
         self.best_eval, self.last_eval, self.solved_at = state["best_eval"], state["last_eval"], state["solved_at"]
-        collector = state.get("collector")
-        if collector is not None and not self.dist.enabled and collector.get("env") is not None:
-            set_env_state(self.envs, collector["env"])
-            self.next_obs = tensors["collector.next_obs"].numpy().copy()
-            self.prev_done = tensors["collector.prev_done"].numpy().copy()
-            self.ep_return = tensors["collector.ep_return"].numpy().copy()
-            self.ep_length = tensors["collector.ep_length"].numpy().copy()
-            self.episodes = collector["episodes"]
-            self.recent_returns.extend(collector["recent_returns"])
-            self.recent_lengths.extend(collector["recent_lengths"])
+        if not self.dist.enabled and self.collector.load_state(state.get("collector"), tensors):
             torch.set_rng_state(tensors["rng.torch"])
         else:
             # envs whose state cannot be captured exactly (Box2D, or per-rank envs under torchrun)
             # restart with fresh episodes, seeded by the update they resume at
-            self.next_obs, _ = self.envs.reset(seed=self._env_seed(self.update))
+            self.collector.restart(seed=self._env_seed(self.update))
             torch.manual_seed(self.config.seed + self.dist.rank + 1_000_003 * self.update)
         if "rng.cuda" in tensors and self.device.type == "cuda":
             torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
@@ -574,87 +380,44 @@ class Trainer:
         return tqdm(total=self.config.num_updates * self.config.batch_size, initial=self.global_step, unit="step",
                     unit_scale=True, dynamic_ncols=True, desc=self.config.env_id, mininterval=0.5)
 
-    def _open_writers(self) -> None:
-        self._csv = self._tb = None
-        if not self.dist.is_main:
-            return
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        self._lock = RunLock(self.output_dir)  # a second writer gets a clear error, never a mixed directory
-        if self.config.overwrite and not self.config.resume:
-            clear_run(self.output_dir)
-        from .io import atomic_write_json
-
-        atomic_write_json(self.output_dir / "train_config.json", self.config.to_dict())
-        path = self.output_dir / "metrics.csv"
-        new = not path.exists() or self.update == 0
-        if not new:  # rows logged after the checkpoint we resume from (or torn by a crash) are dropped
-            repair_metrics(path, self.METRICS, self.update)
-        self._csv_file = open(path, "w" if new else "a", newline="")
-        self._csv = csv.DictWriter(self._csv_file, fieldnames=self.METRICS)
-        if new:
-            self._csv.writeheader()
-        if self.config.tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._tb = SummaryWriter(str(self.output_dir / "tb"))
+    def _open_outputs(self) -> None:
+        if self.dist.is_main:
+            cfg = self.config
+            self.outputs = RunOutputs(self.output_dir, cfg.to_dict(), resumed_at=self.update,
+                                      overwrite=cfg.overwrite and not cfg.resume, tensorboard=cfg.tensorboard)
 
     def _log(self, stats: dict, ev: float, lr: float, clip: float, sps: float, elapsed: float) -> None:
-        if self._csv is None:
+        if self.outputs is None:
             return
         evaluated = self.last_eval is not None and self.last_eval["update"] == self.update
+        c = self.collector
         row = {"update": self.update, "global_step": self.global_step, "time_s": round(elapsed, 4), "sps": round(sps, 1),
-               "episode_return": self._recent_return(),
-               "episode_length": float(np.mean(self.recent_lengths)) if self.recent_lengths else float("nan"),
-               "episodes": self.episodes,
+               "episode_return": c.recent_return(), "episode_length": c.recent_length(), "episodes": c.episodes,
                "eval_return": self.last_eval["mean_reward"] if evaluated else "",
                "eval_std": self.last_eval["std_reward"] if evaluated else "",
                "learning_rate": lr, "clip_range": clip, "explained_variance": ev, **stats}
-        self._csv.writerow(row)
-        if self._tb is not None:
-            for key, value in row.items():
-                if key not in ("update", "global_step") and value != "" and not (isinstance(value, float) and math.isnan(value)):
-                    self._tb.add_scalar(f"{'eval' if key.startswith('eval') else 'train'}/{key}", value, self.global_step)
+        self.outputs.log(row, self.global_step)
 
-    def _close_writers(self) -> None:
-        if getattr(self, "_csv", None) is not None:
-            self._csv_file.close()
-            self._csv = None
-        if getattr(self, "_tb", None) is not None:
-            self._tb.close()
-            self._tb = None
-        if getattr(self, "_lock", None) is not None:
-            self._lock.release()
-            self._lock = None
+    def _close_outputs(self) -> None:
+        if self.outputs is not None:
+            self.outputs.close()
+            self.outputs = None
 
     def _finish(self) -> None:
         """Final weights + config (loadable by the hub entrypoint), summary and learning curve."""
         if not self.dist.is_main:
             return
-        from .hub import save_pretrained
-        from .io import atomic_write_json
-
-        self._csv_file.flush()
+        self.outputs.flush()
         save_pretrained(self.model, self.output_dir, env_id=self.config.env_id, results=self.last_eval)
-        summary = {"env_id": self.config.env_id, "algo": self.config.algo, "global_step": self.global_step,
-                   "updates": self.update, "wall_time_s": round(self.elapsed, 3), "stop_reason": self.stop_reason,
-                   "solved_at": self.solved_at, "last_eval": _brief(self.last_eval), "best_eval": _brief(self.best_eval),
-                   "world_size": self.dist.world_size, "weights_sha256_all_ranks": self.weights_sha256,
-                   "update_path": self.update_path,
-                   "command": " ".join(sys.argv) if sys.argv else None, "provenance": self.provenance}
-        atomic_write_json(self.output_dir / "summary.json", summary)
+        self.outputs.write_summary({
+            "env_id": self.config.env_id, "algo": self.config.algo, "global_step": self.global_step,
+            "updates": self.update, "wall_time_s": round(self.elapsed, 3), "stop_reason": self.stop_reason,
+            "solved_at": self.solved_at, "last_eval": _brief(self.last_eval), "best_eval": _brief(self.best_eval),
+            "world_size": self.dist.world_size, "weights_sha256_all_ranks": self.weights_sha256,
+            "update_path": self.update_path, "command": " ".join(sys.argv) if sys.argv else None,
+            "provenance": self.provenance})
         if self.config.plot:
-            # the plot is drawn by a short-lived child process, so training never pays matplotlib's memory
-            import subprocess
-
-            cmd = [sys.executable, "-m", "ppo2.plotting", str(self.output_dir / "metrics.csv"),
-                   str(self.output_dir / "learning_curve.png"), f"{self.config.algo.upper()} on {self.config.env_id}"]
-            if self.target_reward is not None:
-                cmd.append(str(self.target_reward))
-            done = subprocess.run(cmd, capture_output=True, text=True,
-                                  env={**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parent.parent),
-                                                                                     os.environ.get("PYTHONPATH", "")])})
-            if done.returncode != 0:  # a plot must never cost a finished run
-                print(f"warning: learning curve not written: {done.stderr.strip()[-500:]}", file=sys.stderr)
+            self.outputs.plot(f"{self.config.algo.upper()} on {self.config.env_id}", self.target_reward)
         if self.config.push_to_hub:
             self.push_to_hub(self.config.push_to_hub)
 
@@ -692,16 +455,17 @@ def _resolve_device(name: str) -> torch.device:
 
 
 def train(config: TrainConfig | None = None, *, model: PPO2 | None = None, policy_net: nn.Module | None = None,
-          value_net: nn.Module | None = None, **overrides: Any) -> PPO2:
+          value_net: nn.Module | None = None, encoder: nn.Module | None = None, **overrides: Any) -> PPO2:
     """Train and return a policy.
 
     `train(env_id="CartPole-v1")` uses the CartPole preset; any TrainConfig field can be overridden by
-    keyword. Pass `policy_net` / `value_net` to train your own latent networks, or a whole `model`."""
+    keyword. Pass `encoder` (any observations) or `policy_net` / `value_net` (vectors) to train your own
+    networks, or a whole `model`. `env_id` may be "module:EnvId" (gymnasium's form for your own env)."""
     if config is None:
         config = TrainConfig.for_env(overrides.pop("env_id", "CartPole-v1"), overrides.pop("algo", "ppo"), **overrides)
     elif overrides:
         config = config.replace(**overrides)
-    trainer = Trainer(config, model=model, policy_net=policy_net, value_net=value_net)
+    trainer = Trainer(config, model=model, policy_net=policy_net, value_net=value_net, encoder=encoder)
     try:
         trained = trainer.learn()
     finally:

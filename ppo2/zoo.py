@@ -13,6 +13,7 @@ from typing import Any
 
 from .hub import CONFIG_NAME, WEIGHTS_NAME, build_model, split_config
 from .io import read_json
+from .model import PPO2
 
 __all__ = ["WEIGHTS_DIR", "DEFAULT_ENV", "load_zoo", "load_pretrained", "zoo_entry", "is_zoo_id"]
 
@@ -72,7 +73,7 @@ def load_pretrained(name: str | bool = True, weights_dir: str | os.PathLike | No
     if overrides:
         _, config = split_config(read_json(directory / CONFIG_NAME, expected_sha256=sha.get(CONFIG_NAME)))
         _check_overrides(config, overrides, entry["env_id"] if entry else str(directory))
-    model = build_model(directory / CONFIG_NAME, directory / WEIGHTS_NAME, weights_sha256=sha.get(WEIGHTS_NAME),
+    model = build_model(PPO2, directory / CONFIG_NAME, directory / WEIGHTS_NAME, weights_sha256=sha.get(WEIGHTS_NAME),
                         config_sha256=sha.get(CONFIG_NAME), map_location=map_location)
     return model
 

@@ -18,7 +18,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from ppo2.evaluate import evaluate_policy, record_replay  # noqa: E402
-from ppo2.hub import from_pretrained, save_pretrained  # noqa: E402
+from ppo2.hub import save_pretrained  # noqa: E402
+from ppo2.model import PPO2  # noqa: E402
 from ppo2.io import atomic_write_json, read_json, sha256_file  # noqa: E402
 
 FRESH_SEED = 2_000_000  # neither the recorded seeds (0..99), the trainer's (1,000,000..), nor CI's fresh set (777,000..)
@@ -40,7 +41,7 @@ def main() -> int:
 
     run = args.run_dir
     source = run / "best" if (run / "best" / "model.safetensors").exists() else run
-    model = from_pretrained(source)
+    model = PPO2.from_pretrained(source)
     summary = read_json(run / "summary.json")
     env_id = summary["env_id"]
     prov = summary.get("provenance") or {}

@@ -12,7 +12,6 @@ from huggingface_hub import HfApi, ModelCard
 
 from conftest import REPO
 from ppo2 import PPO2
-from ppo2.hub import from_pretrained
 from ppo2.io import IntegrityError
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
@@ -59,7 +58,7 @@ def test_from_pretrained_reads_a_prefilled_offline_cache(tmp_path):
     model.save_pretrained(tmp_path / "src", env_id="Pendulum-v1")
     _fill_cache(tmp_path / "hub", "someone/ppo2-pendulum", tmp_path / "src")
     # in-process, through hf_hub_download with an explicit cache dir and revision
-    loaded = from_pretrained("someone/ppo2-pendulum", cache_dir=str(tmp_path / "hub"), revision=COMMIT,
+    loaded = PPO2.from_pretrained("someone/ppo2-pendulum", cache_dir=str(tmp_path / "hub"), revision=COMMIT,
                              local_files_only=True)
     assert _same(model, loaded)
     # and as a user would: HF_HUB_CACHE + HF_HUB_OFFLINE in the environment
@@ -78,7 +77,7 @@ def test_hub_snapshot_with_corrupt_weights_is_refused(tmp_path):
     data[-1] ^= 0xFF
     (snap / "model.safetensors").write_bytes(bytes(data))
     with pytest.raises(IntegrityError, match="sha256 mismatch"):
-        from_pretrained("someone/bad", cache_dir=str(tmp_path / "hub"), local_files_only=True)
+        PPO2.from_pretrained("someone/bad", cache_dir=str(tmp_path / "hub"), local_files_only=True)
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ import torch
 from conftest import REPO, hub_load
 from ppo2 import PPO2
 from ppo2.evaluate import evaluate_policy
-from ppo2.hub import from_pretrained
 from ppo2.io import IntegrityError, sha256_file
 from ppo2.zoo import load_pretrained, load_zoo
 
@@ -66,10 +65,13 @@ def test_entry_records_what_reproduces_it(env_id):
     # the recorded flags are exactly what the recorded command resolves to
     import shlex
 
-    from ppo2.config import config_from_args
+    from ppo2.config import TrainConfig, config_from_args
 
     resolved, _ = config_from_args(shlex.split(entry["command"])[2:])
-    assert {k: v for k, v in resolved.to_dict().items() if k != "output_dir"} == flags
+    # options added since the entry was recorded must sit at the defaults that reproduce it
+    added = {k: v for k, v in resolved.to_dict().items() if k not in flags and k != "output_dir"}
+    assert added == {k: TrainConfig.__dataclass_fields__[k].default for k in added}
+    assert {k: v for k, v in resolved.to_dict().items() if k in flags} == flags
 
 
 def test_acrobot_clears_its_goal_on_a_large_fresh_set():
@@ -148,7 +150,7 @@ def test_truncated_file_is_caught(zoo_copy):
     config["weights_sha256"] = sha256_file(path)
     (local / "config.json").write_text(json.dumps(config))
     with pytest.raises(IntegrityError, match="not a valid safetensors file"):
-        from_pretrained(local)
+        PPO2.from_pretrained(local)
 
 
 class _Booby:
@@ -178,7 +180,7 @@ def test_booby_trapped_pickle_never_runs(tmp_path, zoo_copy):
         with pytest.raises(IntegrityError):  # zoo path (index hash no longer matches)
             load_pretrained(True, weights_dir=zoo_copy)
         with pytest.raises(IntegrityError, match="not a valid safetensors"):  # local directory / Hub snapshot path
-            from_pretrained(policy)
+            PPO2.from_pretrained(policy)
         with pytest.raises(IntegrityError, match="not a valid safetensors"):
             hub_load("ppo2", pretrained=str(policy))
         # the trainer's resume path reads state.safetensors the same way

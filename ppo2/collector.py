@@ -1,0 +1,171 @@
+"""Step 1 of an update: run the policy in the vector env and fill the rollout buffer.
+
+Environments autoreset in gymnasium's NEXT_STEP mode (see ppo2.envs). Row t of the rollout holds the
+observation acted on at step t; when step t-1 ended an episode, row t is the reset step: its action was
+ignored, so it is marked invalid and left out of the update, and its value V(final observation) is
+exactly the bootstrap a time-limit truncation at step t-1 needs.
+
+Observations are an array or a dict of arrays (ppo2/observations.py); images are stored as uint8.
+"""
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .envs import get_env_state, set_env_state
+from .errors import NonFiniteEnvError
+from .observations import check_finite, tree_map, tree_zeros
+
+__all__ = ["RolloutStorage", "Collector"]
+
+
+class RolloutStorage:
+    """Preallocated, numpy-backed (zero-copy torch views), time-major (T, N, ...)."""
+
+    def __init__(self, num_steps: int, num_envs: int, obs_spec: dict, action_shape: tuple, action_dtype: torch.dtype):
+        T, N = num_steps, num_envs
+        np_action_dtype = np.int64 if action_dtype == torch.int64 else np.float32
+        self.obs = tree_zeros(obs_spec, (T, N))
+        self.actions = np.zeros((T, N, *action_shape), np_action_dtype)
+        self.neg_log_probs = np.zeros((T, N), np.float32)
+        self.values = np.zeros((T, N), np.float32)
+        self.rewards = np.zeros((T, N), np.float32)
+        self.terminations = np.zeros((T, N), np.float32)
+        self.truncations = np.zeros((T, N), np.float32)
+        self.valid = np.zeros((T, N), np.bool_)
+        self.next_value = np.zeros(N, np.float32)
+
+    def tensor(self, name: str) -> torch.Tensor:
+        return torch.from_numpy(getattr(self, name))
+
+    def flat_obs(self) -> Any:
+        """All observations as (T*N, ...) tensors (views of the buffer)."""
+        return tree_map(lambda a: torch.from_numpy(a.reshape(-1, *a.shape[2:])), self.obs)
+
+
+class Collector:
+    """The environments' side of training: the current observations, episode bookkeeping, and one rollout
+    at a time into `storage`."""
+
+    def __init__(self, envs, env_id: str, storage: RolloutStorage, device: torch.device, reset_seed: int):
+        self.envs, self.env_id, self.storage, self.device = envs, env_id, storage, device
+        self.num_envs = envs.num_envs
+        self.next_obs, _ = envs.reset(seed=reset_seed)
+        self.prev_done = np.zeros(self.num_envs, np.bool_)
+        self.ep_return = np.zeros(self.num_envs, np.float64)
+        self.ep_length = np.zeros(self.num_envs, np.int64)
+        self.recent_returns: deque = deque(maxlen=20)
+        self.recent_lengths: deque = deque(maxlen=20)
+        self.episodes = 0
+        self.check_finite(self.next_obs, "reset")
+
+    def check_finite(self, obs: Any, where: str, reward: np.ndarray | None = None) -> None:
+        """NaN/inf from the environment stops training before it reaches the update (or, through the
+        policy, the actions sent back to the environment)."""
+        bad_obs = check_finite(obs)
+        bad_rew = None if reward is None or np.isfinite(reward).all() else ~np.isfinite(reward)
+        if bad_obs is None and bad_rew is None:
+            return
+        envs = sorted(set(np.flatnonzero(bad_obs).tolist() if bad_obs is not None else [])
+                      | set(np.flatnonzero(bad_rew).tolist() if bad_rew is not None else []))
+        what = " and ".join(w for w, b in (("observation", bad_obs), ("reward", bad_rew)) if b is not None)
+        raise NonFiniteEnvError(f"{self.env_id} returned a NaN/inf {what} at {where} in sub-environment(s) {envs} "
+                                "(nothing from this rollout was used; check the environment or wrap it to sanitise "
+                                "its output)")
+
+    def to_device(self, obs: Any) -> Any:
+        on_cpu = self.device.type == "cpu"
+        return tree_map(lambda a: torch.from_numpy(a) if on_cpu else torch.from_numpy(a).to(self.device), obs)
+
+    @torch.inference_mode()  # (cheaper per operation than no_grad; nothing collected here is differentiated)
+    def collect(self, sample_action: Callable, evaluate: Callable, value_of: Callable, to_env: Callable,
+                where: str) -> None:
+        """Fill the storage with one rollout: actions sampled step by step, then V(s_t) and log pi(a_t|s_t)
+        of every step in one batched pass (the policy does not change during a rollout, so these are the
+        numbers a per-step computation would give, for one call instead of num_steps)."""
+        s = self.storage
+        on_cpu = self.device.type == "cpu"
+        T = s.values.shape[0]
+        for t in range(T):
+            obs = self.next_obs
+            if isinstance(obs, dict):
+                for k, v in obs.items():
+                    s.obs[k][t] = v
+                row = {k: v[t] for k, v in s.obs.items()}
+            else:
+                s.obs[t] = obs
+                row = s.obs[t]
+            action = sample_action(self.to_device(row))
+            action_np = action.numpy() if on_cpu else action.cpu().numpy()
+            s.actions[t] = action_np
+
+            self.next_obs, reward, terminated, truncated, _ = self.envs.step(to_env(action_np))
+            self.check_finite(self.next_obs, f"{where}, rollout step {t}", reward)
+            s.rewards[t] = reward
+            s.terminations[t] = terminated
+            s.truncations[t] = truncated
+            s.valid[t] = ~self.prev_done  # False on the autoreset step: its action was ignored
+
+            self.ep_return += reward
+            self.ep_length += s.valid[t]
+            done = terminated | truncated
+            if done.any():
+                self.recent_returns.extend(self.ep_return[done].tolist())
+                self.recent_lengths.extend(self.ep_length[done].tolist())
+                self.episodes += int(done.sum())
+                self.ep_return[done] = 0.0
+                self.ep_length[done] = 0
+            self.prev_done = done
+        N = self.num_envs
+        obs_t = tree_map(lambda x: x.to(self.device), s.flat_obs())
+        actions_t = torch.from_numpy(s.actions.reshape(T * N, *s.actions.shape[2:])).to(self.device)
+        values, neg_log_probs = evaluate(obs_t, actions_t)
+        s.values[:] = values.view(T, N).cpu().numpy()
+        s.neg_log_probs[:] = neg_log_probs.view(T, N).cpu().numpy()
+        s.next_value[:] = value_of(self.to_device(self._next_obs_array())).cpu().numpy()
+
+    def _next_obs_array(self) -> Any:
+        return tree_map(lambda a: np.ascontiguousarray(a, a.dtype if a.dtype == np.uint8 else np.float32), self.next_obs)
+
+    def recent_return(self) -> float:
+        return float(np.mean(self.recent_returns)) if self.recent_returns else float("nan")
+
+    def recent_length(self) -> float:
+        return float(np.mean(self.recent_lengths)) if self.recent_lengths else float("nan")
+
+    # ---- checkpoints: everything needed to continue bit-identically (where the env state can be captured)
+    def state(self) -> tuple[dict, dict[str, torch.Tensor]]:
+        state = {"env": get_env_state(self.envs), "episodes": self.episodes,
+                 "recent_returns": list(self.recent_returns), "recent_lengths": list(self.recent_lengths)}
+        obs = self._next_obs_array()
+        tensors = {"collector.prev_done": torch.from_numpy(self.prev_done.copy()),
+                   "collector.ep_return": torch.from_numpy(self.ep_return.copy()),
+                   "collector.ep_length": torch.from_numpy(self.ep_length.copy())}
+        if isinstance(obs, dict):
+            tensors.update({f"collector.next_obs.{k}": torch.from_numpy(v).clone() for k, v in obs.items()})
+        else:
+            tensors["collector.next_obs"] = torch.from_numpy(obs).clone()
+        return state, tensors
+
+    def load_state(self, state: dict, tensors: dict[str, torch.Tensor]) -> bool:
+        """Restore from `state()`; False (nothing changed) when the env state was not captured."""
+        if state is None or state.get("env") is None:
+            return False
+        set_env_state(self.envs, state["env"])
+        if isinstance(self.next_obs, dict):
+            self.next_obs = {k: tensors[f"collector.next_obs.{k}"].numpy().copy() for k in self.next_obs}
+        else:
+            self.next_obs = tensors["collector.next_obs"].numpy().copy()
+        self.prev_done = tensors["collector.prev_done"].numpy().copy()
+        self.ep_return = tensors["collector.ep_return"].numpy().copy()
+        self.ep_length = tensors["collector.ep_length"].numpy().copy()
+        self.episodes = state["episodes"]
+        self.recent_returns.extend(state["recent_returns"])
+        self.recent_lengths.extend(state["recent_lengths"])
+        return True
+
+    def restart(self, seed: int) -> None:
+        self.next_obs, _ = self.envs.reset(seed=seed)

@@ -1,0 +1,93 @@
+"""Step 4 of an update: the clipped-surrogate (or A2C) gradient steps, with autograd.
+
+`ppo_update` is the reference to read next to the paper: a forward pass, `ppo_loss`, `loss.backward()`,
+global-norm clipping, an optimizer step. For the built-in MLP with Adam the trainer runs the same update
+with hand-derived gradients (ppo2/fused.py), tested equal to this one.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from .errors import NonFiniteLossError
+from .losses import a2c_loss, normalize_advantages, ppo_loss
+from .observations import tree_map
+
+__all__ = ["Batch", "ppo_update", "explained_variance"]
+
+
+@dataclass
+class Batch:
+    """One flattened rollout, on the training device."""
+    obs: Any  # (B, ...) tensor, or a dict of them for Dict observations
+    actions: torch.Tensor
+    neg_log_probs: torch.Tensor
+    values: torch.Tensor
+    advantages: torch.Tensor
+    returns: torch.Tensor
+
+    def __len__(self) -> int:
+        return self.actions.shape[0]
+
+    def index(self, idx: torch.Tensor) -> "Batch":
+        return Batch(tree_map(lambda t: t.index_select(0, idx), self.obs),
+                     *(t.index_select(0, idx) for t in (self.actions, self.neg_log_probs, self.values,
+                                                        self.advantages, self.returns)))
+
+
+def ppo_update(model: nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, *, algo: str, update_epochs: int,
+               num_minibatches: int, clip_range: float, ent_coef: float, vf_coef: float, max_grad_norm: float,
+               norm_adv: bool, clip_value_loss: bool = True, target_kl: float | None = None,
+               average_gradients: Callable[[nn.Module], None] | None = None,
+               any_rank: Callable[[bool], bool] | None = None) -> dict[str, float]:
+    """update_epochs x num_minibatches gradient steps on the clipped surrogate (or A2C) loss.
+
+    Returns the mean of each loss term over the steps taken, plus how many epochs ran."""
+    model.train()
+    terms: list[torch.Tensor] = []
+    epochs_run = 0
+    for epoch in range(update_epochs):
+        if num_minibatches == 1:  # the loss is a mean: the whole batch in any order gives the same step
+            minibatches = [batch]
+        else:
+            permutation = torch.randperm(len(batch), device=batch.actions.device)
+            minibatches = [batch.index(idx) for idx in permutation.chunk(num_minibatches)]
+        epoch_kl = []
+        for mb in minibatches:
+            value_f, neg_log_probs, entropy = model.value_and_evaluate(mb.obs, mb.actions)
+            advantages = mb.advantages
+            if norm_adv and len(mb) > 1:
+                advantages = normalize_advantages(advantages)
+            if algo == "a2c":
+                out = a2c_loss(mb.returns, value_f, neg_log_probs, entropy, advantages, mb.neg_log_probs, ent_coef, vf_coef)
+            else:
+                out = ppo_loss(mb.returns, value_f, neg_log_probs, entropy, advantages, mb.values, mb.neg_log_probs,
+                               clip_range, ent_coef, vf_coef, clip_value=clip_value_loss)
+            if not torch.isfinite(out.loss):
+                raise NonFiniteLossError(
+                    f"loss is {out.loss.item()} (pg_loss {out.pg_loss.item()}, value_loss {out.value_loss.item()}, "
+                    f"entropy {out.entropy_mean.item()}); the update was not applied")
+            optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            if average_gradients is not None:
+                average_gradients(model)
+            nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm, foreach=True)
+            optimizer.step()
+            terms.append(torch.stack(out).detach())
+            epoch_kl.append(out.approx_kl)
+        epochs_run += 1
+        if target_kl is not None:
+            over = bool(torch.stack(epoch_kl).mean() > target_kl)
+            if any_rank(over) if any_rank else over:
+                break
+    means = torch.stack(terms).mean(0).tolist()
+    names = ("loss", "pg_loss", "value_loss", "entropy", "approx_kl", "clip_fraction")
+    return {**dict(zip(names, means)), "epochs": epochs_run}
+
+
+def explained_variance(values: torch.Tensor, returns: torch.Tensor) -> float:
+    var = returns.var()
+    return float("nan") if var == 0 else float(1 - (returns - values).var() / var)

@@ -1,0 +1,283 @@
+"""Every observation kind: vectors, uint8 images, Dicts; encoders checked against hand-written references,
+round trips, ONNX parity, and two tasks (pixels, Dict) from a user's own module learned end to end."""
+import json
+import os
+import subprocess
+import sys
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from gymnasium import spaces
+
+from conftest import REPO, hub_load
+from ppo2 import PPO2
+from ppo2.io import IntegrityError
+from ppo2.observations import obs_spec_from_space
+
+USER_ENVS = REPO / "tests" / "user_envs"  # a user's module: ppo2 knows nothing of it; `module:EnvId` loads it
+
+IMAGE = spaces.Box(0, 255, (40, 44, 3), np.uint8)
+STACK = spaces.Box(0, 255, (4, 36, 36), np.uint8)
+DICT = spaces.Dict({"screen": spaces.Box(0, 255, (36, 36), np.uint8), "pos": spaces.Box(-5, 5, (3,), np.float32),
+                    "vel": spaces.Box(-1, 1, (2,), np.float32)})
+
+
+@pytest.fixture(autouse=True)
+def _user_module_importable(monkeypatch):
+    monkeypatch.syspath_prepend(str(USER_ENVS))
+
+
+# ---- what is an image, and what is refused ------------------------------------------------------------
+
+def test_specs_follow_gymnasium_conventions():
+    assert obs_spec_from_space(spaces.Box(-1, 1, (5,))) == {"type": "Box", "shape": [5]}
+    assert obs_spec_from_space(IMAGE) == {"type": "Image", "shape": [40, 44, 3], "channels_last": True}
+    assert obs_spec_from_space(STACK) == {"type": "Image", "shape": [4, 36, 36], "channels_last": False}
+    assert obs_spec_from_space(spaces.Box(0, 255, (36, 40), np.uint8))["shape"] == [36, 40]
+    spec = obs_spec_from_space(DICT)
+    assert spec["type"] == "Dict" and spec["spaces"]["screen"]["type"] == "Image" and spec["spaces"]["pos"] == {"type": "Box", "shape": [3]}
+
+
+@pytest.mark.parametrize("space, message", [
+    (spaces.Box(0, 1, (36, 36, 3), np.float32), r"3-D Box that is not uint8 \[0, 255\] pixels"),
+    (spaces.Box(0, 255, (3, 36, 36, 2), np.uint8), r"4-D Box"),
+    (spaces.Discrete(5), r"unsupported observation space Discrete\(5\)"),
+    (spaces.Dict({"a": spaces.Dict({"b": spaces.Box(0, 1, (2,))})}), r"nested Dict under key 'a'"),
+    (spaces.Dict({"a": spaces.Discrete(3)}), r"Discrete under key 'a'"),
+    (spaces.Tuple((spaces.Box(0, 1, (2,)),)), r"unsupported observation space Tuple"),
+])
+def test_unsupported_spaces_are_named(space, message):
+    with pytest.raises(ValueError, match=message):
+        obs_spec_from_space(space)
+
+
+def test_small_images_are_refused_by_the_cnn_with_a_way_out():
+    with pytest.raises(ValueError, match=r"at least 36x36 pixels, got 20x20.*ResizeObservation"):
+        PPO2(observation_space=spaces.Box(0, 255, (20, 20, 3), np.uint8))
+
+
+def test_normalize_obs_needs_a_vector_part():
+    with pytest.raises(ValueError, match="normalize_obs applies to vector observations"):
+        PPO2(observation_space=IMAGE, normalize_obs=True)
+
+
+# ---- the encoders, against references written out by hand ---------------------------------------------
+
+def _nature_cnn_reference(cnn, x):
+    """The Nature CNN as three F.conv2d calls and a linear layer on float NCHW input in [0, 1]."""
+    c = cnn.convs
+    x = F.relu(F.conv2d(x, c[0].weight, c[0].bias, stride=4))
+    x = F.relu(F.conv2d(x, c[2].weight, c[2].bias, stride=2))
+    x = F.relu(F.conv2d(x, c[4].weight, c[4].bias, stride=1))
+    return F.relu(x.flatten(1) @ cnn.fc.weight.T + cnn.fc.bias)
+
+
+def test_images_are_scaled_to_unit_range_channels_first():
+    model = PPO2(observation_space=IMAGE, action_space=3)
+    obs = np.zeros((2, 40, 44, 3), np.uint8)
+    obs[1, 7, 9, 2] = 51  # 51 / 255 = 0.2
+    obs[0, 0, 0, 0] = 255
+    x, _ = model._check_obs(obs)
+    assert x.dtype == torch.uint8  # images travel as uint8; the model scales them
+    pre = model.preprocess(x)
+    assert pre.shape == (2, 3, 40, 44) and pre.dtype == torch.float32
+    assert pre[1, 2, 7, 9].item() == pytest.approx(0.2) and pre[0, 0, 0, 0].item() == 1.0
+    assert float(pre.sum()) == pytest.approx(1.2)
+
+
+@pytest.mark.parametrize("space", [IMAGE, STACK], ids=["HWC", "CHW"])
+def test_cnn_policy_matches_hand_written_reference(space):
+    torch.manual_seed(0)
+    model = PPO2(observation_space=space, action_space=4)
+    obs = torch.randint(0, 256, (5, *space.shape), dtype=torch.uint8)
+    x = obs.float() / 255.0
+    if space.shape[-1] == 3:
+        x = x.permute(0, 3, 1, 2)
+    features = _nature_cnn_reference(model.encoder, x)
+    logits = features @ model.action_head.logits.weight.T + model.action_head.logits.bias
+    value = (features @ model.value_head.weight.T + model.value_head.bias).squeeze(-1)
+    actions = torch.randint(0, 4, (5,))
+    v, nlp, ent = model.value_and_evaluate(obs, actions)
+    torch.testing.assert_close(v, value)
+    torch.testing.assert_close(nlp, -torch.log_softmax(logits, -1).gather(1, actions[:, None]).squeeze(1))
+    assert torch.equal(model.act(obs), logits.argmax(-1))
+    # baselines' cnn policy: 3 convs + 512 units, shared by both heads, orthogonal init with zero biases
+    assert model.encoder.fc.out_features == 512 and model.latent_layers == 0
+    assert all(float(p.detach().abs().sum()) == 0 for n, p in model.encoder.named_parameters() if n.endswith("bias"))
+
+
+def test_dict_encoder_matches_hand_written_reference():
+    torch.manual_seed(0)
+    model = PPO2(observation_space=DICT, action_space=spaces.Box(-1, 1, (2,)), normalize_obs=True)
+    # running statistics over the vector keys, concatenated in sorted order: pos (3) then vel (2)
+    mean, var = torch.arange(5, dtype=torch.float64), torch.linspace(1, 4, 5, dtype=torch.float64)
+    model.update_obs_stats(mean, var, 1e6)
+    obs = {"screen": np.random.default_rng(0).integers(0, 256, (3, 36, 36), dtype=np.uint8),
+           "pos": np.random.default_rng(1).normal(size=(3, 3)).astype(np.float32),
+           "vel": np.random.default_rng(2).normal(size=(3, 2)).astype(np.float32)}
+    vec = torch.from_numpy(np.concatenate([obs["pos"], obs["vel"]], 1).astype(np.float64))
+    normed = ((vec - model.obs_mean) / torch.sqrt(model.obs_var + 1e-8)).clamp(-10, 10).float()
+    img = torch.from_numpy(obs["screen"]).float().div(255.0).unsqueeze(1)
+    features = torch.cat([normed, _nature_cnn_reference(model.encoder.cnns["screen"], img)], 1)
+    assert features.shape == (3, 5 + 256)
+    latent = features
+    for i in (0, 3):
+        latent = torch.tanh(latent @ model.latent[i].weight.T + model.latent[i].bias)
+    mean_action = latent @ model.action_head.mean.weight.T + model.action_head.mean.bias
+    torch.testing.assert_close(model.act(obs), mean_action)
+    np.testing.assert_allclose(model.predict(obs)[0], mean_action.detach().clamp(-1, 1).numpy(), rtol=1e-6, atol=1e-6)
+    # one observation (no batch axis) and key checks
+    one = {k: v[0] for k, v in obs.items()}
+    torch.testing.assert_close(model.act(one), mean_action[0])
+    with pytest.raises(ValueError, match=r"missing \['vel'\]"):
+        model.act({"screen": obs["screen"], "pos": obs["pos"]})
+    with pytest.raises(ValueError, match=r"observation\['pos'\] has shape \(3, 4\)"):
+        model.act({**obs, "pos": np.zeros((3, 4), np.float32)})
+    with pytest.raises(TypeError, match="expected a dict"):
+        model.act(obs["pos"])
+
+
+def test_own_encoder_for_any_observation():
+    class Tiny(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(1, 4, 5, stride=5)
+            self.lin = torch.nn.Linear(5, 8)
+
+        def forward(self, obs):
+            return torch.cat([self.conv(obs["screen"]).mean((2, 3)), self.lin(obs["pos"].new_zeros(len(obs["pos"]), 5))], 1)
+
+    model = PPO2(observation_space=DICT, encoder=Tiny(), action_space=2)
+    assert model.features_dim == 12 and model.get_config()["encoder"] == "custom"
+    value, action, nlp, ent = model(DICT.sample())
+    assert value.shape == () and action.shape == ()
+    with pytest.raises(ValueError, match="pass the same architecture as encoder="):
+        PPO2.from_config(model.get_config())
+    assert PPO2.from_config(model.get_config(), encoder=Tiny()).features_dim == 12
+
+
+# ---- round trips and deployment -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("space", [IMAGE, DICT], ids=["image", "dict"])
+def test_round_trips_act_the_same(tmp_path, space):
+    torch.manual_seed(1)
+    model = PPO2(observation_space=space, action_space=3)
+    space.seed(0)
+    batch = [space.sample() for _ in range(6)]
+    obs = {k: np.stack([b[k] for b in batch]) for k in batch[0]} if isinstance(space, spaces.Dict) else np.stack(batch)
+    model.save_pretrained(tmp_path / "m")
+    config = json.loads((tmp_path / "m" / "config.json").read_text())
+    assert config["observation_space"] == obs_spec_from_space(space) and "input_dim" not in config
+    for loaded in (PPO2.from_pretrained(tmp_path / "m"), hub_load("ppo2", pretrained=str(tmp_path / "m"))):
+        assert loaded.get_config() == model.get_config()
+        np.testing.assert_array_equal(loaded.predict(obs)[0], model.predict(obs)[0])
+        v1, v2 = loaded(obs, action=torch.zeros(6, dtype=torch.long))[0], model(obs, action=torch.zeros(6, dtype=torch.long))[0]
+        torch.testing.assert_close(v1, v2, rtol=0, atol=0)
+
+
+def test_config_with_a_wrong_observation_spec_is_refused(tmp_path):
+    PPO2(observation_space=IMAGE).save_pretrained(tmp_path / "m")
+    path = tmp_path / "m" / "config.json"
+    config = json.loads(path.read_text())
+    config["observation_space"]["shape"] = [40, 44, 1]  # the file's first conv holds 3 input channels
+    path.write_text(json.dumps(config))
+    with pytest.raises(IntegrityError, match="does not match"):
+        PPO2.from_pretrained(tmp_path / "m")
+    config["observation_space"] = {"type": "Image", "shape": [1e9, 4, 4], "channels_last": True}
+    path.write_text(json.dumps(config))
+    with pytest.raises(IntegrityError, match=r"observation_space.shape"):
+        PPO2.from_pretrained(tmp_path / "m")
+
+
+def test_compatibility_checks_layout_and_keys():
+    model = PPO2(observation_space=STACK)
+    model.check_compatible(STACK, spaces.Discrete(2))
+    with pytest.raises(ValueError, match=r"takes uint8 image observations of shape \(4, 36, 36\) \(CHW\)"):
+        model.check_compatible(spaces.Box(0, 255, (36, 36, 4), np.uint8), spaces.Discrete(2))
+    dmodel = PPO2(observation_space=DICT)
+    with pytest.raises(ValueError, match="takes Dict observations"):
+        dmodel.check_compatible(spaces.Dict({"screen": DICT["screen"], "pos": DICT["pos"]}), spaces.Discrete(2))
+
+
+@pytest.mark.parametrize("space", [IMAGE, STACK, DICT], ids=["HWC", "CHW", "dict"])
+def test_onnx_export_matches_torch(tmp_path, space):
+    ort = pytest.importorskip("onnxruntime")
+    from ppo2.export import export_onnx
+
+    torch.manual_seed(2)
+    model = PPO2(observation_space=space, action_space=5)
+    session = ort.InferenceSession(str(export_onnx(model, tmp_path / "p.onnx")))
+    space.seed(3)
+    batch = [space.sample() for _ in range(16)]
+    if isinstance(space, spaces.Dict):
+        obs = {k: np.stack([b[k] for b in batch]) for k in batch[0]}
+        feeds = obs
+    else:
+        obs = np.stack(batch)
+        feeds = {"obs": obs}
+    (onnx_actions,) = session.run(None, feeds)
+    np.testing.assert_array_equal(onnx_actions, model.predict(obs)[0])
+
+
+# ---- training: the rollout keeps pixels as uint8; a user's pixel and Dict envs are learned ---------------
+
+def test_rollout_stores_images_as_uint8():
+    from ppo2.config import TrainConfig
+    from ppo2.trainer import Trainer
+
+    t = Trainer(TrainConfig.for_env("pixel_games:SideWithFlag-v0", num_envs=2, num_steps=8, total_timesteps=16,
+                                    num_minibatches=2, output_dir=None, progress=False))
+    try:
+        assert t.storage.obs["screen"].dtype == np.uint8 and t.storage.obs["screen"].shape == (8, 2, 36, 36)
+        assert t.storage.obs["flag"].dtype == np.float32
+        assert t.update_path.startswith("autograd (multi_input encoder")
+        t.collect_rollout()
+        batch, _ = t.compute_batch()
+        assert batch.obs["screen"].dtype == torch.uint8 and len(batch) == 16
+        assert int(t.storage.obs["screen"].max()) == 255
+    finally:
+        t.close()
+
+
+@pytest.mark.slow
+def test_pixel_task_is_learned_from_a_users_module(tmp_path):
+    """A CNN policy must read the picture to beat chance (4 of 8); the env's threshold is 7.5."""
+    import ppo2
+
+    model = ppo2.train(env_id="pixel_games:BrightSide-v0", seed=1, output_dir=str(tmp_path / "run"), progress=False,
+                       tensorboard=False, plot=False, total_timesteps=150_000)
+    summary = model.trainer_summary
+    assert summary["solved_at"] is not None, summary
+    from ppo2.evaluate import evaluate_policy
+
+    res = evaluate_policy(PPO2.from_pretrained(tmp_path / "run"), "pixel_games:BrightSide-v0", 50, seed=123)
+    assert res["mean_reward"] >= 7.0, res
+
+
+@pytest.mark.slow
+def test_dict_task_is_learned_through_train_py(tmp_path):
+    """Only a policy that reads both the screen and the flag beats chance; trained by the CLI on the user's
+    `module:EnvId`, then reloaded and checked to act exactly as the run's final policy."""
+    out = tmp_path / "run"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(USER_ENVS), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, str(REPO / "train.py"), "--env", "pixel_games:SideWithFlag-v0", "--seed", "1",
+                           "--output-dir", str(out), "--no-progress", "--no-tensorboard", "--no-plot",
+                           "--total-timesteps", "200000"], capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["solved_at"] is not None, summary
+    model = PPO2.from_pretrained(out)
+    assert model.get_config()["encoder"] == "multi_input"
+    envs = gym.make_vec("pixel_games:SideWithFlag-v0", 16)
+    obs, _ = envs.reset(seed=7)
+    best = PPO2.from_pretrained(out / "best")
+    for _ in range(8):
+        action, _ = model.predict(obs)
+        assert np.array_equal(action, model.act(obs).numpy())
+        obs, *_ = envs.step(best.predict(obs)[0])
+    from ppo2.evaluate import evaluate_policy
+
+    assert evaluate_policy(model, "pixel_games:SideWithFlag-v0", 50, seed=321)["mean_reward"] >= 7.0
