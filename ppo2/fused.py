@@ -30,7 +30,7 @@ Closed-form gradients of the loss, per sample i of a minibatch of n (r = ratio, 
 from __future__ import annotations
 
 import math
-from typing import Callable
+from typing import Any, Callable
 
 import torch
 from torch import nn
@@ -39,6 +39,7 @@ from torch.distributions import Categorical, Normal
 from .distributions import _HALF_LOG_2PI, CategoricalHead, GaussianHead, _sample_categorical
 from .errors import NonFiniteLossError
 from .losses import normalize_advantages
+from .optim import AdamState
 
 __all__ = ["FusedPPO"]
 
@@ -66,7 +67,9 @@ class FusedPPO:
     """
 
     @staticmethod
-    def unsupported_reason(model: nn.Module, optimizer: torch.optim.Optimizer, algo: str = "ppo") -> str | None:
+    def unsupported_reason(model: nn.Module, optimizer: Any, algo: str = "ppo") -> str | None:
+        """Why this model/optimizer/algo needs the autograd update, or None. `optimizer` is an instance
+        (torch.optim.Adam or ppo2.optim.AdamState) or the name of the one the trainer would build."""
         head = model.action_head
         if algo != "ppo":
             return f"algo {algo!r} (the fused update implements PPO)"
@@ -82,11 +85,15 @@ class FusedPPO:
                 or (isinstance(head, GaussianHead) and head.dist_cls is Normal)):
             return (f"{head.spec['type']} actions with {head.dist_cls.__name__} "
                     "(fused: Discrete/Categorical, Box/Normal)")
-        if type(optimizer) is not torch.optim.Adam:
+        if isinstance(optimizer, str):
+            if optimizer != "adam":
+                return f"optimizer {optimizer} (fused: Adam)"
+        elif not (isinstance(optimizer, AdamState) or type(optimizer) is torch.optim.Adam):
             return f"optimizer {type(optimizer).__name__} (fused: Adam)"
-        group = optimizer.param_groups[0]
-        if len(optimizer.param_groups) != 1 or group["weight_decay"] or group["amsgrad"] or group["maximize"]:
-            return "Adam with weight decay, amsgrad, maximize or several parameter groups"
+        else:
+            group = optimizer.param_groups[0]
+            if len(optimizer.param_groups) != 1 or group["weight_decay"] or group["amsgrad"] or group["maximize"]:
+                return "Adam with weight decay, amsgrad, maximize or several parameter groups"
         if any(p.dtype != torch.float32 for p in model.parameters()):
             return "parameters that are not float32"
         return None

@@ -34,6 +34,7 @@ from .gae import compute_gae
 from .hub import build_model, save_pretrained
 from .model import PPO2
 from .observations import tree_map, vector_part
+from .optim import AdamState
 from .outputs import METRICS, RunOutputs
 from .rundir import holds_run, provenance
 from .update import Batch, explained_variance, ppo_update
@@ -79,15 +80,18 @@ class Trainer:
         model.check_compatible(self.envs.single_observation_space, action_space, cfg.env_id)
         self.model = model.to(self.device)
         self.dist.broadcast_module(self.model)
-        params = self.model.parameters()
-        if cfg.optimizer == "adam":
+        # the hand-derived update (ppo2/fused.py) where it applies; else the autograd reference, ppo_update
+        reason = FusedPPO.unsupported_reason(self.model, cfg.optimizer, cfg.algo) if cfg.fused else "--no-fused"
+        params = list(self.model.parameters())
+        if reason is None:
+            # Adam's moments in torch.optim.Adam's layout, without building one (that imports torch._dynamo)
+            self.optimizer = AdamState(params, lr=cfg.learning_rate, eps=cfg.optimizer_eps)
+        elif cfg.optimizer == "adam":
             # fused Adam: one kernel per step instead of a dozen per parameter (2x faster on small MLPs)
             self.optimizer = torch.optim.Adam(params, lr=cfg.learning_rate, eps=cfg.optimizer_eps, fused=True)
         else:
             self.optimizer = torch.optim.RMSprop(params, lr=cfg.learning_rate, alpha=0.99, eps=cfg.optimizer_eps,
                                                  foreach=True)
-        # the hand-derived update (ppo2/fused.py) where it applies; else the autograd reference, ppo_update
-        reason = FusedPPO.unsupported_reason(self.model, self.optimizer, cfg.algo) if cfg.fused else "--no-fused"
         self.fused = FusedPPO(self.model, self.optimizer) if reason is None else None
         self.update_path = "fused" if reason is None else f"autograd ({reason})"
         self.sample_action = self.fused.sample_action if self.fused else self.model.sample_action

@@ -279,3 +279,42 @@ def test_fused_gradient_is_as_accurate_as_autograds_against_float64():
     err, ref_err = (got - truth).norm() / truth.norm(), (reference - truth).norm() / truth.norm()
     assert err < max(2 * ref_err, 1e-5), (err, ref_err)
     assert abs(float((got - truth) @ truth / truth.norm() ** 2)) < 1e-4
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_adam_state_stands_in_for_torch_adam(shared):
+    """The trainer keeps the fused update's Adam moments in ppo2.optim.AdamState (building torch.optim.Adam
+    imports torch._dynamo): the same steps, the same state_dict, and checkpoints load into either."""
+    from ppo2.optim import AdamState
+
+    kw = dict(update_epochs=2, num_minibatches=4, clip_range=0.2, ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.5,
+              norm_adv=True)
+    models, opts = [_model(shared, "discrete"), _model(shared, "discrete")], []
+    opts = [torch.optim.Adam(models[0].parameters(), lr=3e-3, eps=1e-5, fused=True),
+            AdamState(list(models[1].parameters()), lr=3e-3, eps=1e-5)]
+    for model, opt in zip(models, opts):
+        torch.manual_seed(5)
+        FusedPPO(model, opt).update(_batch(model), **kw)
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        assert torch.equal(a, b)
+    sd_torch, sd_mine = opts[0].state_dict(), opts[1].state_dict()
+    assert sd_torch["param_groups"] == sd_mine["param_groups"]
+    assert list(sd_torch["state"]) == list(sd_mine["state"])
+    for pid, st in sd_torch["state"].items():
+        assert st.keys() == sd_mine["state"][pid].keys()
+        for key, value in st.items():
+            assert torch.equal(value, sd_mine["state"][pid][key]) and value.dtype == sd_mine["state"][pid][key].dtype
+    # each loads the other's checkpoint, and the next update is identical again
+    fresh = [_model(shared, "discrete"), _model(shared, "discrete")]
+    for f, m in zip(fresh, models):
+        f.load_state_dict(m.state_dict())
+    loaded = [AdamState(list(fresh[0].parameters()), lr=1.0), torch.optim.Adam(fresh[1].parameters(), fused=True)]
+    loaded[0].load_state_dict(sd_torch)
+    loaded[1].load_state_dict(sd_mine)
+    for model, opt in zip(fresh, loaded):
+        torch.manual_seed(6)
+        FusedPPO(model, opt).update(_batch(model, seed=2), **kw)
+    for a, b in zip(fresh[0].parameters(), fresh[1].parameters()):
+        assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="one parameter group of"):
+        AdamState([torch.nn.Parameter(torch.zeros(2))], lr=1.0).load_state_dict(sd_torch)
