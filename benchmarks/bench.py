@@ -23,7 +23,8 @@ trials alternate so machine noise hits both alike. Reported: medians, and the ra
 
 Both libraries run with torch.set_num_threads(1) (faster for both on small MLPs; SB3 at its default
 thread count was slower here). Imports happen before any clock starts, for both libraries, including
-torch._dynamo, which torch.optim imports lazily the first time an optimizer is built (~2 s on this machine).
+torch._dynamo for SB3, which torch.optim imports lazily the first time an optimizer is built (~1.4 s here;
+ppo2's default path builds no torch optimizer). benchmarks/whole_command.py times whole processes instead.
 """
 from __future__ import annotations
 
@@ -46,18 +47,19 @@ ZOO_HP = dict(num_envs=8, n_steps=32, batch_size=256, n_epochs=20, gamma=0.98, g
 # trials (each runs in its own process)
 # ---------------------------------------------------------------------------------------------------
 
-def _quiet():
+def _quiet(lib: str = "sb3"):
     import warnings
 
     warnings.filterwarnings("ignore")
     import torch
-    import torch._dynamo  # noqa: F401  torch.optim imports it on first use (~2 s here): an import, not training
 
+    if lib == "sb3":  # torch.optim imports torch._dynamo on first use (~1.4 s here): an import, not training
+        import torch._dynamo  # noqa: F401  (ppo2's default path builds no torch optimizer and never imports it)
     torch.set_num_threads(1)
 
 
 def trial_solve(lib: str, seed: int) -> dict:
-    _quiet()
+    _quiet(lib)
     if lib == "ppo2":
         from ppo2.config import TrainConfig
         from ppo2.trainer import Trainer
@@ -108,7 +110,7 @@ def _ppo2_zoo_config(seed: int, total: int, **kw):
 
 
 def trial_throughput(lib: str, seed: int, total: int = 100_000) -> dict:
-    _quiet()
+    _quiet(lib)
     if lib == "ppo2":
         from ppo2.trainer import Trainer
 
@@ -130,7 +132,7 @@ def trial_throughput(lib: str, seed: int, total: int = 100_000) -> dict:
 
 
 def trial_collect(lib: str, seed: int, num_envs: int) -> dict:
-    _quiet()
+    _quiet(lib)
     steps_per_env = max(16, 16384 // num_envs)
     if lib == "ppo2":
         from ppo2.config import TrainConfig
@@ -163,7 +165,7 @@ def trial_collect(lib: str, seed: int, num_envs: int) -> dict:
 
 
 def trial_inference(lib: str, seed: int) -> dict:
-    _quiet()
+    _quiet(lib)
     import numpy as np
     import torch
 

@@ -44,8 +44,9 @@ def main() -> None:
     batch, _ = trainer.compute_batch()
     kw = dict(num_minibatches=1, clip_range=0.2, ent_coef=0.0, vf_coef=0.5, max_grad_norm=0.5, norm_adv=True,
               clip_value_loss=False)
+    adam = torch.optim.Adam(trainer.model.parameters(), lr=1e-3, eps=1e-5, fused=True)  # (the --no-fused optimizer)
     paths = {"fused (ppo2/fused.py)": lambda epochs: trainer.fused.update(batch, update_epochs=epochs, **kw),
-             "autograd (ppo_update)": lambda epochs: ppo_update(trainer.model, trainer.optimizer, batch, algo="ppo",
+             "autograd (ppo_update)": lambda epochs: ppo_update(trainer.model, adam, batch, algo="ppo",
                                                                 update_epochs=epochs, **kw)}
     for name, update in paths.items():
         update(1)  # warm-up: lazy imports, optimizer state

@@ -32,12 +32,13 @@ def run_episodes(model, envs, seed: int, deterministic: bool = True) -> tuple[np
     running = np.ones(n, dtype=bool)
     try:
         while running.any():
-            obs_t = model._check_obs(obs)[0]  # (batched tensors on the model's device; a dict for Dict spaces)
-            if deterministic:
-                action = model.deterministic_action(obs_t)
+            if deterministic:  # predict: numpy for small MLP batches (a few us per step), else torch
+                action, _ = model.predict(obs, deterministic=True)
             else:
-                action = model.action_head.sample(model.latent_features(obs_t)[0])[0]
-            obs, reward, terminated, truncated, _ = envs.step(model.action_head.to_env(action.cpu().numpy()))
+                obs_t = model._check_obs(obs)[0]
+                sampled = model.action_head.sample(model.latent_features(obs_t)[0])[0]
+                action = model.action_head.to_env(sampled.cpu().numpy())
+            obs, reward, terminated, truncated, _ = envs.step(action)
             returns += reward * running
             lengths += running
             running &= ~(terminated | truncated)

@@ -22,7 +22,7 @@ from .io import atomic_write_bytes
 __all__ = ["RunLock", "RunDirectoryBusy", "holds_run", "clear_run", "repair_metrics", "provenance", "RUN_OUTPUTS"]
 
 RUN_OUTPUTS = ("checkpoints", "best", "tb", "metrics.csv", "summary.json", "train_config.json", "model.safetensors",
-               "config.json", "results.json", "learning_curve.png", "replay.gif")
+               "config.json", "results.json", "learning_curve.png", "replay.gif", ".finished", "outputs.log")
 _RUN_MARKERS = ("checkpoints", "metrics.csv", "train_config.json", "summary.json", "model.safetensors")
 
 

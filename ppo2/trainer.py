@@ -388,7 +388,8 @@ class Trainer:
         if self.dist.is_main:
             cfg = self.config
             self.outputs = RunOutputs(self.output_dir, cfg.to_dict(), resumed_at=self.update,
-                                      overwrite=cfg.overwrite and not cfg.resume, tensorboard=cfg.tensorboard)
+                                      overwrite=cfg.overwrite and not cfg.resume, tensorboard=cfg.tensorboard,
+                                      plot=cfg.plot, title=f"{cfg.algo.upper()} on {cfg.env_id}", target=self.target_reward)
 
     def _log(self, stats: dict, ev: float, lr: float, clip: float, sps: float, elapsed: float) -> None:
         if self.outputs is None:
@@ -400,12 +401,19 @@ class Trainer:
                "eval_return": self.last_eval["mean_reward"] if evaluated else "",
                "eval_std": self.last_eval["std_reward"] if evaluated else "",
                "learning_rate": lr, "clip_range": clip, "explained_variance": ev, **stats}
-        self.outputs.log(row, self.global_step)
+        self.outputs.log(row)
 
     def _close_outputs(self) -> None:
         if self.outputs is not None:
             self.outputs.close()
+            self.companion = self.outputs  # (still writing TensorBoard events and the plot: see wait_for_outputs)
             self.outputs = None
+
+    def wait_for_outputs(self) -> None:
+        """Wait for the companion process that writes TensorBoard events and the learning curve."""
+        companion = getattr(self, "companion", None)
+        if companion is not None:
+            companion.wait()
 
     def _finish(self) -> None:
         """Final weights + config (loadable by the hub entrypoint), summary and learning curve."""
@@ -420,8 +428,6 @@ class Trainer:
             "world_size": self.dist.world_size, "weights_sha256_all_ranks": self.weights_sha256,
             "update_path": self.update_path, "command": " ".join(sys.argv) if sys.argv else None,
             "provenance": self.provenance})
-        if self.config.plot:
-            self.outputs.plot(f"{self.config.algo.upper()} on {self.config.env_id}", self.target_reward)
         if self.config.push_to_hub:
             self.push_to_hub(self.config.push_to_hub)
 
@@ -472,6 +478,7 @@ def train(config: TrainConfig | None = None, *, model: PPO2 | None = None, polic
     trainer = Trainer(config, model=model, policy_net=policy_net, value_net=value_net, encoder=encoder)
     try:
         trained = trainer.learn()
+        trainer.wait_for_outputs()  # (the command line does not wait; a Python caller gets every file)
     finally:
         trainer.close()
     trained.env_id = config.env_id
@@ -531,5 +538,8 @@ def main(argv: list[str] | None = None) -> int:
             msg += f"; eval {trainer.last_eval['mean_reward']:.1f} +/- {trainer.last_eval['std_reward']:.1f}"
         if trainer.solved_at:
             msg += f"; reached {trainer.solved_at['mean_reward']:.1f} at step {trainer.solved_at['global_step']}"
-        print(msg + f"\noutputs: {trainer.output_dir}")
+        msg += f"\noutputs: {trainer.output_dir}"
+        if getattr(trainer, "companion", None) is not None and trainer.companion.companion is not None:
+            msg += " (TensorBoard events and learning_curve.png follow from a background process)"
+        print(msg)
     return 0
