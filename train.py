@@ -4,9 +4,7 @@
 Runs unchanged under torchrun for multi-process / multi-node training:
     torchrun --nproc_per_node=2 train.py --env CartPole-v1
 """
-import sys
-
-from ppo2.trainer import main
+from ppo2.trainer import cli
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli()

@@ -217,6 +217,8 @@ def build_parser() -> argparse.ArgumentParser:
             kw["type"] = float
         elif f.type in ("Optional[float]",):
             kw["type"] = _optional_float
+        elif f.type in ("Optional[int]",):
+            kw["type"] = _optional_int
         p.add_argument(*flags, **kw)
     p.add_argument("--print-config", action="store_true", help="print the resolved configuration as JSON and exit")
     return p
@@ -224,6 +226,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _optional_float(text: str) -> Optional[float]:
     return None if text.lower() in ("none", "off") else float(text)
+
+
+def _optional_int(text: str) -> Optional[int]:
+    return None if text.lower() in ("none", "off") else int(text)
 
 
 def resume_conflicts(saved: "TrainConfig", given: dict[str, Any]) -> list[str]:

@@ -128,21 +128,17 @@ def from_pretrained(model_cls, repo_id_or_path: str | os.PathLike, revision: str
 
 def model_card(repo_id: str, env_id: str, results: dict | None, train_config: dict | None = None,
                replay_name: str | None = None) -> str:
-    """A Hub model card whose YAML carries the reinforcement-learning `model-index` metadata."""
-    if results is not None:
-        score = f"{results['mean_reward']:.2f} +/- {results['std_reward']:.2f}"
-    else:
-        score = None
-    lines = ["---", "library_name: ppo2", "tags:", "- reinforcement-learning", "- deep-reinforcement-learning",
-             f"- {env_id}", "- ppo2", "- ppo"]
-    if score is not None:
-        lines += [
-            "model-index:", "- name: PPO2", "  results:", "  - task:", "      type: reinforcement-learning",
-            "      name: reinforcement-learning", "    dataset:", f"      name: {env_id}", f"      type: {env_id}",
-            "    metrics:", "    - type: mean_reward", f"      value: {score}", "      name: mean_reward",
-            "      verified: false",
-        ]
-    lines.append("---")
+    """A Hub model card whose YAML carries the reinforcement-learning `model-index` metadata (written by
+    huggingface_hub's ModelCardData/EvalResult, so the Hub's leaderboards parse it)."""
+    from huggingface_hub import EvalResult, ModelCardData
+
+    score = f"{results['mean_reward']:.2f} +/- {results['std_reward']:.2f}" if results is not None else None
+    evals = [EvalResult(task_type="reinforcement-learning", task_name="reinforcement-learning", dataset_type=env_id,
+                        dataset_name=env_id, metric_type="mean_reward", metric_name="mean_reward", metric_value=score,
+                        verified=False)] if score is not None else None
+    data = ModelCardData(library_name="ppo2", model_name="PPO2", eval_results=evals,
+                         tags=["reinforcement-learning", "deep-reinforcement-learning", env_id, "ppo2", "ppo"])
+    lines = ["---", data.to_yaml(), "---"]
     body = [
         f"# PPO2 agent playing {env_id}",
         "",

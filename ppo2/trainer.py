@@ -13,6 +13,7 @@
 """
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import time
@@ -39,7 +40,7 @@ from .outputs import METRICS, RunOutputs
 from .rundir import holds_run, provenance
 from .update import Batch, explained_variance, ppo_update
 
-__all__ = ["Trainer", "train", "main", "NonFiniteError", "NonFiniteLossError", "NonFiniteEnvError", "RolloutStorage",
+__all__ = ["Trainer", "train", "main", "cli", "NonFiniteError", "NonFiniteLossError", "NonFiniteEnvError", "RolloutStorage",
            "Batch", "ppo_update"]
 
 
@@ -543,3 +544,13 @@ def main(argv: list[str] | None = None) -> int:
             msg += " (TensorBoard events and learning_curve.png follow from a background process)"
         print(msg)
     return 0
+
+
+def cli() -> None:
+    """train.py and `ppo2-train`: `main()`, then exit without tearing the interpreter down. Freeing torch's
+    objects at shutdown takes about a second here and nobody waits for it: by now every file is written and
+    closed, the environments and the process group are closed, and stdout/stderr are flushed below."""
+    code = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

@@ -138,3 +138,16 @@ def test_train_py_push_to_hub(tmp_path, uploads):
     assert {"model.safetensors", "config.json", "results.json", "replay.gif", "README.md", "train_config.json"} <= set(uploads["files"])
     assert json.loads(uploads["files"]["train_config.json"])["total_timesteps"] == 2048
     assert "model-index" in uploads["files"]["README.md"].decode()
+
+
+def test_model_card_metadata_parses_as_the_hub_reads_it():
+    from huggingface_hub import ModelCard
+
+    from ppo2.hub import model_card
+
+    card = ModelCard(model_card("someone/x", "Pendulum-v1", {"mean_reward": -150.25, "std_reward": 80.5,
+                                                             "n_episodes": 100, "seed": 7}))
+    result = card.data.eval_results[0]
+    assert (result.task_type, result.dataset_type, result.metric_type) == ("reinforcement-learning", "Pendulum-v1", "mean_reward")
+    assert result.metric_value == "-150.25 +/- 80.50" and card.data.library_name == "ppo2"
+    assert "Pendulum-v1" in card.data.tags and "seeds 7..106" in card.text

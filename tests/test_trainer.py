@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -267,3 +268,19 @@ def test_custom_latent_networks_plug_in(tmp_path):
         PPO2.from_pretrained(out)
     reloaded = PPO2.from_pretrained(out, policy_net=nets()[0], value_net=nets()[1])
     assert_same(state(model), state(reloaded))
+
+
+def test_a2c_means_a2c_on_any_env(tmp_path):
+    """Without an A2C preset, --algo a2c gets A2C's own defaults (short rollouts, one step each, RMSprop),
+    not PPO's epochs of minibatches; it runs on vector, image and Dict envs alike."""
+    cfg = TrainConfig.for_env("Acrobot-v1", "a2c")
+    assert (cfg.num_steps, cfg.update_epochs, cfg.num_minibatches, cfg.optimizer, cfg.norm_adv, cfg.gae_lambda) == \
+        (5, 1, 1, "rmsprop", False, 1.0)
+    assert TrainConfig.for_env("Acrobot-v1", "a2c", learning_rate=1e-3).learning_rate == 1e-3
+    sys.path.insert(0, str(Path(__file__).parent / "user_envs"))
+    for env_id in ("Pendulum-v1", "pixel_games:SideWithFlag-v0"):
+        model = train(env_id=env_id, algo="a2c", total_timesteps=400, eval_interval=0, output_dir=str(tmp_path / env_id),
+                      plot=False, **FAST)
+        assert model.trainer_summary["global_step"] == 400
+        summary = json.loads((tmp_path / env_id / "summary.json").read_text())
+        assert summary["algo"] == "a2c" and summary["update_path"].startswith("autograd (algo 'a2c'")
