@@ -19,7 +19,45 @@ from .envs import get_env_state, set_env_state
 from .errors import NonFiniteEnvError
 from .observations import check_finite, tree_map, tree_zeros
 
-__all__ = ["RolloutStorage", "Collector"]
+__all__ = ["RolloutStorage", "Collector", "RewardScaler"]
+
+
+class RewardScaler:
+    """Rewards divided by the running standard deviation of the discounted return, as OpenAI baselines'
+    VecNormalize does for MuJoCo (its `ret_rms`; Engstrom et al. 2020 call it reward scaling):
+
+        R_t = gamma * R_{t-1} + r_t   (R = 0 after an episode ends),   r'_t = clip(r_t / sqrt(Var[R] + eps), +-clip)
+
+    The mean is not subtracted: the sign of a reward keeps its meaning. Var[R] is a running estimate over
+    every (env, step) of the run, merged batch by batch (Chan et al.); the autoreset rows, which baselines'
+    envs never show it, are left out. Episode returns that are logged and evaluated stay unscaled."""
+
+    def __init__(self, num_envs: int, gamma: float, clip: float = 10.0, eps: float = 1e-8):
+        self.gamma, self.clip, self.eps = float(gamma), float(clip), float(eps)
+        self.ret = np.zeros(num_envs, np.float64)
+        self.mean, self.var, self.count = 0.0, 1.0, 1e-4
+
+    def __call__(self, reward: np.ndarray, done: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        self.ret = self.ret * self.gamma + reward
+        seen = self.ret[valid]
+        if seen.size:
+            n, mean, var = seen.size, float(seen.mean()), float(seen.var())
+            delta, total = mean - self.mean, self.count + n
+            self.mean += delta * n / total
+            self.var = (self.var * self.count + var * n + delta * delta * self.count * n / total) / total
+            self.count = total
+        scaled = np.clip(reward / np.sqrt(self.var + self.eps), -self.clip, self.clip)
+        self.ret[done] = 0.0
+        return scaled.astype(np.float32)
+
+    def state(self) -> tuple[dict, dict[str, torch.Tensor]]:
+        return ({"mean": self.mean, "var": self.var, "count": self.count},
+                {"collector.reward_scaler.ret": torch.from_numpy(self.ret.copy())})
+
+    def load_state(self, state: dict, tensors: dict[str, torch.Tensor], episodes_restored: bool) -> None:
+        self.mean, self.var, self.count = float(state["mean"]), float(state["var"]), float(state["count"])
+        # the discounted returns belong to the episodes in flight: kept when those episodes continue
+        self.ret = tensors["collector.reward_scaler.ret"].numpy().copy() if episodes_restored else np.zeros_like(self.ret)
 
 
 class RolloutStorage:
@@ -50,8 +88,10 @@ class Collector:
     """The environments' side of training: the current observations, episode bookkeeping, and one rollout
     at a time into `storage`."""
 
-    def __init__(self, envs, env_id: str, storage: RolloutStorage, device: torch.device, reset_seed: int):
+    def __init__(self, envs, env_id: str, storage: RolloutStorage, device: torch.device, reset_seed: int,
+                 reward_scaler: RewardScaler | None = None):
         self.envs, self.env_id, self.storage, self.device = envs, env_id, storage, device
+        self.reward_scaler = reward_scaler
         self.num_envs = envs.num_envs
         self.next_obs, _ = envs.reset(seed=reset_seed)
         self.prev_done = np.zeros(self.num_envs, np.bool_)
@@ -104,14 +144,14 @@ class Collector:
 
             self.next_obs, reward, terminated, truncated, _ = self.envs.step(to_env(action_np))
             self.check_finite(self.next_obs, f"{where}, rollout step {t}", reward)
-            s.rewards[t] = reward
+            done = terminated | truncated
+            s.valid[t] = ~self.prev_done  # False on the autoreset step: its action was ignored
+            s.rewards[t] = reward if self.reward_scaler is None else self.reward_scaler(reward, done, s.valid[t])
             s.terminations[t] = terminated
             s.truncations[t] = truncated
-            s.valid[t] = ~self.prev_done  # False on the autoreset step: its action was ignored
 
             self.ep_return += reward
             self.ep_length += s.valid[t]
-            done = terminated | truncated
             if done.any():
                 self.recent_returns.extend(self.ep_return[done].tolist())
                 self.recent_lengths.extend(self.ep_length[done].tolist())
@@ -148,11 +188,18 @@ class Collector:
             tensors.update({f"collector.next_obs.{k}": torch.from_numpy(v).clone() for k, v in obs.items()})
         else:
             tensors["collector.next_obs"] = torch.from_numpy(obs).clone()
+        if self.reward_scaler is not None:
+            state["reward_scaler"], scaler_tensors = self.reward_scaler.state()
+            tensors.update(scaler_tensors)
         return state, tensors
 
     def load_state(self, state: dict, tensors: dict[str, torch.Tensor]) -> bool:
-        """Restore from `state()`; False (nothing changed) when the env state was not captured."""
-        if state is None or state.get("env") is None:
+        """Restore from `state()`; False (the episodes start afresh) when the env state was not captured.
+        The reward scaling statistics are restored either way."""
+        episodes = state is not None and state.get("env") is not None
+        if self.reward_scaler is not None and state is not None and "reward_scaler" in state:
+            self.reward_scaler.load_state(state["reward_scaler"], tensors, episodes)
+        if not episodes:
             return False
         set_env_state(self.envs, state["env"])
         if isinstance(self.next_obs, dict):

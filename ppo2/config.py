@@ -63,6 +63,9 @@ class TrainConfig:
     hidden_dim: int = _f(64, "hidden layer width")
     shared_latent: bool = _f(True, "one latent MLP for policy and value (the hub model); else separate towers")
     normalize_obs: bool = _f(False, "running observation normalisation, saved inside the model")
+    normalize_reward: bool = _f(False, "divide rewards by the running std of the discounted return (baselines' "
+                                       "VecNormalize; what MuJoCo needs); its statistics are saved in checkpoints")
+    reward_clip: float = _f(10.0, "clip for scaled rewards (with --normalize-reward)")
     log_std_init: float = _f(0.0, "initial log-std of Gaussian policies")
     # ---- evaluation -----------------------------------------------------------------------
     eval_interval: int = _f(10, "evaluate every this many updates and after the last one (0: never)")
@@ -150,6 +153,7 @@ class TrainConfig:
         need(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
         need(self.clip_range > 0, f"clip_range must be > 0, got {self.clip_range}")
         need(self.max_grad_norm > 0, f"max_grad_norm must be > 0, got {self.max_grad_norm}")
+        need(self.reward_clip > 0, f"reward_clip must be > 0, got {self.reward_clip}")
         need(self.target_kl is None or self.target_kl > 0, f"target_kl must be > 0 or None, got {self.target_kl}")
         return self
 
@@ -169,9 +173,9 @@ PRESETS: dict[tuple[str, str], dict] = {
     # large minibatch, few epochs, a high annealed learning rate. RL-Zoo's settings are sample-efficient
     # but spend their time in 20 epochs of small gradient steps.
     ("CartPole-v1", "ppo"): dict(
-        total_timesteps=100_000, num_envs=32, num_steps=16, num_minibatches=1, update_epochs=6,
-        learning_rate=3e-3, anneal_lr=True, clip_range=0.2, anneal_clip_range=True, gamma=0.98, gae_lambda=0.8,
-        eval_interval=2, eval_episodes=20),
+        total_timesteps=100_000, num_envs=32, num_steps=16, num_minibatches=1, update_epochs=8,
+        learning_rate=3e-3, anneal_lr=True, clip_range=0.2, anneal_clip_range=True, gamma=0.98, gae_lambda=0.9,
+        ent_coef=0.01, eval_interval=2, eval_episodes=20),
     ("CartPole-v1", "a2c"): dict(
         total_timesteps=500_000, num_envs=8, num_steps=5, num_minibatches=1, update_epochs=1, learning_rate=7e-4,
         optimizer="rmsprop", gamma=0.99, gae_lambda=1.0, norm_adv=False, ent_coef=0.0, vf_coef=0.5,
@@ -184,6 +188,20 @@ PRESETS: dict[tuple[str, str], dict] = {
         total_timesteps=1_000_000, num_envs=16, num_steps=1024, num_minibatches=256, update_epochs=4,
         gamma=0.999, gae_lambda=0.98, ent_coef=0.01, eval_interval=5, eval_episodes=20, shared_latent=False,
         clip_value_loss=False, stop_at_target=False),
+    **{(env_id, "ppo"): dict(  # CleanRL's ppo_continuous_action settings (Hopper ~2,400 at 1M steps)
+        total_timesteps=1_000_000, num_envs=1, num_steps=2048, num_minibatches=32, update_epochs=10,
+        learning_rate=3e-4, anneal_lr=True, gamma=0.99, gae_lambda=0.95, clip_range=0.2, ent_coef=0.0,
+        normalize_obs=True, normalize_reward=True, shared_latent=False, eval_interval=25, eval_episodes=10,
+        stop_at_target=False)
+       for env_id in ("Hopper-v5", "HalfCheetah-v5", "Walker2d-v5", "Ant-v5", "Humanoid-v5")},
+    # the quick MuJoCo tasks: wall-clock presets (8 envs, larger minibatches, lr 1e-3), solved in ~16k and
+    # ~80k steps; InvertedPendulum is CI's MuJoCo learning test
+    ("InvertedPendulum-v5", "ppo"): dict(
+        total_timesteps=200_000, num_envs=8, num_steps=256, num_minibatches=8, update_epochs=10, learning_rate=1e-3,
+        normalize_obs=True, normalize_reward=True, shared_latent=False, eval_interval=2, eval_episodes=10),
+    ("InvertedDoublePendulum-v5", "ppo"): dict(
+        total_timesteps=500_000, num_envs=8, num_steps=256, num_minibatches=8, update_epochs=10, learning_rate=1e-3,
+        normalize_obs=True, normalize_reward=True, shared_latent=False, eval_interval=5, eval_episodes=10),
     ("Pendulum-v1", "ppo"): dict(
         total_timesteps=1_000_000, num_envs=8, num_steps=512, num_minibatches=32, update_epochs=10,
         learning_rate=1e-3, gamma=0.95, gae_lambda=0.95, clip_range=0.2, normalize_obs=True, shared_latent=False,

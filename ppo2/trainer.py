@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .checkpoint import load_checkpoint, optimizer_state_from_flat, save_checkpoint
-from .collector import Collector, RolloutStorage
+from .collector import Collector, RewardScaler, RolloutStorage
 from .config import TrainConfig, config_from_args, resume_conflicts
 from .distributed import DistContext
 from .envs import check_env_id, check_spaces, make_vector_env
@@ -108,7 +108,9 @@ class Trainer:
         self.best_eval: dict | None = None
         self.last_eval: dict | None = None
         self.solved_at: dict | None = None
-        self.collector = Collector(self.envs, cfg.env_id, self.storage, self.device, reset_seed=self._env_seed(0))
+        scaler = RewardScaler(self.num_envs, cfg.gamma, cfg.reward_clip) if cfg.normalize_reward else None
+        self.collector = Collector(self.envs, cfg.env_id, self.storage, self.device, reset_seed=self._env_seed(0),
+                                   reward_scaler=scaler)
         self._stop_signal: int | None = None
         self.last_checkpoint: Path | None = None
 

@@ -6,6 +6,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -93,10 +94,12 @@ def test_same_seed_same_weights_different_seed_different(tmp_path):
     assert not torch.equal(a.value_head.weight, c.value_head.weight)
 
 
-@pytest.mark.parametrize("env_id,fused", [("CartPole-v1", True), ("Pendulum-v1", True), ("CartPole-v1", False)])
-def test_resume_is_bit_identical(tmp_path, monkeypatch, env_id, fused):
+@pytest.mark.parametrize("env_id,fused,extra", [("CartPole-v1", True, {}), ("Pendulum-v1", True, {}),
+                                               ("CartPole-v1", False, {}),
+                                               ("Pendulum-v1", True, {"normalize_reward": True})])
+def test_resume_is_bit_identical(tmp_path, monkeypatch, env_id, fused, extra):
     kw = dict(SHORT, num_envs=4, num_steps=32, num_minibatches=2, update_epochs=2, total_timesteps=4 * 32 * 6,
-              fused=fused)
+              fused=fused, **extra)
     full = train(env_id=env_id, seed=5, output_dir=str(tmp_path / "full"), **kw, **FAST)
 
     # the same run, stopped by a signal after update 3 ...
@@ -284,3 +287,37 @@ def test_a2c_means_a2c_on_any_env(tmp_path):
         assert model.trainer_summary["global_step"] == 400
         summary = json.loads((tmp_path / env_id / "summary.json").read_text())
         assert summary["algo"] == "a2c" and summary["update_path"].startswith("autograd (algo 'a2c'")
+
+
+def test_reward_scaler_against_hand_computed_values():
+    """R_t = gamma R_{t-1} + r_t (reset after done), Var[R] over valid rows (Chan merge), r / sqrt(Var + eps)."""
+    from ppo2.collector import RewardScaler
+
+    sc = RewardScaler(2, gamma=0.5, clip=10.0, eps=0.0)
+    sc.count = 0.0  # (no prior: the statistics are exactly those of the returns seen)
+    out1 = sc(np.array([2.0, 4.0]), done=np.array([False, True]), valid=np.array([True, True]))
+    # returns seen: [2, 4] -> mean 3, var 1 -> rewards / 1
+    assert (sc.mean, sc.var) == (3.0, 1.0) and out1.tolist() == [2.0, 4.0]
+    out2 = sc(np.array([1.0, 0.0]), done=np.array([False, False]), valid=np.array([True, False]))
+    # env 0: R = 0.5*2 + 1 = 2; env 1 was reset (its row is the autoreset step: not counted)
+    # seen so far [2, 4, 2]: mean 8/3, var = (4 + 16 + 4)/3 - 64/9 = 8/9
+    assert sc.mean == pytest.approx(8 / 3) and sc.var == pytest.approx(8 / 9) and sc.count == 3
+    np.testing.assert_allclose(out2, [1.0 / np.sqrt(8 / 9), 0.0], rtol=1e-6)
+    assert sc.ret.tolist() == [2.0, 0.0]
+    big = RewardScaler(1, gamma=0.99, clip=5.0)
+    assert big(np.array([1e6]), np.array([False]), np.array([True]))[0] <= 5.0  # clipped
+
+
+def test_reward_scaling_reaches_the_update_and_not_the_logs(tmp_path):
+    """With --normalize-reward the rollout holds scaled rewards; episode returns stay in env units."""
+    cfg = TrainConfig.for_env("Pendulum-v1", normalize_reward=True, num_envs=2, num_steps=200, num_minibatches=2,
+                              total_timesteps=400, output_dir=str(tmp_path / "r"), **FAST)
+    t = Trainer(cfg)
+    try:
+        t.collect_rollout()
+        stored = t.storage.rewards
+        assert np.abs(stored).max() <= cfg.reward_clip and t.collector.reward_scaler.count > 300
+        assert len(t.collector.recent_returns) == 2 and max(t.collector.recent_returns) < -200  # raw Pendulum units
+        assert stored.std() > 0.05 and abs(stored.mean()) < 5
+    finally:
+        t.close()
