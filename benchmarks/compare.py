@@ -9,7 +9,10 @@ flags; its *final* policy (not the best checkpoint) is evaluated on `--episodes`
 no run trains or evaluates on (seeds from 3,000,000). Per env and variant the table gives the interquartile
 mean (IQM) of the per-run scores with a 95% percentile-bootstrap confidence interval (rliable's
 recommendation for few runs: Agarwal et al. 2021), and the difference of the IQMs with its own bootstrap
-interval: an interval that excludes 0 is a difference, one that includes it is not evidence of one.
+interval: an interval that excludes 0 is a difference, one that includes it is not evidence of one. With
+several envs in one table the question "does any env show a difference?" is asked m times, so the verdict
+uses Bonferroni-adjusted intervals (level 1 - 0.05/m, printed beside the 95% one): at 95% each, four envs
+would flag a difference somewhere about one time in five when there is none.
 
 Results are appended to `--results` as JSON lines, one per run, so an interrupted comparison continues where
 it stopped (runs already recorded are skipped), and the table can be re-printed with `--table-only`.
@@ -48,12 +51,12 @@ def bootstrap_ci(scores: np.ndarray, stat=iqm, reps: int = 5000, seed: int = 0) 
     return float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))
 
 
-def difference_ci(a: np.ndarray, b: np.ndarray, reps: int = 5000, seed: int = 0) -> tuple[float, float]:
-    """95% bootstrap interval of IQM(a) - IQM(b), resampling the runs of each variant independently."""
+def difference_ci(a: np.ndarray, b: np.ndarray, reps: int = 5000, seed: int = 0, alpha: float = 0.05) -> tuple[float, float]:
+    """(1 - alpha) bootstrap interval of IQM(a) - IQM(b), resampling the runs of each variant independently."""
     rng = np.random.default_rng(seed)
     a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
     values = [iqm(a[rng.integers(0, len(a), len(a))]) - iqm(b[rng.integers(0, len(b), len(b))]) for _ in range(reps)]
-    return float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))
+    return float(np.percentile(values, 50 * alpha)), float(np.percentile(values, 100 - 50 * alpha))
 
 
 def one_run(env_id: str, variant: str, flags: str, seed: int, episodes: int) -> dict:
@@ -76,13 +79,19 @@ def one_run(env_id: str, variant: str, flags: str, seed: int, episodes: int) -> 
             "update_path": summary.get("update_path"), "commit": (summary.get("provenance") or {}).get("commit")}
 
 
-def table(records: list[dict], variants: list[str]) -> str:
+def table(records: list[dict], variants: list[str], family: int | None = None) -> str:
+    """The comparison table; `family` is how many envs the question covers (default: those with records)."""
     lines = []
+    envs = sorted({r["env_id"] for r in records})
+    m = family or max(1, len(envs))
     header = "| env | " + " | ".join(f"{v}: IQM [95% CI] (runs)" for v in variants)
     if len(variants) == 2:
-        header += f" | IQM difference {variants[0]} - {variants[1]} [95% CI]"
+        header += (f" | IQM difference {variants[0]} - {variants[1]} [95% CI] | [{100 - 5 / m:.4g}% CI, Bonferroni "
+                   f"over {m} envs]: verdict")
     lines += [header + " |", "|" + "---|" * (header.count("|"))]
-    for env_id in sorted({r["env_id"] for r in records}):
+    if len(variants) == 2 and not records:
+        return "\n".join(lines)
+    for env_id in envs:
         cells, scores = [], {}
         for v in variants:
             s = np.array([r["score"] for r in records if r["env_id"] == env_id and r["variant"] == v])
@@ -96,8 +105,9 @@ def table(records: list[dict], variants: list[str]) -> str:
         if len(variants) == 2 and all(len(scores[v]) for v in variants):
             a, b = scores[variants[0]], scores[variants[1]]
             lo, hi = difference_ci(a, b)
-            verdict = "no difference shown" if lo <= 0 <= hi else ("higher" if lo > 0 else "lower")
-            row += f" | {iqm(a) - iqm(b):+.2f} [{lo:+.2f}, {hi:+.2f}] ({verdict})"
+            alo, ahi = difference_ci(a, b, alpha=0.05 / m)
+            verdict = "no difference shown" if alo <= 0 <= ahi else ("higher" if alo > 0 else "lower")
+            row += f" | {iqm(a) - iqm(b):+.2f} [{lo:+.2f}, {hi:+.2f}] | [{alo:+.2f}, {ahi:+.2f}]: {verdict}"
         lines.append(row + " |")
     return "\n".join(lines)
 
@@ -132,7 +142,7 @@ def main() -> int:
                 records.append(r)
                 print(f"{r['env_id']} {r['variant']} seed {r['seed']}: {r['score']:.2f} ({r['wall_s']} s)", flush=True)
     keep = [r for r in records if r["env_id"] in args.envs and r["variant"] in variants and r["flags"] == variants[r["variant"]]]
-    print(table(keep, list(variants)))
+    print(table(keep, list(variants), family=len(args.envs)))
     return 0
 
 
