@@ -4,7 +4,7 @@
     model = train(env_id="CartPole-v1")          # or: python train.py --env CartPole-v1
     action, _ = model.predict(obs)
 """
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: E402
 
 from .gae import compute_gae  # noqa: E402
 from .losses import PPOLoss, a2c_loss, ppo_loss  # noqa: E402

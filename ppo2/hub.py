@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from . import __version__
+from ._version import __version__
 from .io import IntegrityError, atomic_write_json, read_json, read_safetensors_header, read_verified_bytes, save_tensors
 
 __all__ = ["save_pretrained", "from_pretrained", "push_to_hub", "model_card", "build_model"]
