@@ -65,7 +65,7 @@ def trial_solve(lib: str, seed: int) -> dict:
         from ppo2.trainer import Trainer
 
         t0 = time.perf_counter()
-        cfg = TrainConfig.for_env("CartPole-v1", seed=seed, output_dir=f"/tmp/ppo2-bench/solve-{seed}",
+        cfg = TrainConfig.for_env("CartPole-v1", seed=seed, output_dir=f"/tmp/ppo2-bench/solve-{seed}", overwrite=True,
                                   tensorboard=False, progress=False, checkpoint_interval=0)
         trainer = Trainer(cfg)
         t_build = time.perf_counter() - t0
@@ -106,7 +106,7 @@ def _ppo2_zoo_config(seed: int, total: int, **kw):
                        learning_rate=ZOO_HP["lr"], anneal_lr=True, clip_range=ZOO_HP["clip"], anneal_clip_range=True,
                        clip_value_loss=False, shared_latent=False, eval_interval=0, checkpoint_interval=0,
                        stop_at_target=False, tensorboard=False, progress=False, plot=False,
-                       output_dir=f"/tmp/ppo2-bench/run-{seed}", **kw).validated()
+                       output_dir=f"/tmp/ppo2-bench/run-{seed}", overwrite=True, **kw).validated()
 
 
 def trial_throughput(lib: str, seed: int, total: int = 100_000) -> dict:
