@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import os
 from pathlib import Path
 
 
@@ -41,8 +42,10 @@ def plot_learning_curve(metrics_csv: str | Path, out_png: str | Path, title: str
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     out_png = Path(out_png)
-    fig.savefig(out_png)
+    partial = out_png.with_name(f".{out_png.name}.partial.png")
+    fig.savefig(partial)  # then renamed: whoever sees the file (a user, the companion's waiters) sees all of it
     plt.close(fig)
+    os.replace(partial, out_png)
     return out_png
 
 

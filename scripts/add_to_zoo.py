@@ -12,6 +12,7 @@ the entry with the sha256 of every file in weights/zoo.json.
 import argparse
 import shutil
 import sys
+import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
@@ -61,6 +62,9 @@ def main() -> int:
     save_pretrained(model, out, env_id=env_id, results=res)
     record_replay(model, env_id, out / "replay.gif", seed=0, max_steps=500 if env_id == "LunarLander-v3" else 1000,
                   frame_skip=3 if env_id in ("CartPole-v1", "LunarLander-v3") else 2)
+    deadline = time.time() + 120  # train.py leaves the plot to its companion process; it may still be drawing
+    while not (run / "learning_curve.png").exists() and time.time() < deadline:
+        time.sleep(0.5)
     shutil.copyfile(run / "learning_curve.png", out / "learning_curve.png")
     shutil.copyfile(run / "metrics.csv", out / "metrics.csv")
     best_step = read_json(source / "results.json").get("global_step", summary["global_step"]) if source != run else summary["global_step"]
