@@ -166,6 +166,9 @@ ALGO_DEFAULTS: dict[str, dict] = {
                 eval_interval=100, shared_latent=False),
 }
 
+_INVERTED_PENDULUMS = dict(num_envs=8, num_steps=256, num_minibatches=8, update_epochs=10, learning_rate=1e-3,
+                           normalize_obs=True, normalize_reward=True, shared_latent=False, eval_episodes=10)
+
 # Tuned presets (key: (env_id, algo)). Each reaches the env's reward threshold; the README's zoo table
 # records the measured results and the exact commands.
 PRESETS: dict[tuple[str, str], dict] = {
@@ -176,10 +179,7 @@ PRESETS: dict[tuple[str, str], dict] = {
         total_timesteps=100_000, num_envs=32, num_steps=16, num_minibatches=1, update_epochs=8,
         learning_rate=3e-3, anneal_lr=True, clip_range=0.2, anneal_clip_range=True, gamma=0.98, gae_lambda=0.9,
         ent_coef=0.01, eval_interval=2, eval_episodes=20),
-    ("CartPole-v1", "a2c"): dict(
-        total_timesteps=500_000, num_envs=8, num_steps=5, num_minibatches=1, update_epochs=1, learning_rate=7e-4,
-        optimizer="rmsprop", gamma=0.99, gae_lambda=1.0, norm_adv=False, ent_coef=0.0, vf_coef=0.5,
-        clip_value_loss=False, eval_interval=100, eval_episodes=20, shared_latent=False),
+    ("CartPole-v1", "a2c"): dict(ALGO_DEFAULTS["a2c"], total_timesteps=500_000, eval_episodes=20),
     ("Acrobot-v1", "ppo"): dict(
         total_timesteps=1_000_000, num_envs=16, num_steps=256, num_minibatches=64, update_epochs=4,
         gamma=0.99, gae_lambda=0.94, ent_coef=0.0, normalize_obs=True, eval_interval=10, eval_episodes=20,
@@ -196,12 +196,8 @@ PRESETS: dict[tuple[str, str], dict] = {
        for env_id in ("Hopper-v5", "HalfCheetah-v5", "Walker2d-v5", "Ant-v5", "Humanoid-v5")},
     # the quick MuJoCo tasks: wall-clock presets (8 envs, larger minibatches, lr 1e-3), solved in ~16k and
     # ~80k steps; InvertedPendulum is CI's MuJoCo learning test
-    ("InvertedPendulum-v5", "ppo"): dict(
-        total_timesteps=200_000, num_envs=8, num_steps=256, num_minibatches=8, update_epochs=10, learning_rate=1e-3,
-        normalize_obs=True, normalize_reward=True, shared_latent=False, eval_interval=2, eval_episodes=10),
-    ("InvertedDoublePendulum-v5", "ppo"): dict(
-        total_timesteps=500_000, num_envs=8, num_steps=256, num_minibatches=8, update_epochs=10, learning_rate=1e-3,
-        normalize_obs=True, normalize_reward=True, shared_latent=False, eval_interval=5, eval_episodes=10),
+    ("InvertedPendulum-v5", "ppo"): dict(_INVERTED_PENDULUMS, total_timesteps=200_000, eval_interval=2),
+    ("InvertedDoublePendulum-v5", "ppo"): dict(_INVERTED_PENDULUMS, total_timesteps=500_000, eval_interval=5),
     ("Pendulum-v1", "ppo"): dict(
         total_timesteps=1_000_000, num_envs=8, num_steps=512, num_minibatches=32, update_epochs=10,
         learning_rate=1e-3, gamma=0.95, gae_lambda=0.95, clip_range=0.2, normalize_obs=True, shared_latent=False,

@@ -31,7 +31,8 @@ from .hub import from_pretrained as _from_pretrained
 from .hub import push_to_hub as _push_to_hub
 from .hub import save_pretrained as _save_pretrained
 from .losses import ppo_loss
-from .observations import describe, image_chw, image_keys, obs_spec_from_space, validate_obs_spec, vector_dim, vector_keys
+from .observations import MAX_VECTOR_DIM as MAX_INPUT_DIM
+from .observations import _is_int, _need, describe, image_chw, image_keys, obs_spec_from_space, validate_obs_spec, vector_dim, vector_keys
 
 __all__ = ["PPO2"]
 
@@ -134,7 +135,7 @@ class PPO2(nn.Module):
         self.features_dim = int(feat)
         self.cnn_features = width if self.encoder_name in ("nature_cnn", "multi_input") else None
         if latent_layers is None:
-            latent_layers = 0 if self.encoder_name in ("nature_cnn", "custom") else 2
+            latent_layers = _default_latent_layers(self.encoder_name)
         _check_int("latent_layers", latent_layers, minimum=0)
         self.latent_layers = int(latent_layers)
 
@@ -230,7 +231,7 @@ class PPO2(nn.Module):
             config["encoder"] = self.encoder_name
             if self.cnn_features is not None:
                 config["features_dim"] = self.cnn_features
-        if self.latent_layers != (0 if self.encoder_name in ("nature_cnn", "custom") else 2):
+        if self.latent_layers != _default_latent_layers(self.encoder_name):
             config["latent_layers"] = self.latent_layers
         if self.custom_latent:
             # the networks' code cannot live in JSON: loading needs the same policy_net/value_net again
@@ -661,6 +662,12 @@ def _check_int(name: str, value: Any, minimum: int) -> None:
         raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
 
 
+def _default_latent_layers(encoder_name: str) -> int:
+    """The latent MLP's depth unless given: none after a CNN or a user's encoder (their features feed the
+    heads, as baselines' cnn policy), two hidden layers otherwise (the seed model)."""
+    return 0 if encoder_name in ("nature_cnn", "custom") else 2
+
+
 def _resolve_obs_spec(input_dim: Any, observation_space: Any) -> dict:
     """The observation spec from `input_dim` (the seed call) and/or `observation_space`; they must agree."""
     if observation_space is None:
@@ -723,22 +730,12 @@ def _spec_text(spec: dict) -> str:
 # ------------------------------------------------------------------------------------------------------
 # config.json validation: strict JSON types and size limits, checked before anything is allocated
 # ------------------------------------------------------------------------------------------------------
-MAX_INPUT_DIM = 1 << 20
 MAX_HIDDEN_DIM = 1 << 14
 MAX_ACTIONS = 1 << 16
 
 
-def _is_int(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
 def _is_number(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def _need(cond: bool, key: str, expected: str, got: Any) -> None:
-    if not cond:
-        raise ValueError(f"model config {key!r} must be {expected}, got {got!r} ({type(got).__name__})")
 
 
 def validate_action_spec(spec: Any, key: str = "action_space") -> dict:

@@ -83,8 +83,9 @@ def spec_to_space(spec: dict):
 
 
 def _need(cond: bool, key: str, expected: str, got: Any) -> None:
+    """Config validation (here and in ppo2/model.py): the key, what it must be, and what came."""
     if not cond:
-        raise ValueError(f"model config {key!r} must be {expected}, got {got!r}")
+        raise ValueError(f"model config {key!r} must be {expected}, got {got!r} ({type(got).__name__})")
 
 
 def _is_int(v: Any) -> bool:

@@ -209,7 +209,7 @@ class Trainer:
         if not self.model.normalize_obs:
             return
         valid = self.storage.valid
-        obs = torch.from_numpy(vector_part(self.model.obs_spec, tree_map(lambda a: a[valid], self.storage.obs)))
+        obs = torch.from_numpy(vector_part(self.model.obs_spec, self.storage.obs)[valid])  # (never the images)
         moments = torch.cat([obs.sum(0), (obs * obs).sum(0), torch.tensor([float(obs.shape[0])], dtype=torch.float64)])
         moments = self.dist.all_reduce_sum(moments.to(self.device)).cpu()
         d = self.model.norm_dim
@@ -408,15 +408,12 @@ class Trainer:
 
     def _close_outputs(self) -> None:
         if self.outputs is not None:
-            self.outputs.close()
-            self.companion = self.outputs  # (still writing TensorBoard events and the plot: see wait_for_outputs)
-            self.outputs = None
+            self.outputs.close()  # (its companion may still be writing TensorBoard events and the plot)
 
     def wait_for_outputs(self) -> None:
         """Wait for the companion process that writes TensorBoard events and the learning curve."""
-        companion = getattr(self, "companion", None)
-        if companion is not None:
-            companion.wait()
+        if self.outputs is not None:
+            self.outputs.wait()
 
     def _finish(self) -> None:
         """Final weights + config (loadable by the hub entrypoint), summary and learning curve."""
@@ -542,7 +539,7 @@ def main(argv: list[str] | None = None) -> int:
         if trainer.solved_at:
             msg += f"; reached {trainer.solved_at['mean_reward']:.1f} at step {trainer.solved_at['global_step']}"
         msg += f"\noutputs: {trainer.output_dir}"
-        if getattr(trainer, "companion", None) is not None and trainer.companion.companion is not None:
+        if trainer.outputs is not None and trainer.outputs.companion is not None:
             msg += " (TensorBoard events and learning_curve.png follow from a background process)"
         print(msg)
     return 0
