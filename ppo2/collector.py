@@ -123,11 +123,11 @@ class Collector:
     @torch.inference_mode()  # (cheaper per operation than no_grad; nothing collected here is differentiated)
     def collect(self, sample_action: Callable, evaluate: Callable, value_of: Callable, to_env: Callable,
                 where: str) -> None:
-        """Fill the storage with one rollout: actions sampled step by step, then V(s_t) and log pi(a_t|s_t)
-        of every step in one batched pass (the policy does not change during a rollout, so these are the
-        numbers a per-step computation would give, for one call instead of num_steps)."""
+        """Fill the storage with one rollout: actions sampled step by step (`sample_action`: the envs'
+        observations, numpy, in; numpy actions out), then V(s_t) and log pi(a_t|s_t) of every step in one
+        batched pass (the policy does not change during a rollout, so these are the numbers a per-step
+        computation would give, for one call instead of num_steps)."""
         s = self.storage
-        on_cpu = self.device.type == "cpu"
         T = s.values.shape[0]
         for t in range(T):
             obs = self.next_obs
@@ -138,8 +138,7 @@ class Collector:
             else:
                 s.obs[t] = obs
                 row = s.obs[t]
-            action = sample_action(self.to_device(row))
-            action_np = action.numpy() if on_cpu else action.cpu().numpy()
+            action_np = sample_action(row)
             s.actions[t] = action_np
 
             self.next_obs, reward, terminated, truncated, _ = self.envs.step(to_env(action_np))

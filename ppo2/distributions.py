@@ -211,6 +211,14 @@ class ActionHead(nn.Module):
         """The most likely action from the output layer's values, in numpy (PPO2.predict's fast path)."""
         raise NotImplementedError
 
+    def has_numpy_sampler(self) -> bool:
+        return False
+
+    def sample_numpy(self, out: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+        """A sampled action from the output layer's values, in numpy (the collector's fast path on CPU),
+        drawing the same torch random numbers as `sample_output`. Only where `has_numpy_sampler()`."""
+        raise NotImplementedError
+
     def act_and_evaluate(self, latent: torch.Tensor, deterministic: bool = False):
         """(action, its negative log-probability, entropy) from one pass over the head."""
         dist = self.distribution(latent)
@@ -258,6 +266,14 @@ def _sample_categorical(probs: torch.Tensor) -> torch.Tensor:
     return (cdf <= u).sum(-1, keepdim=True)
 
 
+def _sample_categorical_numpy(weights: np.ndarray) -> np.ndarray:
+    """`_sample_categorical` in numpy for unnormalised `weights` (N, n): the same torch uniform per row,
+    the same CDF inversion; returns (N,) int64."""
+    cdf = weights.cumsum(-1)
+    u = torch.rand(cdf.shape[0], 1).numpy() * cdf[:, -1:]
+    return (cdf <= u).sum(-1)
+
+
 class CategoricalHead(ActionHead):
     def __init__(self, latent_dim: int, n: int, dist_cls: type = Categorical):
         super().__init__()
@@ -301,6 +317,13 @@ class CategoricalHead(ActionHead):
 
     def mode_numpy(self, out):
         return out.argmax(-1)
+
+    def has_numpy_sampler(self):
+        return self.dist_cls is Categorical
+
+    def sample_numpy(self, out):
+        p = np.exp(out - out.max(-1, keepdims=True))  # softmax up to its normaliser, which the CDF draw scales away
+        return _sample_categorical_numpy(p)
 
     def act_and_evaluate(self, latent, deterministic=False):
         if self.dist_cls is not Categorical:
@@ -415,6 +438,13 @@ class GaussianHead(ActionHead):
 
     def mode_numpy(self, out):
         return out.astype(np.float32)  # the Gaussian's mean
+
+    def has_numpy_sampler(self):
+        return self.dist_cls is Normal
+
+    def sample_numpy(self, out):
+        noise = torch.randn(out.shape).numpy()  # randn_like's draws for a float32 CPU tensor of this shape
+        return out + np.exp(self.log_std.detach().numpy()) * noise
 
     def to_env(self, action):
         # The policy is an unbounded Gaussian; the environment gets the action clipped to its bounds

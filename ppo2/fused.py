@@ -8,7 +8,7 @@ separate towers, a Categorical or diagonal-Gaussian policy, Adam), but writes th
     forward    h1 = tanh(x W1' + b1)   h2 = tanh(h1 W2' + b2)   out = h2 Wh' + bh   (per tower)
     loss       the clipped surrogate + value loss - entropy bonus of `ppo2.losses.ppo_loss`
     backward   dL/dout from the loss in closed form (below), then dh = dout Wh, dz = dh * (1 - h^2), ...
-    step       global-norm clip and Adam (Kingma & Ba, torch.optim.Adam's exact arithmetic)
+    step       global-norm clip, then Adam (Kingma & Ba) by torch.optim.Adam(fused=True)'s own kernel
 
 Why: on a 64-unit MLP every torch operation costs more in dispatch than in arithmetic, and autograd,
 `torch.distributions`, `clip_grad_norm_` and `torch.optim` add dozens of small operations per step. Here
@@ -48,15 +48,6 @@ STAT_SCALE = (1.0, 0.5, 1.0, 0.5, 1.0)  # loss_and_grad's statistics -> the PPOL
 
 def _scaled(stats: list[float]) -> list[float]:
     return [v * k for v, k in zip(stats, STAT_SCALE)]
-
-
-def _tanh(x: torch.Tensor) -> torch.Tensor:
-    """tanh. On CPU torch.tanh costs ~4 ns per element here (2.5x a sigmoid), so large inputs use
-    tanh(x) = 2 sigmoid(2x) - 1 (equal to within 2e-7); small ones (a policy step for a few envs) and
-    other devices call torch.tanh, which is cheaper than three operations there."""
-    if x.device.type == "cpu" and x.numel() >= 4096:
-        return torch.sigmoid(x * 2).mul_(2).sub_(1)
-    return torch.tanh(x)
 
 
 class FusedPPO:
@@ -110,14 +101,19 @@ class FusedPPO:
         A = head.output_layer().out_features
         self.T, self.H, self.D, self.A = T, H, D, A
 
-        # (name, shape, the model parameters it holds, in order): towers stacked, both heads in one matrix
+        # (name, shape, the model parameters it holds, in order): towers stacked, both heads in one matrix.
+        # One tower: the heads are rows [policy (A); value (1)] of one (A + 1, H) matrix. Two towers: a
+        # (2, A, H) stack, the policy head on tower 0 and the value head on row 0 of tower 1, so one batched
+        # matmul serves both; the value tower's other A - 1 rows are padding that stays exactly 0 (its
+        # gradient is 0, so Adam never moves it). The value head sits at offset A * H either way.
+        head_shapes = ((A + 1, H), (A + 1,)) if T == 1 else ((2, A, H), (2, A))
         layout = [
             ("W1", (T, H, D), [t[0].weight for t in towers]),
             ("b1", (T, H), [t[0].bias for t in towers]),
             ("W2", (T, H, H), [t[3].weight for t in towers]),
             ("b2", (T, H), [t[3].bias for t in towers]),
-            ("Wh", (A + 1, H), [head.output_layer().weight, model.value_head.weight]),
-            ("bh", (A + 1,), [head.output_layer().bias, model.value_head.bias]),
+            ("Wh", head_shapes[0], [head.output_layer().weight, model.value_head.weight]),
+            ("bh", head_shapes[1], [head.output_layer().bias, model.value_head.bias]),
         ]
         if self.gaussian:
             layout.append(("log_std", (A,), [head.log_std]))
@@ -128,23 +124,28 @@ class FusedPPO:
         self.exp_avg = torch.zeros_like(self.flat)               # Adam's first moment
         self.exp_avg_sq = torch.zeros_like(self.flat)            # Adam's second moment
         self.step = 0
+        self.step_t = torch.zeros((), device=device)              # the step as Adam's kernel reads it
         self.p: dict[str, torch.Tensor] = {}
         self.g: dict[str, torch.Tensor] = {}
         self._pairs: list[tuple[nn.Parameter, int, int]] = []    # (model parameter, offset, numel)
+        self._synced: tuple | None = None                        # _stamp() when the buffers last matched
         offset = 0
         for (name, shape, params), size in zip(layout, sizes):
             self.p[name] = self.flat[offset:offset + size].view(shape)
             self.g[name] = self.grad[offset:offset + size].view(shape)
+            at = offset  # an entry's parameters lie one after another from its start (then any padding)
             for param in params:
-                self._pairs.append((param, offset, param.numel()))
-                offset += param.numel()
+                self._pairs.append((param, at, param.numel()))
+                at += param.numel()
+            offset += size
         # views used at every step, made once (on a small MLP even a view costs a dispatch)
         p, g = self.p, self.g
         self.W1t, self.b1 = p["W1"].transpose(1, 2), p["b1"].unsqueeze(1)    # (T, D, H), (T, 1, H)
         self.W2t, self.b2 = p["W2"].transpose(1, 2), p["b2"].unsqueeze(1)
-        self.pi_W, self.pi_b, self.vf_W, self.vf_b = p["Wh"][:A], p["bh"][:A], p["Wh"][A:], p["bh"][A:]
-        self.pi_Wt, self.vf_Wt = self.pi_W.t(), self.vf_W.t()
-        self.g_pi_W, self.g_pi_b, self.g_vf_W, self.g_vf_b = g["Wh"][:A], g["bh"][:A], g["Wh"][A:], g["bh"][A:]
+        self.pi_Wt, self.pi_b = p["Wh"].view(-1, H)[:A].t(), p["bh"].view(-1)[:A]
+        self.Wh_t = p["Wh"].t() if T == 1 else p["Wh"].transpose(1, 2)                 # (H, A + 1) / (2, H, A)
+        self.bh = p["bh"] if T == 1 else p["bh"].unsqueeze(1)                          # (A + 1,) / (2, 1, A)
+        self._g_heads: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}  # minibatch size -> buffers
         self.policy_layers = (p["W1"][0].t(), p["b1"][0], p["W2"][0].t(), p["b2"][0])  # the policy tower alone
         covered = {id(p) for p, _, _ in self._pairs}
         missing = [n for n, p in model.named_parameters() if id(p) not in covered]
@@ -155,9 +156,19 @@ class FusedPPO:
     # ---------------------------------------------------------------------------------------------
     # model <-> flat buffers
     # ---------------------------------------------------------------------------------------------
+    def _stamp(self) -> tuple:
+        """Which storage, at which version, every model parameter and Adam-state tensor is: any change made to
+        them (an in-place write, `load_state_dict`, `p.data = ...`, a new optimizer state) changes this."""
+        state = self.optimizer.state
+        return tuple((t.data_ptr(), t._version) for param, _, _ in self._pairs
+                     for t in (param, *state.get(param, {}).values()) if isinstance(t, torch.Tensor))
+
     @torch.no_grad()  # (not inference_mode: tensors made here must stay usable by torch.optim and autograd)
     def pull(self) -> None:
-        """Copy the model's parameters and the torch optimizer's Adam state into the flat buffers."""
+        """Copy the model's parameters and the torch optimizer's Adam state into the flat buffers, unless they
+        are still what the last pull or push left (the flat buffers already hold them)."""
+        if self._synced == self._stamp():
+            return
         state = self.optimizer.state
         self.step = 0
         for param, offset, n in self._pairs:
@@ -170,6 +181,7 @@ class FusedPPO:
             else:
                 self.exp_avg[offset:offset + n].zero_()
                 self.exp_avg_sq[offset:offset + n].zero_()
+        self._synced = self._stamp()
 
     @torch.no_grad()
     def push(self) -> None:
@@ -186,6 +198,7 @@ class FusedPPO:
                 s["step"].fill_(self.step)
                 s["exp_avg"].copy_(self.exp_avg[offset:offset + n].view_as(param))
                 s["exp_avg_sq"].copy_(self.exp_avg_sq[offset:offset + n].view_as(param))
+        self._synced = self._stamp()
 
     # ---------------------------------------------------------------------------------------------
     # forward
@@ -193,23 +206,34 @@ class FusedPPO:
     def hidden(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(h1, h2), each (T, n, H): both towers in one batched matmul per layer."""
         xs = x.unsqueeze(0).expand(self.T, *x.shape)
-        h1 = _tanh(torch.baddbmm(self.b1, xs, self.W1t))
-        h2 = _tanh(torch.baddbmm(self.b2, h1, self.W2t))
+        h1 = torch.tanh(torch.baddbmm(self.b1, xs, self.W1t))
+        h2 = torch.tanh(torch.baddbmm(self.b2, h1, self.W2t))
         return h1, h2
 
     def heads(self, h2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(policy output (n, A): logits or Gaussian mean, value (n,))."""
-        # (mm then add: torch.addmm costs 3x more on these shapes here)
-        if self.T == 1:
-            out = torch.mm(h2[0], self.p["Wh"].t()) + self.p["bh"]
+        if self.T == 1:  # (mm then add: torch.addmm costs more on these shapes here)
+            out = torch.mm(h2[0], self.Wh_t) + self.bh
             return out[:, :self.A], out[:, self.A]
-        return torch.mm(h2[0], self.pi_Wt) + self.pi_b, (torch.mm(h2[1], self.vf_Wt) + self.vf_b).squeeze(1)
+        out = torch.baddbmm(self.bh, h2, self.Wh_t)  # (2, n, A): the policy head on tower 0, the value on tower 1
+        return out[0], out[1, :, 0]
+
+    def _head_gradient_buffers(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(d loss / d both heads' outputs, laid out as `heads` computes them; its policy part (n, A); its value
+        part (n,)), kept per minibatch size so the value tower's padding columns stay 0 without a fill."""
+        bufs = self._g_heads.get(n)
+        if bufs is None:
+            A = self.A
+            buf = self.flat.new_zeros((n, A + 1) if self.T == 1 else (2, n, A))
+            bufs = (buf, buf[:, :A], buf[:, A]) if self.T == 1 else (buf, buf[0], buf[1, :, 0])
+            self._g_heads[n] = bufs
+        return bufs
 
     def policy_output(self, x: torch.Tensor) -> torch.Tensor:
         """The policy tower alone: logits or Gaussian mean (n, A) for normalised observations."""
         W1t, b1, W2t, b2 = self.policy_layers
-        h1 = _tanh(torch.mm(x, W1t) + b1)
-        h2 = _tanh(torch.mm(h1, W2t) + b2)
+        h1 = torch.tanh(torch.mm(x, W1t) + b1)
+        h2 = torch.tanh(torch.mm(h1, W2t) + b2)
         return torch.mm(h2, self.pi_Wt) + self.pi_b
 
     @torch.inference_mode()
@@ -252,8 +276,7 @@ class FusedPPO:
     # ---------------------------------------------------------------------------------------------
     # one gradient step
     # ---------------------------------------------------------------------------------------------
-    @torch.inference_mode()
-    def loss_and_grad(self, x, act, old_nlp, old_v, adv, ret, clip_range, ent_coef, vf_coef,
+    def _loss_and_grad(self, x, act, old_nlp, old_v, adv, ret, clip_range, ent_coef, vf_coef,
                       clip_value) -> torch.Tensor:
         """Fill self.grad with d loss / d parameters for one minibatch; return the minibatch means of
         (pg_loss, 2 * value_loss, entropy, 2 * approx_kl, clip_fraction) as one (5,) tensor (STAT_SCALE
@@ -271,13 +294,15 @@ class FusedPPO:
         else:
             logp, entropy, log_probs, probs = self.log_prob_and_entropy(out, act)
 
-        # clipped surrogate: pg_i = max(-A r, -A clip(r)); its gradient flows only through the unclipped term
+        # clipped surrogate: pg_i = max(-A r, -A clip(r)); its gradient flows only through the unclipped term.
+        # Computed as pg_i / n (advantages scaled by -1/n once): d mean(pg) / d log pi = -A r / n there.
         log_ratio = logp + old_nlp
         ratio = log_ratio.exp()
         ratio_clipped = ratio.clamp(1.0 - clip_range, 1.0 + clip_range)
-        pg1, pg2 = -adv * ratio, -adv * ratio_clipped
-        pg = torch.maximum(pg1, pg2)
-        g_logp = (pg1 >= pg2) * pg1 * (1.0 / n)  # d mean(pg) / d log pi = -A r / n on the unclipped branch
+        adv_n = adv * (-1.0 / n)
+        pg1, pg2 = adv_n * ratio, adv_n * ratio_clipped
+        pg_n = torch.maximum(pg1, pg2)
+        g_logp = torch.where(pg1 >= pg2, pg1, 0.0)
 
         # value loss 0.5 * max((v - R)^2, (v_clipped - R)^2)
         err = v - ret
@@ -291,32 +316,27 @@ class FusedPPO:
         else:
             value_losses = err * err
             g_v = err
-        g_v = g_v * (vf_coef / n)
+        g_head, g_out, g_value = self._head_gradient_buffers(n)
+        torch.mul(g_v, vf_coef / n, out=g_value)
 
         # d loss / d policy output
         if self.gaussian:
-            g_out = (g_logp.unsqueeze(1) * inv_std) * z
+            torch.mul(g_logp.unsqueeze(1) * inv_std, z, out=g_out)
             torch.sub((g_logp.unsqueeze(1) * (z * z - 1)).sum(0), ent_coef, out=g["log_std"])
         else:
-            g_out = g_logp.unsqueeze(1) * (act - probs)
+            torch.mul(g_logp.unsqueeze(1), act - probs, out=g_out)
             if ent_coef:  # - ent_coef * mean(H):  d/d logits = ent_coef / n * p * (log p + H)
                 g_out += (ent_coef / n) * probs * (log_probs + entropy.unsqueeze(1))
 
         # backward through the heads into h2 ...
         if self.T == 1:
-            g_head = torch.cat([g_out, g_v.unsqueeze(1)], 1)
             torch.mm(g_head.t(), h2[0], out=g["Wh"])
             torch.sum(g_head, 0, out=g["bh"])
             g_h2 = torch.mm(g_head, p["Wh"]).unsqueeze(0)
         else:
-            h2_pi, h2_vf = h2
-            torch.mm(g_out.t(), h2_pi, out=self.g_pi_W)
-            torch.mm(g_v.unsqueeze(0), h2_vf, out=self.g_vf_W)
-            torch.sum(g_out, 0, out=self.g_pi_b)
-            torch.sum(g_v, 0, keepdim=True, out=self.g_vf_b)
-            g_h2 = torch.empty_like(h2)  # (written in place: a stack would copy both halves again)
-            torch.mm(g_out, self.pi_W, out=g_h2[0])
-            torch.mul(g_v.unsqueeze(1), self.vf_W, out=g_h2[1])
+            torch.bmm(g_head.transpose(1, 2), h2, out=g["Wh"])
+            torch.sum(g_head, 1, out=g["bh"])
+            g_h2 = torch.bmm(g_head, p["Wh"])
         # ... and through both tanh layers (d tanh(z) / dz = 1 - tanh(z)^2)
         g_z2 = torch.addcmul(g_h2, g_h2, h2 * h2, value=-1)
         torch.bmm(g_z2.transpose(1, 2), h1, out=g["W2"])
@@ -326,56 +346,49 @@ class FusedPPO:
         torch.bmm(g_z1.transpose(1, 2), x.expand(self.T, *x.shape), out=g["W1"])
         torch.sum(g_z1, 1, out=g["b1"])
 
-        return torch.stack([pg, value_losses, entropy, log_ratio * log_ratio, (ratio != ratio_clipped).float()]).mean(1)
+        return torch.stack([pg_n * n, value_losses, entropy, log_ratio * log_ratio,
+                            (ratio != ratio_clipped).float()]).mean(1)
 
-    @torch.inference_mode()
-    def clip_and_step(self, max_grad_norm: float, lr: float, check: torch.Tensor | None = None) -> torch.Tensor:
-        """clip_grad_norm_ then Adam, on the flat buffers (torch.optim.Adam's arithmetic). Returns the norm.
+    def _clip_and_step(self, max_grad_norm: float, lr: float, check: torch.Tensor | None = None) -> torch.Tensor:
+        """clip_grad_norm_ then Adam, on the flat buffers (torch.optim.Adam's fused kernel). Returns the norm.
 
         Raises NonFiniteLossError, with nothing changed, if the gradient norm or `check` (the step's loss
         statistics) is NaN/inf."""
-        norm = self.grad.norm()
+        norm = torch.linalg.vector_norm(self.grad)  # (Tensor.norm goes through a Python wrapper)
         if not math.isfinite(float(norm if check is None else norm + check.sum())):  # (torch.isfinite costs 40 us)
                 raise NonFiniteLossError(f"gradient norm {norm.item()}; the step was not applied")
         self.grad.mul_((max_grad_norm / (norm + 1e-6)).clamp_(max=1.0))
         group = self.optimizer.param_groups[0]
         beta1, beta2 = group["betas"]
         self.step += 1
-        self.exp_avg.lerp_(self.grad, 1 - beta1)
-        self.exp_avg_sq.mul_(beta2).addcmul_(self.grad, self.grad, value=1 - beta2)
-        bias_correction1 = 1 - beta1 ** self.step
-        bias_correction2 = 1 - beta2 ** self.step
-        denom = (self.exp_avg_sq.sqrt() / math.sqrt(bias_correction2)).add_(group["eps"])
-        self.flat.addcdiv_(self.exp_avg, denom, value=-lr / bias_correction1)
+        self.step_t.fill_(self.step)
+        # torch.optim.Adam(fused=True)'s own kernel (the reference path's optimizer): one call for the whole step
+        torch._fused_adam_([self.flat], [self.grad], [self.exp_avg], [self.exp_avg_sq], [], [self.step_t], lr=lr,
+                           beta1=beta1, beta2=beta2, weight_decay=0.0, eps=group["eps"], amsgrad=False,
+                           maximize=False)
         return norm
+
+    # (update() enters inference mode once for all its steps; each context entry costs ~10 us here)
+    loss_and_grad = torch.inference_mode()(_loss_and_grad)
+    clip_and_step = torch.inference_mode()(_clip_and_step)
 
     # ---------------------------------------------------------------------------------------------
     # the update (same contract as ppo2.trainer.ppo_update)
     # ---------------------------------------------------------------------------------------------
-    @torch.no_grad()  # push() must not make inference tensors; the steps inside run in inference_mode
-    def update(self, batch, *, update_epochs: int, num_minibatches: int, clip_range: float, ent_coef: float,
-               vf_coef: float, max_grad_norm: float, norm_adv: bool, clip_value_loss: bool = True,
-               target_kl: float | None = None, all_reduce_mean: Callable[[torch.Tensor], None] | None = None,
-               any_rank: Callable[[bool], bool] | None = None) -> dict[str, float]:
-        """update_epochs x num_minibatches gradient steps; returns the same statistics as `ppo_update`."""
-        self.pull()
+    def _epochs(self, fields, update_epochs, num_minibatches, norm_adv, target_kl, all_reduce_mean, any_rank,
+                loss_args, max_grad_norm) -> tuple[list[torch.Tensor], int]:
+        """The epochs of `update` (in inference mode): each step's (5,) statistics, and the epochs run."""
         lr = self.optimizer.param_groups[0]["lr"]
-        model = self.model
-        x = model.normalize(batch.obs)
-        fields = (x, self.one_hot(batch.actions), batch.neg_log_probs, batch.values, batch.advantages, batch.returns)
-        N, M = x.shape[0], num_minibatches
+        N, M = fields[0].shape[0], num_minibatches
         size = -(-N // M)  # torch.chunk's minibatch size (the last one is smaller when M does not divide N)
         terms, epochs_run = [], 0
-        if M == 1 and norm_adv and N > 1:  # one minibatch: its normalised advantages are the same every epoch
-            fields = (*fields[:4], normalize_advantages(fields[4]), fields[5])
-            norm_adv = False
         for _ in range(update_epochs):
             # minibatches of a random permutation, as ppo_update draws them (one minibatch: the whole batch);
             # each field is gathered once per epoch, so every minibatch is a contiguous slice
             if M == 1:
                 shuffled = fields
             else:
-                perm = torch.randperm(N, device=x.device)
+                perm = torch.randperm(N, device=fields[0].device)
                 shuffled = [f.index_select(0, perm) for f in fields]
             epoch_terms = []
             for start in range(0, N, size):
@@ -383,15 +396,14 @@ class FusedPPO:
                 mb_x, mb_act, mb_nlp, mb_v, adv, mb_ret = minibatch
                 if norm_adv and adv.shape[0] > 1:
                     adv = normalize_advantages(adv)
-                stats = self.loss_and_grad(mb_x, mb_act, mb_nlp, mb_v, adv, mb_ret, clip_range, ent_coef, vf_coef,
-                                           clip_value_loss)
+                stats = self._loss_and_grad(mb_x, mb_act, mb_nlp, mb_v, adv, mb_ret, *loss_args)
                 if all_reduce_mean is not None:
                     all_reduce_mean(self.grad)
                 try:
-                    self.clip_and_step(max_grad_norm, lr, check=stats)
+                    self._clip_and_step(max_grad_norm, lr, check=stats)
                 except NonFiniteLossError as exc:
-                    self.push()  # the model keeps the last good parameters
                     pg, vl, ent = _scaled(stats.tolist())[:3]
+                    ent_coef, vf_coef = loss_args[1], loss_args[2]
                     raise NonFiniteLossError(
                         f"loss is {pg - ent_coef * ent + vf_coef * vl} (pg_loss {pg}, value_loss {vl}, entropy {ent}, "
                         f"{exc}); the update was not applied") from None
@@ -402,6 +414,28 @@ class FusedPPO:
                 over = bool(torch.stack(epoch_terms)[:, 3].mean() * 0.5 > target_kl)
                 if any_rank(over) if any_rank else over:
                     break
+        return terms, epochs_run
+
+    @torch.no_grad()  # push() must not make inference tensors; the steps inside run in inference_mode
+    def update(self, batch, *, update_epochs: int, num_minibatches: int, clip_range: float, ent_coef: float,
+               vf_coef: float, max_grad_norm: float, norm_adv: bool, clip_value_loss: bool = True,
+               target_kl: float | None = None, all_reduce_mean: Callable[[torch.Tensor], None] | None = None,
+               any_rank: Callable[[bool], bool] | None = None) -> dict[str, float]:
+        """update_epochs x num_minibatches gradient steps; returns the same statistics as `ppo_update`."""
+        self.pull()
+        x = self.model.normalize(batch.obs)
+        fields = (x, self.one_hot(batch.actions), batch.neg_log_probs, batch.values, batch.advantages, batch.returns)
+        if num_minibatches == 1 and norm_adv and x.shape[0] > 1:  # one minibatch: the same normalised advantages every epoch
+            fields = (*fields[:4], normalize_advantages(fields[4]), fields[5])
+            norm_adv = False
+        try:
+            with torch.inference_mode():  # entered once for every step
+                terms, epochs_run = self._epochs(
+                    fields, update_epochs, num_minibatches, norm_adv, target_kl, all_reduce_mean, any_rank,
+                    (clip_range, ent_coef, vf_coef, clip_value_loss), max_grad_norm)
+        except NonFiniteLossError:
+            self.push()  # the model keeps the last good parameters
+            raise
         self.push()
         pg_loss, value_loss, entropy, approx_kl, clip_fraction = _scaled(torch.stack(terms).mean(0).tolist())
         loss = pg_loss - ent_coef * entropy + vf_coef * value_loss  # the mean of the per-step losses (it is linear)

@@ -43,8 +43,12 @@ def compute_gae(
     deltas = rewards + gamma * next_values * not_terminal - values
     discounts = gamma * gae_lambda * not_done
     advantages = torch.empty_like(values)
-    last = torch.zeros_like(values[0])
+    # the reverse pass, on numpy views of CPU tensors (the same lines; a numpy operation on a row costs ~1 us
+    # here, a torch one ~4 us)
+    views = deltas.device.type == "cpu" and not (deltas.requires_grad or discounts.requires_grad)
+    d, k, a = (t.numpy() if views else t for t in (deltas, discounts, advantages))
+    last = 0.0
     for t in range(values.shape[0] - 1, -1, -1):
-        last = deltas[t] + discounts[t] * last
-        advantages[t] = last
+        last = d[t] + k[t] * last
+        a[t] = last
     return advantages, advantages + values

@@ -18,7 +18,7 @@ latent that also carries a state.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -35,6 +35,10 @@ from .observations import MAX_VECTOR_DIM as MAX_INPUT_DIM
 from .observations import _is_int, _need, describe, image_chw, image_keys, obs_spec_from_space, validate_obs_spec, vector_dim, vector_keys
 
 __all__ = ["PPO2"]
+
+# Batches up to this size run the built-in MLP through numpy on CPU (predict, the collector's policy step):
+# a numpy call costs 1-2 us here, a torch call 4-15 us; larger batches are cheaper in torch.
+NUMPY_MAX_BATCH = 32
 
 
 def _mlp(input_dim: int, hidden_dim: int, dropout: float, layers: int = 2) -> nn.Sequential:
@@ -545,7 +549,7 @@ class PPO2(nn.Module):
         accepts (Box actions clipped to the bounds). `state` is always None (the policy has no memory)."""
         if self.training and self.dropout > 0:  # dropout must be off to act; toggling costs, so only if needed
             self.eval()
-        small = isinstance(obs, np.ndarray) and (obs.ndim == 1 or len(obs) <= 32)  # numpy wins on small batches
+        small = isinstance(obs, np.ndarray) and (obs.ndim == 1 or len(obs) <= NUMPY_MAX_BATCH)
         if deterministic and small:
             policy = self._numpy_policy()
             if policy is not None:
@@ -598,14 +602,29 @@ class PPO2(nn.Module):
     def _predict_numpy(self, obs: np.ndarray, policy) -> np.ndarray:
         self._check_obs_shape(tuple(obs.shape))
         self._check_numpy_obs(obs)
+        return self.action_head.to_env(self.action_head.mode_numpy(self._numpy_output(obs, policy)))
+
+    def _numpy_output(self, obs: np.ndarray, policy) -> np.ndarray:
+        """The policy's output layer (logits or Gaussian mean) for raw observations, through numpy."""
         x = np.asarray(obs, dtype=np.float32)
         layers, norm = policy
         if norm is not None:
             x = np.clip((x - norm[0]) * norm[1], -self.obs_clip, self.obs_clip)
         for w, b in layers[:-1]:
             x = np.tanh(x @ w + b)
-        out = x @ layers[-1][0] + layers[-1][1]
-        return self.action_head.to_env(self.action_head.mode_numpy(out))
+        return x @ layers[-1][0] + layers[-1][1]
+
+    def numpy_sampler(self) -> Callable[[np.ndarray], np.ndarray] | None:
+        """`sample_action` for (N, input_dim) numpy batches of raw observations on CPU, through numpy: the
+        collector's policy step for up to NUMPY_MAX_BATCH envs. It reads the current weights through views
+        (build it again after replacing them) and draws the same torch random numbers as `sample_action`
+        (tests/test_model.py checks the actions agree). None where the numpy path does not apply: an encoder,
+        custom networks, non-float32 or non-CPU weights, or a head without a numpy sampler."""
+        policy = self._numpy_policy()
+        head = self.action_head
+        if policy is None or not head.has_numpy_sampler():
+            return None
+        return lambda obs: head.sample_numpy(self._numpy_output(obs, policy))
 
     @torch.no_grad()
     def value(self, obs: Any) -> torch.Tensor:

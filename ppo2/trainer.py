@@ -18,8 +18,9 @@ import signal
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -33,7 +34,7 @@ from .evaluate import evaluate_policy
 from .fused import FusedPPO
 from .gae import compute_gae
 from .hub import build_model, save_pretrained
-from .model import PPO2
+from .model import NUMPY_MAX_BATCH, PPO2
 from .observations import tree_map, vector_part
 from .optim import AdamState
 from .outputs import METRICS, RunOutputs
@@ -160,8 +161,19 @@ class Trainer:
         self.model.eval()
         if self.fused is not None:
             self.fused.pull()  # act with the model's current weights (a resume or a user may have set them)
-        self.collector.collect(self.sample_action, self.evaluate_rollout, self.value_of, self.model.action_head.to_env,
+        self.collector.collect(self.policy_step(), self.evaluate_rollout, self.value_of, self.model.action_head.to_env,
                                where=f"update {self.update + 1}")
+
+    def policy_step(self) -> Callable[[Any], np.ndarray]:
+        """This rollout's policy step, observations (numpy) -> sampled actions (numpy): through numpy for the
+        built-in MLP on CPU with up to NUMPY_MAX_BATCH envs per process (a numpy call costs a fraction of a
+        torch call at these sizes; the same weights and random numbers), else `sample_action` in torch."""
+        if self.device.type == "cpu" and self.num_envs <= NUMPY_MAX_BATCH:
+            sampler = self.model.numpy_sampler()
+            if sampler is not None:
+                return sampler
+        sample, to_device, on_cpu = self.sample_action, self.collector.to_device, self.device.type == "cpu"
+        return lambda obs: sample(to_device(obs)).numpy() if on_cpu else sample(to_device(obs)).cpu().numpy()
 
     def _evaluate_rollout(self, obs: Any, actions: torch.Tensor, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
         """V(s) and -log pi(a|s) of a whole rollout; image models go in chunks to bound activation memory."""

@@ -245,8 +245,8 @@ def test_nonfinite_loss_raises_and_keeps_the_last_good_parameters():
 
 
 def test_fused_gradient_is_as_accurate_as_autograds_against_float64():
-    # the shipped Acrobot policy on observations it meets: the float32 fused gradient (which uses
-    # tanh = 2 sigmoid(2x) - 1) must be as close to a float64 autograd gradient as float32 autograd is,
+    # the shipped Acrobot policy on observations it meets: the float32 fused gradient (its own backward
+    # pass, another summation order) must be as close to a float64 autograd gradient as float32 autograd is,
     # with no component along the true gradient (a bias would shrink or grow every step)
     model = PPO2.from_pretrained(Path(__file__).resolve().parent.parent / "weights" / "Acrobot-v1")
     torch.manual_seed(0)

@@ -235,6 +235,45 @@ def test_predict_numpy_path_matches_torch_path(kind, normalize_obs):
     assert model._numpy_policy() is None
 
 
+@pytest.mark.parametrize("kind", ["discrete", "box"])
+@pytest.mark.parametrize("normalize_obs", [False, True])
+def test_numpy_sampler_draws_the_torch_samplers_actions(kind, normalize_obs):
+    """The collector's numpy policy step: from the same torch random state, the same actions as sample_action
+    (Categorical: the same CDF inversion of the same uniforms; Gaussian: mean + std * the same normals), and
+    the same empirical distribution over many draws."""
+    torch.manual_seed(0)
+    model = PPO2(6, 32, SPACES[kind][0], normalize_obs=normalize_obs, shared_latent=False)
+    if normalize_obs:
+        model.update_obs_stats(torch.full((6,), 0.5), torch.full((6,), 4.0), 50)
+    with torch.no_grad():
+        model.action_head.output_layer().weight.mul_(20)  # spread the policy: many actions of real probability
+    sampler = model.numpy_sampler()
+    obs = np.random.default_rng(1).normal(size=(32, 6)).astype(np.float32) * 3
+    for seed in range(20):
+        torch.manual_seed(seed)
+        fast = sampler(obs)
+        torch.manual_seed(seed)
+        with torch.inference_mode():
+            slow = model.sample_action(torch.from_numpy(obs)).numpy()
+        assert fast.shape == slow.shape and fast.dtype == slow.dtype
+        if kind == "discrete":
+            assert np.array_equal(fast, slow)
+        else:
+            np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-5)
+    if kind == "discrete":  # and the draws follow softmax(logits): 4,000 draws per row against the probabilities
+        with torch.no_grad():
+            probs = model.distribution_and_value(torch.from_numpy(obs))[0].probs.numpy()
+        draws = np.stack([sampler(obs) for _ in range(4000)])
+        freq = np.stack([(draws == a).mean(0) for a in range(probs.shape[1])], 1)
+        assert np.abs(freq - probs).max() < 0.035
+
+
+def test_numpy_sampler_steps_aside_where_it_does_not_apply():
+    assert PPO2(4, 8, 2).numpy_sampler() is not None
+    assert PPO2(4, 8, 2).double().numpy_sampler() is None  # float64 weights
+    assert PPO2(4, 8, SPACES["multidiscrete"][0]).numpy_sampler() is None  # a head without a numpy sampler
+
+
 def test_predict_numpy_path_rejects_bad_observations():
     model = PPO2(4, 8, 2)
     with pytest.raises(ValueError, match=r"shape \(3,\), expected \(N, 4\) or \(4,\)"):
