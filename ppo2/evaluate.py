@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .envs import make_vector_env
+from .envs import check_env_id, make_vector_env
 
 __all__ = ["evaluate_policy", "run_episodes", "record_replay", "load_policy", "main"]
 
@@ -84,8 +84,10 @@ def record_replay(model, env_id: str, path: str | Path, seed: int = 0, determini
 
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # headless: rgb_array needs no window
     os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
+    if not os.environ.get("DISPLAY"):
+        os.environ.setdefault("MUJOCO_GL", "egl")  # MuJoCo's default (GLFW) needs a display; EGL renders without one
 
-    env = gym.make(env_id, render_mode="rgb_array")
+    env = _make_render_env(env_id)
     try:
         obs, _ = env.reset(seed=seed)
         frames, total, steps = [env.render()], 0.0, 0
@@ -113,6 +115,16 @@ def record_replay(model, env_id: str, path: str | Path, seed: int = 0, determini
     else:
         iio.imwrite(path, frames, duration=1000 * frame_skip / fps, loop=0)
     return {"return": total, "length": steps, "path": str(path)}
+
+
+def _make_render_env(env_id: str):
+    """The env for a replay: MuJoCo locomotion envs through their "track" camera, which follows the body
+    (gymnasium's default view is a free camera that the runner leaves behind)."""
+    import gymnasium as gym
+
+    if str(check_env_id(env_id).entry_point).startswith("gymnasium.envs.mujoco"):
+        return gym.make(env_id, render_mode="rgb_array", camera_name="track")  # (a model without one: the free camera)
+    return gym.make(env_id, render_mode="rgb_array")
 
 
 def _downscale(frame: np.ndarray, scale: float) -> np.ndarray:
