@@ -89,9 +89,10 @@ class Collector:
     at a time into `storage`."""
 
     def __init__(self, envs, env_id: str, storage: RolloutStorage, device: torch.device, reset_seed: int,
-                 reward_scaler: RewardScaler | None = None):
+                 reward_scaler: RewardScaler | None = None, clip_reward: bool = False):
         self.envs, self.env_id, self.storage, self.device = envs, env_id, storage, device
         self.reward_scaler = reward_scaler
+        self.clip_reward = clip_reward  # train on sign(r) (then scale, if a scaler is set); log the env's r
         self.num_envs = envs.num_envs
         self.next_obs, _ = envs.reset(seed=reset_seed)
         self.prev_done = np.zeros(self.num_envs, np.bool_)
@@ -145,7 +146,8 @@ class Collector:
             self.check_finite(self.next_obs, f"{where}, rollout step {t}", reward)
             done = terminated | truncated
             s.valid[t] = ~self.prev_done  # False on the autoreset step: its action was ignored
-            s.rewards[t] = reward if self.reward_scaler is None else self.reward_scaler(reward, done, s.valid[t])
+            train_reward = np.sign(reward) if self.clip_reward else reward
+            s.rewards[t] = train_reward if self.reward_scaler is None else self.reward_scaler(train_reward, done, s.valid[t])
             s.terminations[t] = terminated
             s.truncations[t] = truncated
 

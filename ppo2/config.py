@@ -66,6 +66,8 @@ class TrainConfig:
     normalize_reward: bool = _f(False, "divide rewards by the running std of the discounted return (baselines' "
                                        "VecNormalize; what MuJoCo needs); its statistics are saved in checkpoints")
     reward_clip: float = _f(10.0, "clip for scaled rewards (with --normalize-reward)")
+    clip_reward: bool = _f(False, "train on the sign of each reward (-1, 0, +1), as baselines' Atari wrapper does; "
+                                  "logged and evaluated returns stay the env's")
     log_std_init: float = _f(0.0, "initial log-std of Gaussian policies")
     # ---- evaluation -----------------------------------------------------------------------
     eval_interval: int = _f(10, "evaluate every this many updates and after the last one (0: never)")
@@ -108,6 +110,9 @@ class TrainConfig:
         unknown = set(overrides) - names
         if unknown:
             raise TypeError(f"unknown training options {sorted(unknown)}; see `python train.py --help`")
+        from .envs import canonical_env_id  # (envs imports gymnasium: not at config import time)
+
+        env_id = canonical_env_id(env_id)
         preset = PRESETS.get((env_id, algo), ALGO_DEFAULTS.get(algo, {}))
         return cls(**{**preset, **overrides, "env_id": env_id, "algo": algo}).validated()
 
@@ -198,6 +203,13 @@ PRESETS: dict[tuple[str, str], dict] = {
     # ~80k steps; InvertedPendulum is CI's MuJoCo learning test
     ("InvertedPendulum-v5", "ppo"): dict(_INVERTED_PENDULUMS, total_timesteps=200_000, eval_interval=2),
     ("InvertedDoublePendulum-v5", "ppo"): dict(_INVERTED_PENDULUMS, total_timesteps=500_000, eval_interval=5),
+    # baselines ppo2's Atari settings (Schulman et al. 2017, table 5): the Nature CNN shared by both heads
+    **{(env_id, "ppo"): dict(
+        total_timesteps=10_000_000, num_envs=8, num_steps=128, num_minibatches=4, update_epochs=4,
+        learning_rate=2.5e-4, anneal_lr=True, clip_range=0.1, anneal_clip_range=True, gamma=0.99, gae_lambda=0.95,
+        ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.5, clip_reward=True, eval_interval=100, eval_episodes=8,
+        checkpoint_interval=50, stop_at_target=False)
+       for env_id in ("ALE/Pong-v5", "ALE/Breakout-v5")},
     ("Pendulum-v1", "ppo"): dict(
         total_timesteps=1_000_000, num_envs=8, num_steps=512, num_minibatches=32, update_epochs=10,
         learning_rate=1e-3, gamma=0.95, gae_lambda=0.95, clip_range=0.2, normalize_obs=True, shared_latent=False,

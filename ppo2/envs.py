@@ -17,14 +17,44 @@ from gymnasium.vector import AutoresetMode
 from .distributions import space_to_spec
 from .observations import obs_spec_from_space
 
-__all__ = ["check_env_id", "make_vector_env", "check_spaces", "get_env_state", "set_env_state"]
+__all__ = ["ENV_ALIASES", "canonical_env_id", "check_env_id", "make_vector_env", "check_spaces", "get_env_state",
+           "set_env_state"]
+
+# Short names for the Atari games with presets and zoo entries: `train.py --env Pong`, `pretrained='Pong'`.
+# ALE v5: frameskip 4 and sticky actions (repeat_action_probability 0.25), unlike the NoFrameskip-v4 ids of
+# baselines/RL-Zoo/CleanRL; ale-py's own vector env adds the standard preprocessing (84x84 gray, 4 stacked
+# frames, up to 30 no-op starts).
+ENV_ALIASES = {"Pong": "ALE/Pong-v5", "Breakout": "ALE/Breakout-v5"}
+
+
+def canonical_env_id(env_id: str) -> str:
+    return ENV_ALIASES.get(env_id, env_id) if isinstance(env_id, str) else env_id
+
+
+def _register_ale(env_id: str) -> None:
+    """ALE ids register when ale_py is imported (gymnasium does not import it by itself)."""
+    if not env_id.startswith("ALE/") or env_id in gym.registry:
+        return
+    try:
+        import ale_py
+    except ImportError:
+        raise ImportError(f"{env_id} needs the Arcade Learning Environment: pip install 'ppo2[atari]' "
+                          "(ale-py, with the game ROMs)") from None
+    gym.register_envs(ale_py)
+
+
+def is_atari(env_id: str) -> bool:
+    return canonical_env_id(env_id).startswith("ALE/")
 
 
 def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
     """The registered spec of `env_id`, or a ValueError suggesting close matches. "module:EnvId" (gymnasium's
-    form for your own environment) imports `module` first, which registers EnvId."""
+    form for your own environment) imports `module` first, which registers EnvId; "ALE/..." ids (and the
+    ENV_ALIASES) import ale_py."""
     if not isinstance(env_id, str):
         raise TypeError(f"env_id must be a string such as 'CartPole-v1', got {env_id!r}")
+    env_id = canonical_env_id(env_id)
+    _register_ale(env_id)
     if ":" in env_id:
         module, _, name = env_id.partition(":")
         import importlib
@@ -45,10 +75,15 @@ def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
 def make_vector_env(env_id: str, num_envs: int, vectorization: str = "auto", **kwargs) -> gym.vector.VectorEnv:
     """`gymnasium.make_vec`, using the env's own vectorised implementation when it has one."""
     spec = check_env_id(env_id)
+    env_id = spec.id
     if vectorization == "auto":
         mode = "vector_entry_point" if spec.vector_entry_point is not None and "render_mode" not in kwargs else "sync"
     else:
         mode = vectorization
+    if env_id.startswith("ALE/") and mode == "vector_entry_point":
+        # ale-py's vector env clips rewards by default: the logged and evaluated returns must be the game's
+        # score, so it returns raw rewards and `clip_reward` (the Atari presets) clips what the update sees
+        kwargs.setdefault("reward_clipping", False)
     try:
         envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=mode, **kwargs)
     except gym.error.DependencyNotInstalled as exc:

@@ -122,9 +122,15 @@ def _make_render_env(env_id: str):
     (gymnasium's default view is a free camera that the runner leaves behind)."""
     import gymnasium as gym
 
-    if str(check_env_id(env_id).entry_point).startswith("gymnasium.envs.mujoco"):
-        return gym.make(env_id, render_mode="rgb_array", camera_name="track")  # (a model without one: the free camera)
-    return gym.make(env_id, render_mode="rgb_array")
+    spec = check_env_id(env_id)
+    if str(spec.entry_point).startswith("gymnasium.envs.mujoco"):
+        return gym.make(spec.id, render_mode="rgb_array", camera_name="track")  # (a model without one: the free camera)
+    if spec.id.startswith("ALE/"):  # the vector env's preprocessing, on one env that also renders in colour
+        env = gym.make(spec.id, render_mode="rgb_array", frameskip=1)
+        env = gym.wrappers.AtariPreprocessing(env, noop_max=30, frame_skip=spec.kwargs.get("frameskip", 4),
+                                              screen_size=84, grayscale_obs=True, scale_obs=False)
+        return gym.wrappers.FrameStackObservation(env, 4, padding_type="zero")  # (as ale-py stacks at a reset)
+    return gym.make(spec.id, render_mode="rgb_array")
 
 
 def _downscale(frame: np.ndarray, scale: float) -> np.ndarray:

@@ -111,7 +111,7 @@ class Trainer:
         self.solved_at: dict | None = None
         scaler = RewardScaler(self.num_envs, cfg.gamma, cfg.reward_clip) if cfg.normalize_reward else None
         self.collector = Collector(self.envs, cfg.env_id, self.storage, self.device, reset_seed=self._env_seed(0),
-                                   reward_scaler=scaler)
+                                   reward_scaler=scaler, clip_reward=cfg.clip_reward)
         self._stop_signal: int | None = None
         self.last_checkpoint: Path | None = None
 

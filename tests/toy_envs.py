@@ -93,6 +93,17 @@ class ImageObsEnv(CountEnv):
         self.observation_space = spaces.Box(0, 255, (8, 8, 3), np.uint8)
 
 
+class ScoreEnv(CountEnv):
+    """Rewards 5, -3, 0, 2, then the episode terminates: return 4, and 1 once rewards are clipped to their sign."""
+
+    REWARDS = (5.0, -3.0, 0.0, 2.0)
+
+    def step(self, action):
+        obs, _, _, truncated, info = super().step(action)
+        t = int(self.t)
+        return obs, self.REWARDS[t - 1], t >= len(self.REWARDS), truncated, info
+
+
 def register_all():
     for name, entry, kwargs in [
         ("Identity-v0", IdentityEnv, {}),
@@ -102,6 +113,7 @@ def register_all():
         ("NaNObsBox-v0", NaNObsBoxEnv, {}),
         ("TupleAction-v0", TupleActionEnv, {}),
         ("ImageObs-v0", ImageObsEnv, {}),
+        ("Score-v0", ScoreEnv, {}),
     ]:
         env_id = f"ppo2test/{name}"
         if env_id not in gym.registry:

@@ -1,0 +1,95 @@
+"""Atari end to end on the real ALE (ale-py, the `atari` extra): the preset, raw game scores, sign-clipped
+training rewards, the Nature CNN trained on stacked uint8 frames, and a saved pixel policy that plays,
+exports and replays from the env's own observations."""
+import json
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("ale_py")
+
+import toy_envs  # noqa: E402,F401  (registers ppo2test/*)
+from ppo2 import PPO2  # noqa: E402
+from ppo2.config import TrainConfig  # noqa: E402
+from ppo2.envs import check_env_id, make_vector_env  # noqa: E402
+from ppo2.evaluate import _make_render_env, evaluate_policy, record_replay  # noqa: E402
+from ppo2.trainer import Trainer  # noqa: E402
+
+
+def test_short_names_resolve_to_ale_v5_with_baselines_atari_settings():
+    cfg = TrainConfig.for_env("Pong")
+    assert cfg.env_id == "ALE/Pong-v5" and TrainConfig.for_env("Breakout").env_id == "ALE/Breakout-v5"
+    assert (cfg.num_envs, cfg.num_steps, cfg.num_minibatches, cfg.update_epochs) == (8, 128, 4, 4)
+    assert (cfg.learning_rate, cfg.anneal_lr, cfg.clip_range, cfg.anneal_clip_range) == (2.5e-4, True, 0.1, True)
+    assert (cfg.ent_coef, cfg.vf_coef, cfg.gamma, cfg.gae_lambda, cfg.clip_reward) == (0.01, 0.5, 0.99, 0.95, True)
+    assert cfg.encoder == "auto" and cfg.total_timesteps == 10_000_000
+    assert check_env_id("Pong").id == "ALE/Pong-v5"
+    spec = check_env_id("ALE/Breakout-v5")  # registered on first use, without importing ale_py by hand
+    assert spec.kwargs["repeat_action_probability"] == 0.25  # v5: sticky actions
+
+
+def test_ale_vector_env_returns_the_games_raw_rewards(monkeypatch):
+    import gymnasium as gym
+
+    seen = {}
+    make_vec = gym.make_vec
+
+    def spy(env_id, **kw):
+        seen.update(kw)
+        return make_vec(env_id, **kw)
+
+    monkeypatch.setattr(gym, "make_vec", spy)
+    envs = make_vector_env("Breakout", 2)
+    envs.close()
+    assert seen["vectorization_mode"] == "vector_entry_point" and seen["reward_clipping"] is False
+
+
+def test_clip_reward_trains_on_signs_and_logs_the_real_returns(tmp_path):
+    cfg = TrainConfig(env_id="ppo2test/Score-v0", num_envs=2, num_steps=8, num_minibatches=1, total_timesteps=16,
+                      clip_reward=True, eval_interval=0, output_dir=str(tmp_path / "run"), progress=False,
+                      tensorboard=False, plot=False)
+    trainer = Trainer(cfg)
+    trainer.collect_rollout()
+    s = trainer.storage
+    # episodes of 4 steps + the autoreset row: rewards 5, -3, 0, 2, (0), 5, -3, 0 per env
+    np.testing.assert_array_equal(s.rewards[:, 0], [1, -1, 0, 1, 0, 1, -1, 0])
+    assert list(trainer.collector.recent_returns) == [4.0, 4.0]  # the game's return, unclipped
+    no_clip = Trainer(cfg.replace(clip_reward=False, output_dir=str(tmp_path / "raw")))
+    no_clip.collect_rollout()
+    np.testing.assert_array_equal(no_clip.storage.rewards[:, 0], [5, -3, 0, 2, 0, 5, -3, 0])
+
+
+def test_pixel_policy_trains_on_pong_and_plays_from_raw_observations(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    from ppo2.export import export_onnx
+
+    cfg = TrainConfig.for_env("Pong", num_envs=2, num_steps=32, num_minibatches=2, update_epochs=2,
+                              total_timesteps=128, eval_interval=0, checkpoint_interval=0, seed=3,
+                              output_dir=str(tmp_path / "pong"), progress=False, tensorboard=False, plot=False)
+    trainer = Trainer(cfg)
+    before = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    model = trainer.learn()
+    assert model.encoder_name == "nature_cnn" and trainer.update_path.startswith("autograd")
+    assert trainer.storage.obs.dtype == np.uint8 and trainer.storage.obs.shape == (32, 2, 4, 84, 84)
+    assert set(np.unique(trainer.storage.rewards)) <= {-1.0, 0.0, 1.0}
+    changed = [k for k, v in model.state_dict().items() if not torch.equal(v, before[k])]
+    assert any(k.startswith("encoder.") for k in changed)  # the CNN itself was trained
+    summary = json.loads((tmp_path / "pong" / "summary.json").read_text())
+    assert summary["env_id"] == "ALE/Pong-v5" and summary["global_step"] == 128
+
+    loaded = PPO2.from_pretrained(tmp_path / "pong")
+    env = _make_render_env("Pong")  # one env with the vector env's preprocessing, rendering in colour
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (4, 84, 84) and obs.dtype == np.uint8
+    action, _ = loaded.predict(obs)
+    assert env.action_space.contains(int(action))
+    frames = np.stack([env.step(int(loaded.predict(obs)[0]))[0] for _ in range(8)])
+    session = ort.InferenceSession(str(export_onnx(loaded, tmp_path / "pong.onnx")))
+    np.testing.assert_array_equal(session.run(None, {"obs": frames})[0], loaded.predict(frames)[0])
+    env.close()
+
+    res = evaluate_policy(loaded, "Pong", n_episodes=2, seed=0)
+    assert res["n_episodes"] == 2 and all(-21 <= r <= 21 for r in res["episode_rewards"])
+    replay = record_replay(loaded, "Pong", tmp_path / "pong.gif", max_steps=40, frame_skip=4)
+    assert replay["length"] == 40 and (tmp_path / "pong.gif").stat().st_size > 1000
