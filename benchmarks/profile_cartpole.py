@@ -35,7 +35,7 @@ def main() -> None:
     else:
         extra = dict(stop_at_target=False, eval_interval=0) if args.full else {}
         cfg = TrainConfig.for_env("CartPole-v1", seed=args.seed, tensorboard=False, progress=False, plot=False,
-                                  checkpoint_interval=0, output_dir="/tmp/ppo2-profile", fused=args.fused, **extra)
+                                  checkpoint_interval=0, output_dir="/tmp/ppo2-profile", overwrite=True, fused=args.fused, **extra)
         name = "preset"
     t = Trainer(cfg)
     spent = {"env step": 0.0, "policy inference": 0.0, "update": 0.0, "evaluation": 0.0}

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .envs import check_env_id, make_vector_env
+from .model import NUMPY_MAX_BATCH
 
 __all__ = ["evaluate_policy", "run_episodes", "record_replay", "load_policy", "main"]
 
@@ -30,14 +31,23 @@ def run_episodes(model, envs, seed: int, deterministic: bool = True) -> tuple[np
     returns = np.zeros(n, dtype=np.float64)
     lengths = np.zeros(n, dtype=np.int64)
     running = np.ones(n, dtype=bool)
+    # predict's numpy path for small MLP batches, its weights looked up once: the first step goes through
+    # predict (which checks the observations' shape and values), the rest straight to the numpy policy
+    actor = model.numpy_actor() if deterministic and isinstance(obs, np.ndarray) and n <= NUMPY_MAX_BATCH else None
+    first = True
     try:
         while running.any():
-            if deterministic:  # predict: numpy for small MLP batches (a few us per step), else torch
+            if actor is not None and not first:
+                if not np.isfinite(obs).all():
+                    model.predict(obs)  # raises, naming the NaN/inf
+                action = actor(obs)
+            elif deterministic:  # predict: numpy for small MLP batches (a few us per step), else torch
                 action, _ = model.predict(obs, deterministic=True)
             else:
                 obs_t = model._check_obs(obs)[0]
                 sampled = model.action_head.sample(model.latent_features(obs_t)[0])[0]
                 action = model.action_head.to_env(sampled.cpu().numpy())
+            first = False
             obs, reward, terminated, truncated, _ = envs.step(action)
             returns += reward * running
             lengths += running

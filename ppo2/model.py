@@ -614,6 +614,16 @@ class PPO2(nn.Module):
             x = np.tanh(x @ w + b)
         return x @ layers[-1][0] + layers[-1][1]
 
+    def numpy_actor(self) -> Callable[[np.ndarray], np.ndarray] | None:
+        """Deterministic `predict` for (N, input_dim) numpy batches of checked, finite observations with
+        N <= NUMPY_MAX_BATCH, bound to the current weights' views (evaluation builds it once per run of
+        episodes instead of looking the views up at every step); None where predict's numpy path does not apply."""
+        policy = self._numpy_policy()
+        if policy is None:
+            return None
+        head = self.action_head
+        return lambda obs: head.to_env(head.mode_numpy(self._numpy_output(obs, policy)))
+
     def numpy_sampler(self) -> Callable[[np.ndarray], np.ndarray] | None:
         """`sample_action` for (N, input_dim) numpy batches of raw observations on CPU, through numpy: the
         collector's policy step for up to NUMPY_MAX_BATCH envs. It reads the current weights through views

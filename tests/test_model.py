@@ -274,6 +274,32 @@ def test_numpy_sampler_steps_aside_where_it_does_not_apply():
     assert PPO2(4, 8, SPACES["multidiscrete"][0]).numpy_sampler() is None  # a head without a numpy sampler
 
 
+def test_evaluation_through_the_numpy_actor_plays_exactly_as_predict(monkeypatch):
+    """run_episodes binds predict's numpy path once per evaluation: the same episodes as calling predict at
+    every step, and a NaN observation mid-episode still raises (naming it) instead of choosing an action."""
+    from ppo2.evaluate import run_episodes
+    from ppo2.zoo import load_pretrained
+
+    model = load_pretrained("Pendulum-v1")  # Box actions: clipped to the bounds on both paths
+    envs = gym.make_vec("Pendulum-v1", 6)
+    assert model.numpy_actor() is not None
+    fast = run_episodes(model, envs, seed=5)
+    monkeypatch.setattr(model, "numpy_actor", lambda: None)
+    slow = run_episodes(model, envs, seed=5)
+    np.testing.assert_array_equal(fast[0], slow[0])
+    np.testing.assert_array_equal(fast[1], slow[1])
+    monkeypatch.undo()
+
+    class NaNAfter(gym.vector.VectorWrapper):
+        def step(self, action):
+            obs, *rest = self.env.step(action)
+            return np.full_like(obs, np.nan), *rest
+
+    with pytest.raises(ValueError, match="NaN/inf"):
+        run_episodes(model, NaNAfter(envs), seed=5)
+    envs.close()
+
+
 def test_predict_numpy_path_rejects_bad_observations():
     model = PPO2(4, 8, 2)
     with pytest.raises(ValueError, match=r"shape \(3,\), expected \(N, 4\) or \(4,\)"):
