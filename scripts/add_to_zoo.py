@@ -67,9 +67,9 @@ def main() -> int:
         shutil.rmtree(out)
     save_pretrained(model, out, env_id=env_id, results=res)
     if str(gym.spec(env_id).entry_point).startswith("gymnasium.envs.mujoco"):
-        # ~16 frames/s, at most 100 frames of 192 px: the textured floor compresses poorly in a GIF
+        # ~16 frames/s, at most 100 frames at half size: the textured floor compresses poorly in a GIF
         skip = max(1, round(gym.spec(env_id).make().metadata["render_fps"] / 16))
-        replay = dict(max_steps=min(1000, 100 * skip), frame_skip=skip, scale=0.4)
+        replay = dict(max_steps=min(1000, 100 * skip), frame_skip=skip)
     else:
         replay = dict(max_steps=500 if env_id == "LunarLander-v3" else 1000,
                       frame_skip=3 if env_id in ("CartPole-v1", "LunarLander-v3") else 2)
