@@ -145,7 +145,7 @@ class FusedPPO:
         self.pi_Wt, self.pi_b = p["Wh"].view(-1, H)[:A].t(), p["bh"].view(-1)[:A]
         self.Wh_t = p["Wh"].t() if T == 1 else p["Wh"].transpose(1, 2)                 # (H, A + 1) / (2, H, A)
         self.bh = p["bh"] if T == 1 else p["bh"].unsqueeze(1)                          # (A + 1,) / (2, 1, A)
-        self._g_heads: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}  # minibatch size -> buffers
+        self._g_head_buf: torch.Tensor | None = None  # see _head_gradient_buffers
         self.policy_layers = (p["W1"][0].t(), p["b1"][0], p["W2"][0].t(), p["b2"][0])  # the policy tower alone
         covered = {id(p) for p, _, _ in self._pairs}
         missing = [n for n, p in model.named_parameters() if id(p) not in covered]
@@ -219,15 +219,18 @@ class FusedPPO:
         return out[0], out[1, :, 0]
 
     def _head_gradient_buffers(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(d loss / d both heads' outputs, laid out as `heads` computes them; its policy part (n, A); its value
-        part (n,)), kept per minibatch size so the value tower's padding columns stay 0 without a fill."""
-        bufs = self._g_heads.get(n)
-        if bufs is None:
+        """(d loss / d both heads' outputs for n rows, laid out as `heads` computes them; its policy part (n, A);
+        its value part (n,)): views of one zeroed buffer, grown to the largest minibatch seen, whose value-tower
+        padding columns are never written, so they stay 0 without a fill at every step."""
+        buf = self._g_head_buf
+        if buf is None or buf.shape[-2] < n:
             A = self.A
-            buf = self.flat.new_zeros((n, A + 1) if self.T == 1 else (2, n, A))
-            bufs = (buf, buf[:, :A], buf[:, A]) if self.T == 1 else (buf, buf[0], buf[1, :, 0])
-            self._g_heads[n] = bufs
-        return bufs
+            buf = self._g_head_buf = self.flat.new_zeros((n, A + 1) if self.T == 1 else (2, n, A))
+        if self.T == 1:
+            g_head = buf[:n]
+            return g_head, g_head[:, :self.A], g_head[:, self.A]
+        g_head = buf[:, :n]
+        return g_head, g_head[0], g_head[1, :, 0]
 
     def policy_output(self, x: torch.Tensor) -> torch.Tensor:
         """The policy tower alone: logits or Gaussian mean (n, A) for normalised observations."""
