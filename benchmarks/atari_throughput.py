@@ -1,0 +1,90 @@
+#!/usr/bin/env python
+"""Pong agent steps/s of the whole training loop: ppo2's Pong preset against SB3 with RL-Zoo's Atari
+settings, side by side in one run.
+
+    pip install -r benchmarks/requirements.txt && pip install -e ".[atari]"
+    python benchmarks/atari_throughput.py --trials 3 [--updates 4] [--device cpu]
+
+Both: 8 envs x 128 steps, 4 epochs of 4 minibatches (256), lr 2.5e-4 and clip 0.1 annealed, entropy 0.01,
+the Nature CNN on 4 stacked 84x84 gray frames, one torch thread on CPU, no evaluation. ppo2 steps ale-py's
+own vector env (ALE/Pong-v5: sticky actions); SB3 its `make_atari_env` (PongNoFrameskip-v4 with
+AtariWrapper, in a DummyVecEnv) + VecFrameStack(4), as RL-Zoo runs it. Each trial is a fresh process,
+the two libraries alternating; the clock starts after the model and the envs are built and stops when
+`--updates` rollouts and updates are done. Reported: medians and the per-pair ratios.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+STEPS, ENVS = 128, 8
+
+
+def trial(lib: str, updates: int, device: str) -> dict:
+    import warnings
+
+    warnings.filterwarnings("ignore")
+    import torch
+
+    torch.set_num_threads(1)
+    total = updates * STEPS * ENVS
+    if lib == "ppo2":
+        from ppo2.config import TrainConfig
+        from ppo2.trainer import Trainer
+
+        cfg = TrainConfig.for_env("Pong", total_timesteps=total, eval_interval=0, checkpoint_interval=0,
+                                  device=device, output_dir="/tmp/ppo2-bench/atari", overwrite=True,
+                                  progress=False, tensorboard=False, plot=False)
+        trainer = Trainer(cfg)
+        t0 = time.perf_counter()
+        trainer.learn()
+        return {"sps": trainer.global_step / (time.perf_counter() - t0), "steps": trainer.global_step}
+    import ale_py
+    import gymnasium as gym
+    import torch._dynamo  # noqa: F401  (torch.optim imports it when the optimizer is built: an import, not training)
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.env_util import make_atari_env
+    from stable_baselines3.common.vec_env import VecFrameStack
+
+    gym.register_envs(ale_py)
+    env = VecFrameStack(make_atari_env("PongNoFrameskip-v4", n_envs=ENVS, seed=1), n_stack=4)
+    model = PPO("CnnPolicy", env, n_steps=STEPS, batch_size=256, n_epochs=4, learning_rate=lambda p: 2.5e-4 * p,
+                clip_range=lambda p: 0.1 * p, ent_coef=0.01, vf_coef=0.5, seed=1, device=device, verbose=0)
+    t0 = time.perf_counter()
+    model.learn(total)
+    return {"sps": model.num_timesteps / (time.perf_counter() - t0), "steps": model.num_timesteps}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--trials", type=int, default=3)
+    p.add_argument("--updates", type=int, default=4)
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--trial", choices=("ppo2", "sb3"), help=argparse.SUPPRESS)  # (one trial, in this process)
+    args = p.parse_args()
+    if args.trial:
+        print(json.dumps(trial(args.trial, args.updates, args.device)))
+        return
+    runs: dict[str, list[float]] = {"ppo2": [], "sb3": []}
+    for i in range(args.trials):
+        for lib in ("ppo2", "sb3"):
+            done = subprocess.run([sys.executable, __file__, "--trial", lib, "--updates", str(args.updates),
+                                   "--device", args.device], capture_output=True, text=True, check=True, cwd=REPO)
+            runs[lib].append(json.loads(done.stdout.strip().splitlines()[-1])["sps"])
+            print(f"  trial {i + 1} {lib}: {runs[lib][-1]:,.0f} agent steps/s", flush=True)
+    ratios = sorted(a / b for a, b in zip(runs["ppo2"], runs["sb3"]))
+    ours, theirs = statistics.median(runs["ppo2"]), statistics.median(runs["sb3"])
+    print(f"\n| Pong, {args.updates} updates of {STEPS * ENVS} agent steps, {args.device} | ppo2 | SB3 (RL-Zoo settings) | ppo2 / SB3 |")
+    print("|---|---|---|---|")
+    print(f"| agent steps/s, median of {args.trials} | {ours:,.0f} | {theirs:,.0f} | {ours / theirs:.2f}x "
+          f"(pairs {ratios[0]:.2f}-{ratios[-1]:.2f}x) |")
+
+
+if __name__ == "__main__":
+    main()
