@@ -43,10 +43,6 @@ def _register_ale(env_id: str) -> None:
     gym.register_envs(ale_py)
 
 
-def is_atari(env_id: str) -> bool:
-    return canonical_env_id(env_id).startswith("ALE/")
-
-
 def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
     """The registered spec of `env_id`, or a ValueError suggesting close matches. "module:EnvId" (gymnasium's
     form for your own environment) imports `module` first, which registers EnvId; "ALE/..." ids (and the

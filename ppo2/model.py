@@ -602,6 +602,10 @@ class PPO2(nn.Module):
     def _predict_numpy(self, obs: np.ndarray, policy) -> np.ndarray:
         self._check_obs_shape(tuple(obs.shape))
         self._check_numpy_obs(obs)
+        return self._act_numpy(obs, policy)
+
+    def _act_numpy(self, obs: np.ndarray, policy) -> np.ndarray:
+        """The deterministic action the env takes, through numpy (no checks: predict's and numpy_actor's)."""
         return self.action_head.to_env(self.action_head.mode_numpy(self._numpy_output(obs, policy)))
 
     def _numpy_output(self, obs: np.ndarray, policy) -> np.ndarray:
@@ -621,8 +625,7 @@ class PPO2(nn.Module):
         policy = self._numpy_policy()
         if policy is None:
             return None
-        head = self.action_head
-        return lambda obs: head.to_env(head.mode_numpy(self._numpy_output(obs, policy)))
+        return lambda obs: self._act_numpy(obs, policy)
 
     def numpy_sampler(self) -> Callable[[np.ndarray], np.ndarray] | None:
         """`sample_action` for (N, input_dim) numpy batches of raw observations on CPU, through numpy: the
