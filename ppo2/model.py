@@ -27,6 +27,7 @@ from torch.nn import functional as F
 
 from .distributions import ActionHead, distribution_name, make_action_head
 from .encoders import ENCODERS, build_encoder, default_encoder
+from .init import orthogonal_
 from .hub import from_pretrained as _from_pretrained
 from .hub import push_to_hub as _push_to_hub
 from .hub import save_pretrained as _save_pretrained
@@ -204,12 +205,12 @@ class PPO2(nn.Module):
             for latent in self.latents():
                 for layer in latent:
                     if isinstance(layer, nn.Linear):
-                        nn.init.orthogonal_(layer.weight, gain=math.sqrt(2))
+                        orthogonal_(layer.weight, gain=math.sqrt(2))
                         nn.init.zeros_(layer.bias)
         head = self.action_head.output_layer()
-        nn.init.orthogonal_(head.weight, gain=0.01)
+        orthogonal_(head.weight, gain=0.01)
         nn.init.zeros_(head.bias)
-        nn.init.orthogonal_(self.value_head.weight, gain=1.0)
+        orthogonal_(self.value_head.weight, gain=1.0)
         nn.init.zeros_(self.value_head.bias)
         if hasattr(self.action_head, "log_std"):
             nn.init.constant_(self.action_head.log_std, self.log_std_init)
