@@ -16,7 +16,7 @@ from ppo2.zoo import load_pretrained, load_zoo
 ZOO = load_zoo(REPO / "weights")
 GOALS = {"CartPole-v1": 500.0, "Acrobot-v1": -73.5, "LunarLander-v3": 242.0, "Pendulum-v1": -172.0,
          "Hopper-v5": 2410.0, "Walker2d-v5": 3479.0, "HalfCheetah-v5": 5819.0,
-         "Ant-v5": 1327.0}  # MuJoCo: the best published PPO score at 1M steps (RL-Zoo3, issue #11)
+         "Ant-v5": 1327.0, "Humanoid-v5": 716.0}  # MuJoCo: the best published PPO score at 1M steps (issue #11)
 
 
 def test_zoo_has_every_promised_env_and_cartpole_is_default():
