@@ -27,10 +27,10 @@ from torch.nn import functional as F
 
 from .distributions import ActionHead, distribution_name, make_action_head
 from .encoders import ENCODERS, build_encoder, default_encoder
-from .init import orthogonal_
 from .hub import from_pretrained as _from_pretrained
 from .hub import push_to_hub as _push_to_hub
 from .hub import save_pretrained as _save_pretrained
+from .init import orthogonal_
 from .losses import ppo_loss
 from .observations import MAX_VECTOR_DIM as MAX_INPUT_DIM
 from .observations import _is_int, _need, describe, image_chw, image_keys, obs_spec_from_space, validate_obs_spec, vector_dim, vector_keys
