@@ -13,6 +13,7 @@
 """
 from __future__ import annotations
 
+import gc
 import os
 import signal
 import sys
@@ -560,7 +561,13 @@ def main(argv: list[str] | None = None) -> int:
 def cli() -> None:
     """train.py and `ppo2-train`: `main()`, then exit without tearing the interpreter down. Freeing torch's
     objects at shutdown takes about a second here and nobody waits for it: by now every file is written and
-    closed, the environments and the process group are closed, and stdout/stderr are flushed below."""
+    closed, the environments and the process group are closed, and stdout/stderr are flushed below.
+
+    Before main(), everything imported so far (torch's ~1M objects, which live as long as the process) is
+    moved out of the garbage collector's sight with gc.freeze(): its full collections then scan only what
+    training allocates (a full collection of the imports costs ~0.09 s, and would run again during training)."""
+    gc.freeze()
+    gc.enable()  # (train.py turns collection off while it imports)
     code = main()
     sys.stdout.flush()
     sys.stderr.flush()

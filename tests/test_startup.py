@@ -57,3 +57,24 @@ def test_companion_writes_every_row_after_the_resume_point(tmp_path):
     steps = [e.step for e in acc.Scalars("train/episode_return")]
     assert steps == [200, 300]  # update 1 was written before the resume point
     assert "eval/eval_std" not in acc.Tags()["scalars"] and len(acc.Tags()["scalars"]) == len(METRICS) - 3
+
+
+GC_PROBE = """
+import gc, json, runpy, sys
+import ppo2.trainer as T
+def main(argv=None):
+    print("GC " + json.dumps({"frozen": gc.get_freeze_count(), "enabled": gc.isenabled()}))
+    return 0
+T.main = main
+sys.argv = ["train.py"]
+runpy.run_path("train.py", run_name="__main__")
+"""
+
+
+def test_command_freezes_its_imports_out_of_the_garbage_collector():
+    """train.py and `ppo2-train` (cli) hide torch's import-time objects from full collections, and collect
+    again before training (a disabled collector would let cyclic garbage grow for the whole run)."""
+    done = subprocess.run([sys.executable, "-c", GC_PROBE], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    seen = json.loads(done.stdout.split("GC ")[1])
+    assert seen["enabled"] is True and seen["frozen"] > 100_000, seen
