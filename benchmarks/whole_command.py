@@ -11,7 +11,8 @@ Rows (each trial is a fresh process; ppo2 and SB3 trials alternate so machine no
               benchmarks/sb3_cartpole.py (RL-Zoo's CartPole settings, EvalCallback stopping at 475). Median and
               90th percentile over the seeds, the ratio of medians and the median of per-seed ratios, peak RSS.
               ppo2's companion process (TensorBoard events, learning curve) runs on after the command exits;
-              the next trial starts once it is done, outside the clock.
+              the next trial starts once it is done, outside the clock. Each seed also times
+              `python -c "import torch"`: the floor, as slow or fast as the machine is that minute.
   hub         cold `torch.hub.load(<this clone>, 'ppo2', source='local', pretrained=True)` + a first
               `predict`, against `python -c "import torch"` (the floor any torch library pays).
   throughput  env steps/s of the whole training loop at identical RL-Zoo hyperparameters, 100k steps, and that
@@ -71,7 +72,7 @@ def pct(values, q):
 
 
 def command_row(seeds: int) -> dict:
-    res = {"ppo2": [], "sb3": [], "ppo2_rss": [], "sb3_rss": [], "ppo2_steps": []}
+    res = {"ppo2": [], "sb3": [], "ppo2_rss": [], "sb3_rss": [], "ppo2_steps": [], "torch": []}
     with tempfile.TemporaryDirectory() as tmp:
         for seed in range(1, seeds + 1):
             out = Path(tmp) / f"run{seed}"
@@ -84,8 +85,9 @@ def command_row(seeds: int) -> dict:
             wall_sb3, rss_sb3, _ = timed([sys.executable, str(REPO / "benchmarks" / "sb3_cartpole.py"), str(seed)], cwd=tmp)
             res["sb3"].append(wall_sb3)
             res["sb3_rss"].append(rss_sb3)
+            res["torch"].append(timed([sys.executable, "-c", "import torch"], cwd=tmp)[0])  # the floor, this minute
             print(f"  seed {seed}: ppo2 {wall:.2f} s ({res['ppo2_steps'][-1]} steps, {rss:.0f} MB), "
-                  f"SB3 {wall_sb3:.2f} s ({rss_sb3:.0f} MB)", flush=True)
+                  f"SB3 {wall_sb3:.2f} s ({rss_sb3:.0f} MB), import torch {res['torch'][-1]:.2f} s", flush=True)
     return res
 
 
@@ -120,6 +122,8 @@ def main() -> int:
                     f"{statistics.median(r['sb3']):.2f} s (p90 {pct(r['sb3'], 90):.2f} s) | "
                     f"{statistics.median(r['sb3']) / statistics.median(r['ppo2']):.2f}x (per-seed median "
                     f"{statistics.median(ratios):.2f}x, min {min(ratios):.2f}x) |")
+        rows.append(f"| `python -c \"import torch\"` alongside (the floor for any torch library), median | "
+                    f"{statistics.median(r['torch']):.2f} s | | |")
         rows.append(f"| peak RSS of that command, median | {statistics.median(r['ppo2_rss']):.0f} MB | "
                     f"{statistics.median(r['sb3_rss']):.0f} MB | |")
         rows.append(f"| env steps to solve, median [p90] | {statistics.median(r['ppo2_steps']):.0f} "
