@@ -14,49 +14,27 @@ decided on env steps over many seeds (benchmarks/preset_seeds.py). Threads: ppo2
 from __future__ import annotations
 
 import argparse
-import os
 import shlex
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parent.parent
+from whole_command import REPO, timed, wait_for_companion  # (benchmarks/ is this script's sys.path[0])
 
 
 def run(env_id: str, seed: int, flags: list[str]) -> tuple[float, int]:
     """(wall seconds from spawn to exit, env steps at the end) of one train.py process."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "run"
-        cmd = [sys.executable, str(REPO / "train.py"), "--env", env_id, "--seed", str(seed), "--output-dir", str(out),
-               *flags]
-        t0 = time.perf_counter()
-        p = subprocess.Popen(cmd, cwd=tmp, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        text = p.stdout.read().decode(errors="replace")
-        _, status, _ = os.wait4(p.pid, 0)
-        wall = time.perf_counter() - t0
-        if os.waitstatus_to_exitcode(status) != 0 or "done: " not in text:
-            raise RuntimeError(f"{shlex.join(cmd)} failed:\n{text[-3000:]}")
-        deadline = time.time() + 60  # let the companion (TensorBoard events, the plot) finish off the clock
-        while companion_running(out) and time.time() < deadline:
-            time.sleep(0.1)
+        wall, _, text = timed([sys.executable, str(REPO / "train.py"), "--env", env_id, "--seed", str(seed),
+                               "--output-dir", str(out), *flags], cwd=tmp)
+        wait_for_companion(out)  # (TensorBoard events, the plot: off the clock)
+        if "done: " not in text:
+            raise RuntimeError(f"train.py --seed {seed} {shlex.join(flags)} printed no 'done:' line:\n{text}")
         return wall, int(text.split("done: ")[1].split()[0])
-
-
-def companion_running(run_dir: Path) -> bool:
-    """Whether a `python -m ppo2.outputs <run_dir>` process is alive (Linux /proc; False elsewhere)."""
-    needle = f"ppo2.outputs\0{run_dir}\0".encode()
-    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-        try:
-            if needle in cmdline.read_bytes():
-                return True
-        except OSError:  # (the process ended while we looked)
-            continue
-    return False
 
 
 def main() -> int:
@@ -64,7 +42,8 @@ def main() -> int:
     p.add_argument("--env", default="CartPole-v1")
     p.add_argument("--seeds", default="1-20", help="a range A-B (inclusive)")
     p.add_argument("--variant", action="append", required=True,
-                   help="extra train.py flags, one string per variant (\"\" for the defaults); two or more")
+                   help="extra train.py flags, one string per variant (\"\" for the defaults; a lone flag as "
+                        "--variant=--no-plot); two or more")
     args = p.parse_args()
     if len(args.variant) < 2:
         p.error(f"give two or more --variant, got {len(args.variant)}")

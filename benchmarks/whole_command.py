@@ -57,14 +57,29 @@ def timed(cmd: list[str], cwd: Path | str = REPO, env: dict | None = None) -> tu
     return wall, usage.ru_maxrss / 1024, text[-500:]
 
 
+def companion_running(run_dir: Path) -> bool:
+    """Whether the run's companion (`python -m ppo2.outputs <run_dir>`) is alive: through Linux's /proc, or
+    elsewhere until its last file, the learning curve, exists (TensorBoard is closed before the plot is drawn)."""
+    if not Path("/proc").is_dir():
+        return not (run_dir / "learning_curve.png").exists()
+    needle = f"ppo2.outputs\0{run_dir}\0".encode()
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if needle in cmdline.read_bytes():
+                return True
+        except OSError:  # (the process ended while we looked)
+            continue
+    return False
+
+
 def wait_for_companion(run_dir: Path, timeout: float = 60.0) -> None:
+    """Block (off the clock) until the companion that writes the run's TensorBoard events and plot is done."""
     deadline = time.time() + timeout
     while time.time() < deadline:
-        if (run_dir / "learning_curve.png").exists():
-            time.sleep(0.3)  # (TensorBoard is closed before the plot is drawn)
+        if not companion_running(run_dir):
             return
         time.sleep(0.1)
-    print(f"  warning: no learning curve in {run_dir} after {timeout} s", flush=True)
+    print(f"  warning: the outputs companion of {run_dir} still runs after {timeout} s", flush=True)
 
 
 def pct(values, q):
