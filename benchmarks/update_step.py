@@ -7,7 +7,7 @@ RL-Zoo's CartPole settings (bench.py's throughput trial: separate 64-64 towers, 
 Every aten call reaching the dispatcher is counted (views and the backward's kernels included), per step,
 as the difference between a 4-epoch and a 2-epoch update so the once-per-update work cancels out. Time per
 step: a 20-epoch update on the same batch, the two paths alternating, best of 3 per measurement, median of
---repeats measurements.
+--repeats measurements. Then the kernel choices ppo2/fused.py makes, timed on that step's shapes.
 """
 import argparse
 import statistics
@@ -15,6 +15,7 @@ import sys
 import timeit
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -65,6 +66,29 @@ def main() -> None:
         print(f"{name}: {us:,.0f} us per gradient step (median of {args.repeats})")
     fused, autograd = medians.values()
     print(f"fused update: {autograd / fused:.1f}x faster per gradient step")
+    kernels(trainer, batch.obs.shape[0], args.repeats)
+
+
+def kernels(trainer: Trainer, n: int, repeats: int) -> None:
+    """The choices in ppo2/fused.py that depend on this machine's kernels, each against the plain torch form."""
+    f = trainer.fused
+    T, H, D = f.T, f.H, f.D
+    with torch.inference_mode():
+        z, out = torch.randn(T, n, H), torch.empty(T, n, H)
+        g, x = torch.randn(T, n, H), torch.randn(n, D)
+        grad_w1 = torch.empty(T, H, D)
+        cases = {
+            f"tanh of ({T}, {n}, {H})": (lambda: torch.tanh(z, out=out),
+                                         lambda: np.tanh(z.numpy(), out=out.numpy())),
+            f"first-layer weight gradient ({T}, {H}, {n}) x ({n}, {D})": (
+                lambda: torch.bmm(g.transpose(1, 2), x.expand(T, n, D), out=grad_w1),
+                lambda: grad_w1.copy_(torch.bmm(x.t().expand(T, D, n), g).transpose(1, 2))),
+        }
+        for name, (plain, chosen) in cases.items():
+            t = [[min(timeit.repeat(fn, number=200, repeat=3)) / 200 * 1e6 for fn in (plain, chosen)]
+                 for _ in range(repeats)]
+            a, b = (statistics.median(col) for col in zip(*t))
+            print(f"{name}: torch {a:.1f} us, fused.py's form {b:.1f} us ({a / b:.1f}x)")
 
 
 if __name__ == "__main__":

@@ -12,7 +12,7 @@ import torch
 from ppo2 import PPO2, ppo_loss
 from ppo2.config import TrainConfig
 from ppo2.distributions import _sample_categorical
-from ppo2.fused import STAT_SCALE, FusedPPO
+from ppo2.fused import STAT_SCALE, FusedPPO, _tanh_
 from ppo2.trainer import Batch, NonFiniteLossError, Trainer, ppo_update
 
 BOX = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
@@ -279,6 +279,20 @@ def test_fused_gradient_is_as_accurate_as_autograds_against_float64():
     err, ref_err = (got - truth).norm() / truth.norm(), (reference - truth).norm() / truth.norm()
     assert err < max(2 * ref_err, 1e-5), (err, ref_err)
     assert abs(float((got - truth) @ truth / truth.norm() ** 2)) < 1e-4
+
+
+def test_numpy_tanh_is_within_two_ulp_and_other_tensors_take_torchs():
+    z = torch.linspace(-12, 12, 2 * 256 * 64).view(2, 256, 64)[:, torch.randperm(256)].contiguous()
+    exact = torch.tanh(z.double())
+    got = _tanh_(z.clone())
+    ulp = (torch.nextafter(got.abs(), torch.tensor(float("inf"))) - got.abs()).double()
+    assert float(((got.double() - exact).abs() / ulp).max()) <= 2.0
+    assert float((got.double() - exact).abs().max()) > 0  # float32, rounded: not a silent float64 pass-through
+    # off the fast path (not contiguous, not float32): torch's kernel, in place
+    for t in (z.transpose(1, 2), z.double()):
+        want = torch.tanh(t)
+        out = _tanh_(t)
+        assert out is t and torch.equal(out, want)
 
 
 @pytest.mark.parametrize("shared", [True, False])
