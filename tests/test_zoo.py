@@ -43,17 +43,23 @@ def test_entry_matches_files_and_model(env_id):
 
 
 # Re-evaluation on the recorded seeds: cheap enough for CI on 2 cores (LunarLander's 100 Box2D episodes
-# take ~20 s). Deterministic policy + seeded envs: the score must come back (float noise across BLAS
-# builds can move single episodes, hence a tolerance well inside the goal margin).
+# take ~20 s). Deterministic policy + seeded envs: the score comes back on the machine that recorded it. On
+# another CPU model float32 sums can run in another order (numpy's OpenBLAS picks its kernels by CPU; MuJoCo's
+# contacts amplify one ulp over 1,000 steps), and the chaotic MuJoCo episodes are in effect drawn again: an
+# AMD EPYC CI host scored Ant 1,852 and Humanoid 1,129 where the recording host scored 1,777 and 1,151 (0.95
+# and 0.62 standard errors). So the tolerance is 2% of the goal or 3 standard errors of the recorded mean,
+# whichever is wider, and the score must still meet the goal.
 @pytest.mark.parametrize("env_id", sorted(GOALS))
 def test_recorded_score_reproduces(env_id):
     entry = ZOO[env_id]
     model = load_pretrained(env_id, weights_dir=REPO / "weights")
-    res = evaluate_policy(model, env_id, n_episodes=entry["eval"]["n_episodes"], seed=0)
+    n = entry["eval"]["n_episodes"]
+    res = evaluate_policy(model, env_id, n_episodes=n, seed=0)
     if env_id == "CartPole-v1":
         assert res["mean_reward"] == 500.0 and res["std_reward"] == 0.0
     else:
-        assert res["mean_reward"] == pytest.approx(entry["eval"]["mean_reward"], abs=0.02 * abs(GOALS[env_id]))
+        tolerance = max(0.02 * abs(GOALS[env_id]), 3 * entry["eval"]["std_reward"] / n ** 0.5)
+        assert res["mean_reward"] == pytest.approx(entry["eval"]["mean_reward"], abs=tolerance)
         assert res["mean_reward"] >= GOALS[env_id]
 
 
