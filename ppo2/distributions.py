@@ -214,9 +214,12 @@ class ActionHead(nn.Module):
     def has_numpy_sampler(self) -> bool:
         return False
 
-    def sample_numpy(self, out: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
+    draws_uniforms = False  # sample_numpy takes a UniformBlock (one torch uniform per row per call)
+
+    def sample_numpy(self, out: np.ndarray, uniforms: UniformBlock | None = None) -> np.ndarray:  # pragma: no cover
         """A sampled action from the output layer's values, in numpy (the collector's fast path on CPU),
-        drawing the same torch random numbers as `sample_output`. Only where `has_numpy_sampler()`."""
+        drawing the same torch random numbers as `sample_output` (from `uniforms` where the head
+        `draws_uniforms`). Only where `has_numpy_sampler()`."""
         raise NotImplementedError
 
     def act_and_evaluate(self, latent: torch.Tensor, deterministic: bool = False):
@@ -266,12 +269,33 @@ def _sample_categorical(probs: torch.Tensor) -> torch.Tensor:
     return (cdf <= u).sum(-1, keepdim=True)
 
 
-def _sample_categorical_numpy(weights: np.ndarray) -> np.ndarray:
-    """`_sample_categorical` in numpy for unnormalised `weights` (N, n): the same torch uniform per row,
-    the same CDF inversion; returns (N,) int64."""
+def _sample_categorical_numpy(weights: np.ndarray, uniforms: np.ndarray | None = None) -> np.ndarray:
+    """`_sample_categorical` in numpy for unnormalised `weights` (N, n): the same torch uniform per row (drawn
+    here, or `uniforms` (N, 1) drawn ahead by a `UniformBlock`), the same CDF inversion; returns (N,) int64."""
     cdf = weights.cumsum(-1)
-    u = torch.rand(cdf.shape[0], 1).numpy() * cdf[:, -1:]
+    u = (torch.rand(cdf.shape[0], 1).numpy() if uniforms is None else uniforms) * cdf[:, -1:]
     return (cdf <= u).sum(-1)
+
+
+class UniformBlock:
+    """The uniforms of `steps` successive `torch.rand(N, 1)` calls, drawn as one `torch.rand(steps, N, 1)` at the
+    first call. The CPU generator fills a tensor element by element in order, so these are the numbers the calls
+    one by one would get (tests/test_model.py checks the actions and the generator state after), for one torch
+    call per rollout instead of one per step. Calls beyond `steps` draw one by one again."""
+
+    def __init__(self, steps: int):
+        self.steps, self.used = int(steps), 0
+        self.block: np.ndarray | None = None
+
+    def __call__(self, n: int) -> np.ndarray:
+        if self.used >= self.steps:
+            return torch.rand(n, 1).numpy()
+        if self.block is None:
+            self.block = torch.rand(self.steps, n, 1).numpy()
+        elif self.block.shape[1] != n:
+            raise ValueError(f"a UniformBlock drawn for batches of {self.block.shape[1]} was asked for {n}")
+        self.used += 1
+        return self.block[self.used - 1]
 
 
 class CategoricalHead(ActionHead):
@@ -321,9 +345,11 @@ class CategoricalHead(ActionHead):
     def has_numpy_sampler(self):
         return self.dist_cls is Categorical
 
-    def sample_numpy(self, out):
+    draws_uniforms = True
+
+    def sample_numpy(self, out, uniforms=None):
         p = np.exp(out - out.max(-1, keepdims=True))  # softmax up to its normaliser, which the CDF draw scales away
-        return _sample_categorical_numpy(p)
+        return _sample_categorical_numpy(p, None if uniforms is None else uniforms(out.shape[0]))
 
     def act_and_evaluate(self, latent, deterministic=False):
         if self.dist_cls is not Categorical:
@@ -442,8 +468,10 @@ class GaussianHead(ActionHead):
     def has_numpy_sampler(self):
         return self.dist_cls is Normal
 
-    def sample_numpy(self, out):
-        noise = torch.randn(out.shape).numpy()  # randn_like's draws for a float32 CPU tensor of this shape
+    def sample_numpy(self, out, uniforms=None):
+        # randn_like's draws for a float32 CPU tensor of this shape (one by one: torch fills 16 or more normals
+        # at once in another order, so they cannot be drawn ahead for a rollout)
+        noise = torch.randn(out.shape).numpy()
         return out + np.exp(self.log_std.detach().numpy()) * noise
 
     def to_env(self, action):

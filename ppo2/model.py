@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .distributions import ActionHead, distribution_name, make_action_head
+from .distributions import ActionHead, UniformBlock, distribution_name, make_action_head
 from .encoders import ENCODERS, build_encoder, default_encoder
 from .hub import from_pretrained as _from_pretrained
 from .hub import push_to_hub as _push_to_hub
@@ -628,16 +628,21 @@ class PPO2(nn.Module):
             return None
         return lambda obs: self._act_numpy(obs, policy)
 
-    def numpy_sampler(self) -> Callable[[np.ndarray], np.ndarray] | None:
+    def numpy_sampler(self, steps: int | None = None) -> Callable[[np.ndarray], np.ndarray] | None:
         """`sample_action` for (N, input_dim) numpy batches of raw observations on CPU, through numpy: the
         collector's policy step for up to NUMPY_MAX_BATCH envs. It reads the current weights through views
         (build it again after replacing them) and draws the same torch random numbers as `sample_action`
-        (tests/test_model.py checks the actions agree). None where the numpy path does not apply: an encoder,
-        custom networks, non-float32 or non-CPU weights, or a head without a numpy sampler."""
+        (tests/test_model.py checks the actions agree). With `steps` (a rollout's length), a Categorical policy
+        draws the uniforms of that many calls at the first (`ppo2.distributions.UniformBlock`): the same
+        numbers, one torch call. None where the numpy path does not apply: an encoder, custom networks,
+        non-float32 or non-CPU weights, or a head without a numpy sampler."""
         policy = self._numpy_policy()
         head = self.action_head
         if policy is None or not head.has_numpy_sampler():
             return None
+        if steps is not None and head.draws_uniforms:
+            uniforms = UniformBlock(steps)
+            return lambda obs: head.sample_numpy(self._numpy_output(obs, policy), uniforms)
         return lambda obs: head.sample_numpy(self._numpy_output(obs, policy))
 
     @torch.no_grad()

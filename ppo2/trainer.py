@@ -170,7 +170,7 @@ class Trainer:
         built-in MLP on CPU with up to NUMPY_MAX_BATCH envs per process (a numpy call costs a fraction of a
         torch call at these sizes; the same weights and random numbers), else `sample_action` in torch."""
         if self.device.type == "cpu" and self.num_envs <= NUMPY_MAX_BATCH:
-            sampler = self.model.numpy_sampler()
+            sampler = self.model.numpy_sampler(steps=self.storage.values.shape[0])  # one rollout's uniforms at once
             if sampler is not None:
                 return sampler
         sample, to_device, on_cpu = self.sample_action, self.collector.to_device, self.device.type == "cpu"

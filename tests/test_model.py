@@ -287,6 +287,36 @@ def test_numpy_sampler_draws_the_torch_samplers_actions(kind, normalize_obs):
         assert np.abs(freq - probs).max() < 0.035
 
 
+@pytest.mark.parametrize("kind", ["discrete", "box"])
+def test_numpy_sampler_for_a_rollout_draws_the_same_numbers_step_by_step(kind):
+    """numpy_sampler(steps=T), the collector's: T calls give the actions of T sample_action calls from the same
+    seed and leave the torch generator where they leave it (Categorical draws the T steps' uniforms at once);
+    a call beyond T draws afresh, and a batch of another size is refused."""
+    torch.manual_seed(0)
+    model = PPO2(6, 32, SPACES[kind][0], shared_latent=False)
+    with torch.no_grad():
+        model.action_head.output_layer().weight.mul_(20)
+    rows = np.random.default_rng(1).normal(size=(9, 8, 6)).astype(np.float32) * 3
+    torch.manual_seed(3)
+    sampler = model.numpy_sampler(steps=8)
+    fast = np.stack([sampler(obs) for obs in rows])
+    fast_next = torch.rand(5)
+    torch.manual_seed(3)
+    with torch.inference_mode():
+        slow = np.stack([model.sample_action(torch.from_numpy(obs)).numpy() for obs in rows])
+    slow_next = torch.rand(5)
+    if kind == "discrete":
+        assert np.array_equal(fast, slow) and len(set(fast.ravel().tolist())) > 1
+    else:
+        np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-5)
+    assert torch.equal(fast_next, slow_next)
+    if kind == "discrete":
+        sampler = model.numpy_sampler(steps=3)
+        sampler(rows[0])
+        with pytest.raises(ValueError, match="batches of 8 was asked for 4"):
+            sampler(rows[1][:4])
+
+
 def test_numpy_sampler_steps_aside_where_it_does_not_apply():
     assert PPO2(4, 8, 2).numpy_sampler() is not None
     assert PPO2(4, 8, 2).double().numpy_sampler() is None  # float64 weights
