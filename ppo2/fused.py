@@ -163,6 +163,9 @@ class FusedPPO:
         self.bh = p["bh"] if T == 1 else p["bh"].unsqueeze(1)                          # (A + 1,) / (2, 1, A)
         self._g_head_buf: torch.Tensor | None = None  # see _head_gradient_buffers
         self.policy_layers = (p["W1"][0].t(), p["b1"][0], p["W2"][0].t(), p["b2"][0])  # the policy tower alone
+        # each model parameter's slice of the parameter, first- and second-moment buffers, shaped like it
+        self._flat_views = [[buf[offset:offset + n].view_as(param) for param, offset, n in self._pairs]
+                            for buf in (self.flat, self.exp_avg, self.exp_avg_sq)]
         covered = {id(p) for p, _, _ in self._pairs}
         missing = [n for n, p in model.named_parameters() if id(p) not in covered]
         if missing:  # pragma: no cover - the layout above is the whole built-in model
@@ -201,19 +204,23 @@ class FusedPPO:
 
     @torch.no_grad()
     def push(self) -> None:
-        """Copy parameters and Adam state back into the model and the torch optimizer (which checkpoints save)."""
-        state = self.optimizer.state
-        for param, offset, n in self._pairs:
-            param.copy_(self.flat[offset:offset + n].view_as(param))
-            if self.step:
+        """Copy parameters and Adam state back into the model and the torch optimizer (which checkpoints save):
+        one multi-tensor copy per kind (~20 us here, against ~150 for a copy per tensor)."""
+        params = [param for param, _, _ in self._pairs]
+        torch._foreach_copy_(params, self._flat_views[0])
+        if self.step:
+            state = self.optimizer.state
+            for param in params:
                 s = state[param]
                 if "exp_avg" not in s:  # the layout torch.optim.Adam (fused=True) creates on its first step
                     s["step"] = torch.zeros((), dtype=torch.float32, device=param.device)
                     s["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
                     s["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-                s["step"].fill_(self.step)
-                s["exp_avg"].copy_(self.exp_avg[offset:offset + n].view_as(param))
-                s["exp_avg_sq"].copy_(self.exp_avg_sq[offset:offset + n].view_as(param))
+            states = [state[param] for param in params]
+            self.step_t.fill_(self.step)
+            torch._foreach_copy_([s["step"] for s in states], [self.step_t] * len(states))
+            torch._foreach_copy_([s["exp_avg"] for s in states], self._flat_views[1])
+            torch._foreach_copy_([s["exp_avg_sq"] for s in states], self._flat_views[2])
         self._synced = self._stamp()
 
     # ---------------------------------------------------------------------------------------------

@@ -424,3 +424,19 @@ def test_weights_files_are_byte_identical_across_processes(tmp_path):
     header = json.loads((tmp_path / "0" / "model.safetensors").read_bytes()[8:][:int.from_bytes(
         (tmp_path / "0" / "model.safetensors").read_bytes()[:8], "little")])
     assert len(header["__metadata__"]) <= 1
+
+
+def test_rollout_finite_check_passes_huge_finite_values_and_names_what_is_not_finite():
+    """The collector's per-step check: huge finite values pass (their sum would overflow, they do not); a NaN
+    observation or an inf reward is named, with the sub-environments that returned it."""
+    from ppo2.collector import Collector
+
+    c = Collector.__new__(Collector)  # (check_finite reads only env_id)
+    c.env_id = "Toy-v0"
+    c.check_finite(np.full((4, 3), 1e308), "here", np.zeros(4))
+    with pytest.raises(NonFiniteEnvError, match=r"NaN/inf reward at here in sub-environment\(s\) \[1\]"):
+        c.check_finite(np.zeros((4, 3), np.float32), "here", np.array([0.0, np.inf, 0.0, 0.0]))
+    obs = np.zeros((4, 3), np.float32)
+    obs[2, 1] = np.nan
+    with pytest.raises(NonFiniteEnvError, match=r"NaN/inf observation at here in sub-environment\(s\) \[2\]"):
+        c.check_finite(obs, "here", np.zeros(4))
