@@ -14,9 +14,10 @@ Why: on a 64-unit MLP every torch operation costs more in dispatch than in arith
 `torch.distributions`, `clip_grad_norm_` and `torch.optim` add dozens of small operations per step. Here
 parameters, gradients and Adam moments live in flat buffers and both towers run as one batched matmul: a
 gradient step dispatches 75 aten operations instead of 201 (benchmarks/update_step.py). On the CPU the two
-forward tanh layers go through numpy's vectorised tanh, 7x faster than torch 2.13's here (same benchmark). The model's own
-parameters (and the Adam state inside the torch optimizer, which checkpoints save) are copied in before an
-update and out after it, so checkpoints, resume, evaluation and `save_pretrained` never see a difference.
+forward tanh layers go through numpy's vectorised tanh, ~7x faster than torch 2.13's here (same benchmark).
+The model's own parameters (and the Adam state inside the torch optimizer, which checkpoints save) are copied
+in before an update and out after it, so checkpoints, resume, evaluation and `save_pretrained` never see a
+difference.
 
 `tests/test_fused.py` checks the loss terms, every gradient, the clipped step, Adam's state and the
 sampled actions against the autograd path, for each supported case.
@@ -56,11 +57,12 @@ def _scaled(stats: list[float]) -> list[float]:
 
 
 def _tanh_(z: torch.Tensor) -> torch.Tensor:
-    """tanh, in place. On the CPU through numpy's tanh: torch 2.13's CPU tanh kernel is not vectorised (~3 ns per
-    float32 element here on every ATEN_CPU_CAPABILITY, 96 us for a (2, 256, 64) batch, against 14 us for numpy's SIMD
-    one; benchmarks/update_step.py). numpy's result is within 1.4 ulp of the exact tanh (torch's: 0.5 ulp)."""
+    """tanh, in place. On the CPU through numpy's tanh: torch 2.13's CPU tanh kernel is not vectorised here (~3 ns
+    per float32 element on every ATEN_CPU_CAPABILITY: ~100 us for a (2, 256, 64) batch, against ~15 us for numpy's
+    SIMD one; benchmarks/update_step.py prints both). numpy's result is within 1.4 ulp of the exact tanh (torch's:
+    0.5 ulp). Only for tensors outside autograd (inference mode or no_grad, as everywhere in this module)."""
     if z.device.type == "cpu" and z.dtype == torch.float32 and z.is_contiguous():
-        a = z.numpy()  # the same memory (an inference tensor: no autograd version counter to keep)
+        a = z.numpy()  # the same memory
         np.tanh(a, out=a)
         return z
     return z.tanh_()
@@ -205,7 +207,7 @@ class FusedPPO:
     @torch.no_grad()
     def push(self) -> None:
         """Copy parameters and Adam state back into the model and the torch optimizer (which checkpoints save):
-        one multi-tensor copy per kind (~20 us here, against ~150 for a copy per tensor)."""
+        one multi-tensor copy per kind (~50 us here, against ~155 for a copy per tensor)."""
         params = [param for param, _, _ in self._pairs]
         torch._foreach_copy_(params, self._flat_views[0])
         if self.step:
