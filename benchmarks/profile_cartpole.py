@@ -51,6 +51,8 @@ def main() -> None:
 
     t.envs.step = timed("env step", t.envs.step)
     t.sample_action = timed("policy inference", t.sample_action)
+    policy_step = t.policy_step  # the rollout's sampler (numpy for small CPU batches, else sample_action)
+    t.policy_step = lambda: timed("policy inference", policy_step())
     t.evaluate_rollout = timed("policy inference", t.evaluate_rollout)
     t.update_policy = timed("update", t.update_policy)
     t.evaluate = timed("evaluation", t.evaluate)
