@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Interleaved A/B of the fused update across commits, and of the rollout's two ways of drawing actions.
 
-    python benchmarks/fused_ab.py 6e7c58a HEAD [--rounds 100]     # ppo2/fused.py at each commit
+    python benchmarks/fused_ab.py 6e7c58a HEAD [--rounds 100]     # ppo2/fused.py at each commit (or a file path)
     python benchmarks/fused_ab.py --collect [--rounds 200]         # per-step uniforms vs one block per rollout
 
 RL-Zoo's CartPole settings (bench.py's throughput trial). Fused: `ppo2/fused.py` as it was at each commit, loaded
@@ -32,9 +32,13 @@ REPO = Path(__file__).resolve().parent.parent
 
 
 def _fused_at(commit: str, i: int, tmp: Path):
+    """FusedPPO from ppo2/fused.py at `commit` (or from the file `commit` names, for a variant not committed)."""
     path = tmp / f"fused_{i}.py"
-    path.write_text(subprocess.run(["git", "show", f"{commit}:ppo2/fused.py"], cwd=REPO, check=True,
-                                   capture_output=True, text=True).stdout)
+    if Path(commit).is_file():
+        path.write_text(Path(commit).read_text())
+    else:
+        path.write_text(subprocess.run(["git", "show", f"{commit}:ppo2/fused.py"], cwd=REPO, check=True,
+                                       capture_output=True, text=True).stdout)
     spec = importlib.util.spec_from_file_location(f"ppo2.fused_variant{i}", path)  # a sibling of ppo2.fused
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
@@ -51,7 +55,8 @@ def _report(times: dict[str, list[float]], unit: str) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("commits", nargs="*", help="commits whose ppo2/fused.py to compare (the first is the baseline)")
+    p.add_argument("commits", nargs="*", help="commits whose ppo2/fused.py to compare (the first is the baseline), "
+                   "or paths of fused.py variants")
     p.add_argument("--collect", action="store_true", help="compare the rollout's action draws instead")
     p.add_argument("--rounds", type=int, default=None, help="rounds (default 100 for updates, 200 for rollouts)")
     args = p.parse_args()
