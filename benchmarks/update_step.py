@@ -89,6 +89,10 @@ def kernels(trainer: Trainer, n: int, repeats: int) -> None:
                  for _ in range(repeats)]
             a, b = (statistics.median(col) for col in zip(*t))
             print(f"{name}: plain torch {a:.1f} us, fused.py's form {b:.1f} us ({a / b:.1f}x)")
+    with torch.inference_mode():  # the step's three largest products are of this size (forward, and two backward)
+        h, w = torch.randn(T, n, H), torch.randn(T, H, H)
+        t = [min(timeit.repeat(lambda: torch.bmm(h, w), number=200, repeat=3)) / 200 * 1e6 for _ in range(repeats)]
+    print(f"one ({T}, {n}, {H}) x ({T}, {H}, {H}) batched matmul: {statistics.median(t):.1f} us")
     # FusedPPO.push copies parameters and both Adam moments back (under no_grad, as push runs): one multi-tensor
     # copy per kind against a copy per tensor
     params = [param for param, _, _ in f._pairs]
