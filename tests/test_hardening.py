@@ -427,7 +427,7 @@ def test_weights_files_are_byte_identical_across_processes(tmp_path):
 
 
 def test_rollout_finite_check_passes_huge_finite_values_and_names_what_is_not_finite():
-    """The collector's per-step check: huge finite values pass (their sum would overflow, they do not); a NaN
+    """The collector's per-step check: huge finite values pass; a NaN
     observation or an inf reward is named, with the sub-environments that returned it."""
     from ppo2.collector import Collector
 
