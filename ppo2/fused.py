@@ -193,16 +193,17 @@ class FusedPPO:
             return
         state = self.optimizer.state
         self.step = 0
-        for param, offset, n in self._pairs:
-            self.flat[offset:offset + n].copy_(param.reshape(-1))
+        for (param, _, _), flat, m, v in zip(self._pairs, *self._flat_views):
+            flat.copy_(param)
             s = state.get(param)
             if s and "exp_avg" in s:
-                self.exp_avg[offset:offset + n].copy_(s["exp_avg"].reshape(-1))
-                self.exp_avg_sq[offset:offset + n].copy_(s["exp_avg_sq"].reshape(-1))
+                m.copy_(s["exp_avg"])
+                v.copy_(s["exp_avg_sq"])
                 self.step = int(s["step"])
             else:
-                self.exp_avg[offset:offset + n].zero_()
-                self.exp_avg_sq[offset:offset + n].zero_()
+                m.zero_()
+                v.zero_()
+        self.step_t.fill_(self.step)  # (kept equal to self.step from here on: _clip_and_step, push read it)
         self._synced = self._stamp()
 
     @torch.no_grad()
@@ -221,7 +222,6 @@ class FusedPPO:
                     s["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
                     s["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
             states = [state[param] for param in params]
-            self.step_t.fill_(self.step)
             torch._foreach_copy_([s["step"] for s in states], [self.step_t] * len(states))
             torch._foreach_copy_([s["exp_avg"] for s in states], self._flat_views[1])
             torch._foreach_copy_([s["exp_avg_sq"] for s in states], self._flat_views[2])
