@@ -109,6 +109,14 @@ def _ppo2_zoo_config(seed: int, total: int, **kw):
                        output_dir=f"/tmp/ppo2-bench/run-{seed}", overwrite=True, **kw).validated()
 
 
+def _update_kwargs(cfg) -> dict:
+    """The keyword arguments of one update (`FusedPPO.update` / `ppo_update`, less `update_epochs`) as the trainer
+    passes them for `cfg` at its first update (before any annealing)."""
+    return dict(num_minibatches=cfg.num_minibatches, clip_range=cfg.clip_range, ent_coef=cfg.ent_coef,
+                vf_coef=cfg.vf_coef, max_grad_norm=cfg.max_grad_norm, norm_adv=cfg.norm_adv,
+                clip_value_loss=cfg.clip_value_loss)
+
+
 def trial_throughput(lib: str, seed: int, total: int = 100_000) -> dict:
     _quiet(lib)
     if lib == "ppo2":

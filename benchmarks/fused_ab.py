@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import _ppo2_zoo_config  # noqa: E402
+from bench import _ppo2_zoo_config, _update_kwargs  # noqa: E402
 
 from ppo2.trainer import Trainer  # noqa: E402
 
@@ -80,8 +80,7 @@ def main() -> None:
         return
     trainer.collect_rollout()
     batch, _ = trainer.compute_batch()
-    kw = dict(update_epochs=20, num_minibatches=1, clip_range=0.2, ent_coef=0.0, vf_coef=0.5, max_grad_norm=0.5,
-              norm_adv=True, clip_value_loss=False)
+    kw = dict(update_epochs=trainer.config.update_epochs, **_update_kwargs(trainer.config))
     with tempfile.TemporaryDirectory() as tmp:
         updates = {}
         for i, commit in enumerate(args.commits):

@@ -20,7 +20,7 @@ import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench import _ppo2_zoo_config  # noqa: E402
+from bench import _ppo2_zoo_config, _update_kwargs  # noqa: E402
 
 from ppo2.trainer import Trainer, ppo_update  # noqa: E402
 
@@ -43,8 +43,7 @@ def main() -> None:
     trainer = Trainer(_ppo2_zoo_config(0, 100_000))
     trainer.collect_rollout()
     batch, _ = trainer.compute_batch()
-    kw = dict(num_minibatches=1, clip_range=0.2, ent_coef=0.0, vf_coef=0.5, max_grad_norm=0.5, norm_adv=True,
-              clip_value_loss=False)
+    kw = _update_kwargs(trainer.config)
     adam = torch.optim.Adam(trainer.model.parameters(), lr=1e-3, eps=1e-5, fused=True)  # (the --no-fused optimizer)
     paths = {"fused (ppo2/fused.py)": lambda epochs: trainer.fused.update(batch, update_epochs=epochs, **kw),
              "autograd (ppo_update)": lambda epochs: ppo_update(trainer.model, adam, batch, algo="ppo",
