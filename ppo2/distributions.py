@@ -214,12 +214,10 @@ class ActionHead(nn.Module):
     def has_numpy_sampler(self) -> bool:
         return False
 
-    draws_uniforms = False  # sample_numpy takes a UniformBlock (one torch uniform per row per call)
-
     def sample_numpy(self, out: np.ndarray, uniforms: UniformBlock | None = None) -> np.ndarray:  # pragma: no cover
         """A sampled action from the output layer's values, in numpy (the collector's fast path on CPU),
-        drawing the same torch random numbers as `sample_output` (from `uniforms` where the head
-        `draws_uniforms`). Only where `has_numpy_sampler()`."""
+        drawing the same torch random numbers as `sample_output`; a head that draws one uniform per row takes
+        them from `uniforms` where given (the block draws nothing until asked). Only where `has_numpy_sampler()`."""
         raise NotImplementedError
 
     def act_and_evaluate(self, latent: torch.Tensor, deterministic: bool = False):
@@ -344,8 +342,6 @@ class CategoricalHead(ActionHead):
 
     def has_numpy_sampler(self):
         return self.dist_cls is Categorical
-
-    draws_uniforms = True
 
     def sample_numpy(self, out, uniforms=None):
         p = np.exp(out - out.max(-1, keepdims=True))  # softmax up to its normaliser, which the CDF draw scales away

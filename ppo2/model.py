@@ -640,10 +640,8 @@ class PPO2(nn.Module):
         head = self.action_head
         if policy is None or not head.has_numpy_sampler():
             return None
-        if steps is not None and head.draws_uniforms:
-            uniforms = UniformBlock(steps)
-            return lambda obs: head.sample_numpy(self._numpy_output(obs, policy), uniforms)
-        return lambda obs: head.sample_numpy(self._numpy_output(obs, policy))
+        uniforms = None if steps is None else UniformBlock(steps)
+        return lambda obs: head.sample_numpy(self._numpy_output(obs, policy), uniforms)
 
     @torch.no_grad()
     def value(self, obs: Any) -> torch.Tensor:
