@@ -68,6 +68,12 @@ def main() -> None:
     kernels(trainer, batch.obs.shape[0], args.repeats)
 
 
+def _medians_us(fns, repeats: int) -> list[float]:
+    """Each function's time per call in us: best of 3 x 200 calls, the functions alternating, median of `repeats`."""
+    t = [[min(timeit.repeat(fn, number=200, repeat=3)) / 200 * 1e6 for fn in fns] for _ in range(repeats)]
+    return [statistics.median(col) for col in zip(*t)]
+
+
 def kernels(trainer: Trainer, n: int, repeats: int) -> None:
     """The choices in ppo2/fused.py that depend on this machine's kernels, each against the plain torch form."""
     f = trainer.fused
@@ -84,14 +90,12 @@ def kernels(trainer: Trainer, n: int, repeats: int) -> None:
                 lambda: grad_w1.copy_(torch.bmm(x.t().expand(T, D, n), g).transpose(1, 2))),
         }
         for name, (plain, chosen) in cases.items():
-            t = [[min(timeit.repeat(fn, number=200, repeat=3)) / 200 * 1e6 for fn in (plain, chosen)]
-                 for _ in range(repeats)]
-            a, b = (statistics.median(col) for col in zip(*t))
+            a, b = _medians_us((plain, chosen), repeats)
             print(f"{name}: plain torch {a:.1f} us, fused.py's form {b:.1f} us ({a / b:.1f}x)")
     with torch.inference_mode():  # the step's three largest products are of this size (forward, and two backward)
         h, w = torch.randn(T, n, H), torch.randn(T, H, H)
-        t = [min(timeit.repeat(lambda: torch.bmm(h, w), number=200, repeat=3)) / 200 * 1e6 for _ in range(repeats)]
-    print(f"one ({T}, {n}, {H}) x ({T}, {H}, {H}) batched matmul: {statistics.median(t):.1f} us")
+        (us,) = _medians_us((lambda: torch.bmm(h, w),), repeats)
+    print(f"one ({T}, {n}, {H}) x ({T}, {H}, {H}) batched matmul: {us:.1f} us")
     # FusedPPO.push copies parameters and both Adam moments back (under no_grad, as push runs): one multi-tensor
     # copy per kind against a copy per tensor
     params = [param for param, _, _ in f._pairs]
@@ -100,16 +104,14 @@ def kernels(trainer: Trainer, n: int, repeats: int) -> None:
 
     def per_tensor():
         for targets, views in zip(dst, f._flat_views):
-            for t, view in zip(targets, views):
-                t.copy_(view)
+            for target, view in zip(targets, views):
+                target.copy_(view)
 
     def foreach():
         for targets, views in zip(dst, f._flat_views):
             torch._foreach_copy_(targets, views)
     with torch.no_grad():
-        t = [[min(timeit.repeat(fn, number=200, repeat=3)) / 200 * 1e6 for fn in (per_tensor, foreach)]
-             for _ in range(repeats)]
-    a, b = (statistics.median(col) for col in zip(*t))
+        a, b = _medians_us((per_tensor, foreach), repeats)
     print(f"copying {len(params)} parameters and their 2 Adam moments out of the flat buffers: a copy per tensor "
           f"{a:.1f} us, one _foreach_copy_ per kind {b:.1f} us ({a / b:.1f}x)")
 
