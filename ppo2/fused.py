@@ -56,15 +56,42 @@ def _scaled(stats: list[float]) -> list[float]:
     return [v * k for v, k in zip(stats, STAT_SCALE)]
 
 
+def _numpy_tanh_is_simd() -> bool:
+    """numpy 2.x vectorises float32 tanh with AVX512_SKX (~15 us for a (2, 256, 64) batch on an AVX512 host);
+    on AVX2-only x86 hosts it is scalar (~86 us, measured on an AMD EPYC), where 2*sigmoid(2x)-1 through torch's
+    vectorised sigmoid costs ~45 us. A CPU feature, not a timing, picks the formula: the choice is the same on
+    every run on a given platform."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__
+    except ImportError:  # numpy < 2
+        return True
+    return bool(__cpu_features__.get("AVX512_SKX", False)) or not any(
+        __cpu_features__.get(k, False) for k in ("AVX2", "AVX"))  # non-x86 (NEON, ...): keep numpy's
+
+
+_NUMPY_SIMD_TANH = _numpy_tanh_is_simd()
+_MINUS_ONE = torch.tensor(-1.0)
+_SIGMOID_FORM_MIN_NUMEL = 4096  # below this (the collector's 8-env batch) numpy's call is cheaper than 3 torch ops
+
+
+def _tanh_name(numel: int = _SIGMOID_FORM_MIN_NUMEL) -> str:
+    """Which formula `_tanh_` uses on the CPU for a float32 tensor of `numel` elements (for the benchmarks)."""
+    return "numpy tanh" if _NUMPY_SIMD_TANH or numel < _SIGMOID_FORM_MIN_NUMEL else "2*sigmoid(2x)-1"
+
+
 def _tanh_(z: torch.Tensor) -> torch.Tensor:
-    """tanh, in place. On the CPU through numpy's tanh: torch 2.13's CPU tanh kernel is not vectorised here (~3 ns
-    per float32 element on every ATEN_CPU_CAPABILITY: ~100 us for a (2, 256, 64) batch, against ~15 us for numpy's
-    SIMD one; benchmarks/update_step.py prints both). numpy's result is within 1.4 ulp of the exact tanh (torch's:
-    0.5 ulp). Only for tensors outside autograd (inference mode or no_grad, as everywhere in this module)."""
+    """tanh, in place. torch 2.13's CPU tanh kernel is not vectorised here (~3 ns per float32 element on every
+    ATEN_CPU_CAPABILITY: ~100 us for a (2, 256, 64) batch; benchmarks/update_step.py prints the timings). So on the
+    CPU: numpy's SIMD tanh (within 1.4 ulp of the exact tanh; torch's: 0.5 ulp) where numpy has one, else for large
+    batches tanh(x) = 2*sigmoid(2x) - 1 (absolute error <= 2e-7; torch's sigmoid is vectorised). Only for tensors
+    outside autograd (inference mode or no_grad, as everywhere in this module)."""
     if z.device.type == "cpu" and z.dtype == torch.float32 and z.is_contiguous():
-        a = z.numpy()  # the same memory
-        np.tanh(a, out=a)
-        return z
+        if _NUMPY_SIMD_TANH or z.numel() < _SIGMOID_FORM_MIN_NUMEL:
+            a = z.numpy()  # the same memory
+            np.tanh(a, out=a)
+            return z
+        z.mul_(2.0).sigmoid_()
+        return torch.add(_MINUS_ONE, z, alpha=2, out=z)
     return z.tanh_()
 
 
