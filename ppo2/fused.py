@@ -59,7 +59,7 @@ def _scaled(stats: list[float]) -> list[float]:
 def _numpy_tanh_is_simd() -> bool:
     """numpy 2.x vectorises float32 tanh with AVX512_SKX (~15 us for a (2, 256, 64) batch on an AVX512 host);
     on AVX2-only x86 hosts it is scalar (~86 us, measured on an AMD EPYC), where 2*sigmoid(2x)-1 through torch's
-    vectorised sigmoid costs ~45 us. A CPU feature, not a timing, picks the formula: the choice is the same on
+    vectorised sigmoid costs ~47 us. A CPU feature, not a timing, picks the formula: the choice is the same on
     every run on a given platform."""
     try:
         from numpy._core._multiarray_umath import __cpu_features__
@@ -74,19 +74,24 @@ _MINUS_ONE = torch.tensor(-1.0)
 _SIGMOID_FORM_MIN_NUMEL = 4096  # below this (the collector's 8-env batch) numpy's call is cheaper than 3 torch ops
 
 
+def _numpy_tanh_for(numel: int) -> bool:
+    """Whether `_tanh_` takes numpy's tanh (else 2*sigmoid(2x)-1) for a contiguous float32 CPU tensor of `numel`."""
+    return _NUMPY_SIMD_TANH or numel < _SIGMOID_FORM_MIN_NUMEL
+
+
 def _tanh_name(numel: int = _SIGMOID_FORM_MIN_NUMEL) -> str:
     """Which formula `_tanh_` uses on the CPU for a float32 tensor of `numel` elements (for the benchmarks)."""
-    return "numpy tanh" if _NUMPY_SIMD_TANH or numel < _SIGMOID_FORM_MIN_NUMEL else "2*sigmoid(2x)-1"
+    return "numpy tanh" if _numpy_tanh_for(numel) else "2*sigmoid(2x)-1"
 
 
 def _tanh_(z: torch.Tensor) -> torch.Tensor:
     """tanh, in place. torch 2.13's CPU tanh kernel is not vectorised here (~3 ns per float32 element on every
     ATEN_CPU_CAPABILITY: ~100 us for a (2, 256, 64) batch; benchmarks/update_step.py prints the timings). So on the
     CPU: numpy's SIMD tanh (within 1.4 ulp of the exact tanh; torch's: 0.5 ulp) where numpy has one, else for large
-    batches tanh(x) = 2*sigmoid(2x) - 1 (absolute error <= 2e-7; torch's sigmoid is vectorised). Only for tensors
+    batches tanh(x) = 2*sigmoid(2x) - 1 (absolute error <= 2.5e-7; torch's sigmoid is vectorised). Only for tensors
     outside autograd (inference mode or no_grad, as everywhere in this module)."""
     if z.device.type == "cpu" and z.dtype == torch.float32 and z.is_contiguous():
-        if _NUMPY_SIMD_TANH or z.numel() < _SIGMOID_FORM_MIN_NUMEL:
+        if _numpy_tanh_for(z.numel()):
             a = z.numpy()  # the same memory
             np.tanh(a, out=a)
             return z
