@@ -84,20 +84,62 @@ def _tanh_name(numel: int = _SIGMOID_FORM_MIN_NUMEL) -> str:
     return "numpy tanh" if _numpy_tanh_for(numel) else "2*sigmoid(2x)-1"
 
 
-def _tanh_(z: torch.Tensor) -> torch.Tensor:
+def _tanh_(z: torch.Tensor, z_np: np.ndarray | None = None) -> torch.Tensor:
     """tanh, in place. torch 2.13's CPU tanh kernel is not vectorised here (~3 ns per float32 element on every
     ATEN_CPU_CAPABILITY: ~100 us for a (2, 256, 64) batch; benchmarks/update_step.py prints the timings). So on the
     CPU: numpy's SIMD tanh (within 1.4 ulp of the exact tanh; torch's: 0.5 ulp) where numpy has one, else for large
     batches tanh(x) = 2*sigmoid(2x) - 1 (absolute error <= 2.5e-7; torch's sigmoid is vectorised). Only for tensors
-    outside autograd (inference mode or no_grad, as everywhere in this module)."""
+    outside autograd (inference mode or no_grad, as everywhere in this module). `z_np`, where the caller has it
+    already, is z's memory as a numpy array (`Tensor.numpy()` dispatches four operations)."""
     if z.device.type == "cpu" and z.dtype == torch.float32 and z.is_contiguous():
         if _numpy_tanh_for(z.numel()):
-            a = z.numpy()  # the same memory
+            a = z.numpy() if z_np is None else z_np  # the same memory
             np.tanh(a, out=a)
             return z
         z.mul_(2.0).sigmoid_()
         return torch.add(_MINUS_ONE, z, alpha=2, out=z)
     return z.tanh_()
+
+
+def _log_softmax(logits, xp):
+    """log softmax over the first axis (the A rows of transposed logits): torch's kernel, or the same formula in
+    numpy (max-shifted log-sum-exp)."""
+    if xp is torch:
+        return logits.log_softmax(0)
+    shifted = logits - logits.max(0)
+    return shifted - np.log(np.exp(shifted).sum(0))
+
+
+def _clip(x, low: float, high: float, xp):
+    """x clipped to [low, high]: torch's clamp, or numpy's minimum/maximum (np.clip's wrapper costs ~1 us more)."""
+    return x.clamp(low, high) if xp is torch else np.minimum(np.maximum(x, low), high)
+
+
+class _Minibatch:
+    """What one gradient step on a minibatch reads and writes, made once per minibatch: x as both towers' input
+    (T, n, D) and x' for the first layer's weight gradient (T, D, n); the step's buffers (FusedPPO._step_buffers,
+    _head_gradient_buffers; numpy views of h1 and h2 for `_tanh_`); and the loss head's inputs and outputs as
+    arrays of the fused update's `xp` (numpy views of the same memory on the CPU, the tensors elsewhere)."""
+
+    def __init__(self, fused: "FusedPPO", fields: tuple[torch.Tensor, ...]):
+        self.fields = fields
+        x, act, old_nlp, old_v, adv, ret = fields
+        T, A = fused.T, fused.A
+        n, D = x.shape
+        self.xs, self.x_t = x.unsqueeze(0).expand(T, n, D), x.t().expand(T, D, n)
+        self.h1, self.h2, self.g_h2, self.g_h1, self.head_out = fused._step_buffers(n)
+        self.g_head, g_out, g_value = fused._head_gradient_buffers(n)
+        out, v = (self.head_out[:A], self.head_out[A]) if T == 1 else (self.head_out[0], self.head_out[1, 0])
+        act = act.t().contiguous()  # (A, n), as the heads' outputs
+        head = (out, v, act, old_nlp, old_v, adv, ret, g_out, g_value)
+        if fused.xp is np:
+            self.x_np, self.h1_np, self.h2_np, self.g_h1_np = x.numpy(), self.h1.numpy(), self.h2.numpy(), self.g_h1.numpy()
+            head = tuple(t.numpy() for t in head)
+        else:
+            self.x_np = self.h1_np = self.h2_np = self.g_h1_np = None
+        self.mean_weights = head[1].new_full((n,), 1.0 / n) if fused.xp is torch else np.full(n, 1.0 / n, np.float32)
+        self.head_arrays, (self.g_out, self.g_value) = head[:7], head[7:]
+        self.g_log_std = (fused.g_np if fused.xp is np else fused.g).get("log_std")
 
 
 class FusedPPO:
@@ -175,7 +217,9 @@ class FusedPPO:
         self.exp_avg_sq = torch.zeros_like(self.flat)            # Adam's second moment
         self.step = 0
         self.step_t = torch.zeros((), device=device)              # the step as Adam's kernel reads it
-        self._zero = torch.zeros((), device=device)  # (torch.where with a Python 0.0 wraps it at every call)
+        # the array library of the loss head's per-sample arithmetic (_head_loss_and_gradient): numpy on the CPU,
+        # where a numpy call on a few hundred numbers costs a third of a torch call; torch elsewhere
+        self.xp = np if device.type == "cpu" else torch
         self.p: dict[str, torch.Tensor] = {}
         self.g: dict[str, torch.Tensor] = {}
         self._pairs: list[tuple[nn.Parameter, int, int]] = []    # (model parameter, offset, numel)
@@ -189,14 +233,19 @@ class FusedPPO:
                 self._pairs.append((param, at, param.numel()))
                 at += param.numel()
             offset += size
+        # the same memory as numpy arrays, for the loss head's arithmetic on the CPU
+        cpu = device.type == "cpu"
+        self.p_np = {k: v.numpy() for k, v in self.p.items()} if cpu else {}
+        self.g_np = {k: v.numpy() for k, v in self.g.items()} if cpu else {}
         # views used at every step, made once (on a small MLP even a view costs a dispatch)
         p, g = self.p, self.g
         self.W1t, self.b1 = p["W1"].transpose(1, 2), p["b1"].unsqueeze(1)    # (T, D, H), (T, 1, H)
         self.W2t, self.b2 = p["W2"].transpose(1, 2), p["b2"].unsqueeze(1)
         self.pi_Wt, self.pi_b = p["Wh"].view(-1, H)[:A].t(), p["bh"].view(-1)[:A]
-        self.Wh_t = p["Wh"].t() if T == 1 else p["Wh"].transpose(1, 2)                 # (H, A + 1) / (2, H, A)
-        self.bh = p["bh"] if T == 1 else p["bh"].unsqueeze(1)                          # (A + 1,) / (2, 1, A)
+        self.bh = p["bh"].unsqueeze(-1)                                                # (A + 1, 1) / (2, A, 1)
         self._g_head_buf: torch.Tensor | None = None  # see _head_gradient_buffers
+        self._step_buf: list[torch.Tensor] = []  # see _step_buffers
+        self._minibatch: tuple | None = None      # see _minibatch_views
         self.policy_layers = (p["W1"][0].t(), p["b1"][0], p["W2"][0].t(), p["b2"][0])  # the policy tower alone
         # each model parameter's slice of the parameter, first- and second-moment buffers, shaped like it
         self._flat_views = [[buf[offset:offset + n].view_as(param) for param, offset, n in self._pairs]
@@ -269,27 +318,48 @@ class FusedPPO:
         h2 = _tanh_(torch.baddbmm(self.b2, h1, self.W2t))
         return h1, h2
 
-    def heads(self, h2: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(policy output (n, A): logits or Gaussian mean, value (n,))."""
-        if self.T == 1:  # (mm then add: torch.addmm costs more on these shapes here)
-            out = torch.mm(h2[0], self.Wh_t) + self.bh
-            return out[:, :self.A], out[:, self.A]
-        out = torch.baddbmm(self.bh, h2, self.Wh_t)  # (2, n, A): the policy head on tower 0, the value on tower 1
-        return out[0], out[1, :, 0]
+    def heads(self, h2: torch.Tensor, out: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(policy output, transposed (A, n): logits or Gaussian mean, value (n,)), written into `out` when given
+        (shaped (A + 1, n) for one tower, (2, A, n) for two). Both heads' outputs as rows: the per-sample loss
+        arithmetic then reduces over the A rows, not along short rows of A numbers, and the products are faster."""
+        if self.T == 1:
+            out = torch.addmm(self.bh, self.p["Wh"], h2[0].t(), out=out)
+            return out[:self.A], out[self.A]
+        out = torch.baddbmm(self.bh, self.p["Wh"], h2.transpose(1, 2), out=out)  # policy on tower 0, value on 1
+        return out[0], out[1, 0]
 
     def _head_gradient_buffers(self, n: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(d loss / d both heads' outputs for n rows, laid out as `heads` computes them; its policy part (n, A);
+        """(d loss / d both heads' outputs for n rows, laid out as `heads` computes them; its policy part (A, n);
         its value part (n,)): views of one zeroed buffer, grown to the largest minibatch seen, whose value-tower
-        padding columns are never written, so they stay 0 without a fill at every step."""
+        padding rows are never written, so they stay 0 without a fill at every step."""
         buf = self._g_head_buf
-        if buf is None or buf.shape[-2] < n:
+        if buf is None or buf.shape[-1] < n:
             A = self.A
-            buf = self._g_head_buf = self.flat.new_zeros((n, A + 1) if self.T == 1 else (2, n, A))
+            buf = self._g_head_buf = self.flat.new_zeros((A + 1, n) if self.T == 1 else (2, A, n))
+        g_head = buf[..., :n]
         if self.T == 1:
-            g_head = buf[:n]
-            return g_head, g_head[:, :self.A], g_head[:, self.A]
-        g_head = buf[:, :n]
-        return g_head, g_head[0], g_head[1, :, 0]
+            return g_head, g_head[:self.A], g_head[self.A]
+        return g_head, g_head[0], g_head[1, 0]
+
+    def _step_buffers(self, n: int) -> list[torch.Tensor]:
+        """Contiguous buffers for a step on n rows: h1, h2, dL/dh2, dL/dh1 (each (T, n, H)) and both heads' outputs
+        (laid out as `heads` computes them): the first elements of storage grown to the largest minibatch seen,
+        so a step allocates none of them. Every element is written before it is read."""
+        T, H, A = self.T, self.H, self.A
+        shapes = [(T, n, H)] * 4 + [(A + 1, n) if T == 1 else (2, A, n)]
+        sizes = [math.prod(shape) for shape in shapes]
+        if not self._step_buf or any(buf.numel() < size for buf, size in zip(self._step_buf, sizes)):
+            self._step_buf = [self.flat.new_empty(size) for size in sizes]
+        return [buf[:size].view(shape) for buf, size, shape in zip(self._step_buf, sizes, shapes)]
+
+    def _minibatch_views(self, x, act, old_nlp, old_v, adv, ret) -> _Minibatch:
+        """The views and buffers one gradient step on this minibatch uses (`_Minibatch`). Made again only when a
+        field is another tensor: with one minibatch, every epoch's steps reuse the first one's."""
+        fields = (x, act, old_nlp, old_v, adv, ret)
+        mb = self._minibatch
+        if mb is None or any(a is not b for a, b in zip(mb.fields, fields)):
+            mb = self._minibatch = _Minibatch(self, fields)
+        return mb
 
     def policy_output(self, x: torch.Tensor) -> torch.Tensor:
         """The policy tower alone: logits or Gaussian mean (n, A) for normalised observations."""
@@ -306,19 +376,20 @@ class FusedPPO:
             return out + self.p["log_std"].exp() * torch.randn_like(out)
         return _sample_categorical(out.softmax(-1)).squeeze(-1)
 
-    def log_prob_and_entropy(self, out: torch.Tensor, act: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        """(log pi(a|s), entropy, *pieces the gradient needs) from the policy output; `act` is one-hot (n, A)
-        for Categorical, the action for Gaussian."""
+    def log_prob_and_entropy(self, out, act, xp=torch) -> tuple:
+        """(log pi(a|s), entropy, *pieces the gradient needs) from the transposed policy output (A, n); `act`
+        is one-hot (A, n) for Categorical, the action (A, n) for Gaussian. Arrays of `xp` (torch tensors, or numpy
+        arrays on the CPU)."""
         if self.gaussian:
-            log_std = self.p["log_std"]
-            inv_std = torch.exp(-log_std)
+            log_std = self.p["log_std"] if xp is torch else self.p_np["log_std"]
+            inv_std = xp.exp(-log_std)[:, None]
             z = (act - out) * inv_std
-            logp = -0.5 * (z * z).sum(1) - (log_std.sum() + self.A * _HALF_LOG_2PI)
-            entropy = (log_std.sum() + self.A * (0.5 + _HALF_LOG_2PI)).expand(out.shape[0])
+            logp = -0.5 * (z * z).sum(0) - (log_std.sum() + self.A * _HALF_LOG_2PI)
+            entropy = xp.zeros_like(logp) + (log_std.sum() + self.A * (0.5 + _HALF_LOG_2PI))
             return logp, entropy, z, inv_std
-        log_probs = out.log_softmax(1)
-        probs = log_probs.exp()
-        return (log_probs * act).sum(1), -(probs * log_probs).sum(1), log_probs, probs
+        log_probs = _log_softmax(out, xp)
+        probs = xp.exp(log_probs)
+        return (log_probs * act).sum(0), -(probs * log_probs).sum(0), log_probs, probs
 
     def one_hot(self, actions: torch.Tensor) -> torch.Tensor:
         if self.gaussian:
@@ -329,7 +400,10 @@ class FusedPPO:
     def evaluate(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(V(s), neg_log_prob of the actions) for a batch: a whole rollout in one pass."""
         out, value = self.heads(self.hidden(self.model.normalize(obs))[1])
-        return value, -self.log_prob_and_entropy(out, self.one_hot(actions))[0]
+        act, xp = self.one_hot(actions).t(), self.xp
+        if xp is np:  # the loss head's arithmetic, so the first gradient step's ratio is exactly 1
+            return value, -torch.from_numpy(self.log_prob_and_entropy(out.numpy(), act.numpy(), np)[0])
+        return value, -self.log_prob_and_entropy(out, act)[0]
 
     @torch.inference_mode()
     def value_of(self, obs: torch.Tensor) -> torch.Tensor:
@@ -338,82 +412,101 @@ class FusedPPO:
     # ---------------------------------------------------------------------------------------------
     # one gradient step
     # ---------------------------------------------------------------------------------------------
-    def _loss_and_grad(self, x, act, old_nlp, old_v, adv, ret, clip_range, ent_coef, vf_coef,
-                      clip_value) -> torch.Tensor:
+    def _loss_and_grad(self, x, act, old_nlp, old_v, adv, ret, clip_range, ent_coef, vf_coef, clip_value):
         """Fill self.grad with d loss / d parameters for one minibatch; return the minibatch means of
-        (pg_loss, 2 * value_loss, entropy, 2 * approx_kl, clip_fraction) as one (5,) tensor (STAT_SCALE
+        (pg_loss, 2 * value_loss, entropy, 2 * approx_kl, clip_fraction) as one (5,) array of `self.xp` (STAT_SCALE
         turns it into the loss terms: the halves are applied once per update, not once per step).
 
         x: normalised observations (n, D); act: one-hot actions (n, A) for Categorical, actions for Gaussian;
         adv: advantages, already normalised if the config asks for it."""
-        n, A, p, g = x.shape[0], self.A, self.p, self.g
-        h1, h2 = self.hidden(x)
-        out, v = self.heads(h2)
+        p, g = self.p, self.g
+        mb = self._minibatch_views(x, act, old_nlp, old_v, adv, ret)
+        h1, h2, g_h2, g_h1, g_head = mb.h1, mb.h2, mb.g_h2, mb.g_h1, mb.g_head
+
+        # forward: hidden(x) and heads(h2), into this minibatch's buffers
+        _tanh_(torch.baddbmm(self.b1, mb.xs, self.W1t, out=h1), mb.h1_np)
+        _tanh_(torch.baddbmm(self.b2, h1, self.W2t, out=h2), mb.h2_np)
+        self.heads(h2, out=mb.head_out)
+
+        # the loss and d loss / d both heads' outputs, into g_head
+        stats = self._head_loss_and_gradient(mb, clip_range, ent_coef, vf_coef, clip_value)
+
+        # backward through the heads into h2 ...
+        if self.T == 1:
+            torch.mm(g_head, h2[0], out=g["Wh"])
+            torch.sum(g_head, 1, out=g["bh"])
+            torch.mm(g_head.t(), p["Wh"], out=g_h2[0])
+        else:
+            torch.bmm(g_head, h2, out=g["Wh"])
+            torch.sum(g_head, 2, out=g["bh"])
+            torch.bmm(g_head.transpose(1, 2), p["Wh"], out=g_h2)
+        # ... and through both tanh layers (d tanh(z) / dz = 1 - tanh(z)^2), in place: one (T, n, H) buffer fewer
+        g_z2 = _tanh_backward_(g_h2, h2, grad_input=g_h2)
+        torch.bmm(g_z2.transpose(1, 2), h1, out=g["W2"])
+        torch.sum(g_z2, 1, out=g["b2"])
+        g_z1 = _tanh_backward_(torch.bmm(g_z2, p["W2"], out=g_h1), h1, grad_input=g_h1)
+        # d W1 = g_z1' x. With D inputs (4 for CartPole) torch's (T, H, n) x (T, n, D) product is ~5x slower here
+        # than (T, D, n) x (T, n, H) and a transposed copy (~9 us); numpy's (T, H, n) x (n, D) takes ~4 us
+        if self.xp is np:
+            np.matmul(mb.g_h1_np.transpose(0, 2, 1), mb.x_np, out=self.g_np["W1"])
+        else:
+            g["W1"].copy_(torch.bmm(mb.x_t, g_z1).transpose(1, 2))
+        torch.sum(g_z1, 1, out=g["b1"])
+        return stats
+
+    def _head_loss_and_gradient(self, mb: _Minibatch, clip_range: float, ent_coef: float, vf_coef: float,
+                                clip_value: bool):
+        """The loss from the heads' outputs, per sample, and its gradient with respect to them (written into
+        mb.g_out, mb.g_value and, for a Gaussian policy, the log-std's gradient); returns the statistics.
+        Arrays of `self.xp`: a few hundred numbers per operation, where numpy's call overhead is torch's third."""
+        xp = self.xp
+        out, v, act, old_nlp, old_v, adv, ret = mb.head_arrays
+        n = v.shape[0]
 
         # log pi(a|s), entropy, and the pieces their gradients need
         if self.gaussian:
-            logp, entropy, z, inv_std = self.log_prob_and_entropy(out, act)
+            logp, entropy, z, inv_std = self.log_prob_and_entropy(out, act, xp)
         else:
-            logp, entropy, log_probs, probs = self.log_prob_and_entropy(out, act)
+            logp, entropy, log_probs, probs = self.log_prob_and_entropy(out, act, xp)
 
         # clipped surrogate: pg_i = max(-A r, -A clip(r)); its gradient flows only through the unclipped term.
         # Computed as pg_i / n (advantages scaled by -1/n once): d mean(pg) / d log pi = -A r / n there.
         log_ratio = logp + old_nlp
-        ratio = log_ratio.exp()
-        ratio_clipped = ratio.clamp(1.0 - clip_range, 1.0 + clip_range)
+        ratio = xp.exp(log_ratio)
+        ratio_clipped = _clip(ratio, 1.0 - clip_range, 1.0 + clip_range, xp)
         adv_n = adv * (-1.0 / n)
         pg1, pg2 = adv_n * ratio, adv_n * ratio_clipped
-        pg_n = torch.maximum(pg1, pg2)
-        g_logp = torch.where(pg1 >= pg2, pg1, self._zero)
+        pg_n = xp.maximum(pg1, pg2)
+        g_logp = pg1 * (pg1 >= pg2)
 
         # value loss 0.5 * max((v - R)^2, (v_clipped - R)^2)
         err = v - ret
         if clip_value:
             dv = v - old_v
-            err_clipped = old_v + dv.clamp(-clip_range, clip_range) - ret
+            err_clipped = old_v + _clip(dv, -clip_range, clip_range, xp) - ret
             sq, sq_clipped = err * err, err_clipped * err_clipped
-            value_losses = torch.maximum(sq, sq_clipped)
-            inside = dv.abs() <= clip_range  # where clamp passes the gradient through
-            g_v = torch.where(sq >= sq_clipped, err, err_clipped * inside)
+            value_losses = xp.maximum(sq, sq_clipped)
+            inside = abs(dv) <= clip_range  # where clip passes the gradient through
+            g_v = xp.where(sq >= sq_clipped, err, err_clipped * inside)
         else:
             value_losses = err * err
             g_v = err
-        g_head, g_out, g_value = self._head_gradient_buffers(n)
-        torch.mul(g_v, vf_coef / n, out=g_value)
+        xp.multiply(g_v, vf_coef / n, out=mb.g_value)
 
         # d loss / d policy output
         if self.gaussian:
-            torch.mul(g_logp.unsqueeze(1) * inv_std, z, out=g_out)
-            torch.sub((g_logp.unsqueeze(1) * (z * z - 1)).sum(0), ent_coef, out=g["log_std"])
+            xp.multiply(g_logp * inv_std, z, out=mb.g_out)
+            xp.subtract((g_logp * (z * z - 1)).sum(1), ent_coef, out=mb.g_log_std)
         else:
-            torch.mul(g_logp.unsqueeze(1), act - probs, out=g_out)
+            xp.multiply(g_logp, act - probs, out=mb.g_out)
             if ent_coef:  # - ent_coef * mean(H):  d/d logits = ent_coef / n * p * (log p + H)
-                g_out += (ent_coef / n) * probs * (log_probs + entropy.unsqueeze(1))
+                mb.g_out += (ent_coef / n) * probs * (log_probs + entropy)
 
-        # backward through the heads into h2 ...
-        if self.T == 1:
-            torch.mm(g_head.t(), h2[0], out=g["Wh"])
-            torch.sum(g_head, 0, out=g["bh"])
-            g_h2 = torch.mm(g_head, p["Wh"]).unsqueeze(0)
-        else:
-            torch.bmm(g_head.transpose(1, 2), h2, out=g["Wh"])
-            torch.sum(g_head, 1, out=g["bh"])
-            g_h2 = torch.bmm(g_head, p["Wh"])
-        # ... and through both tanh layers (d tanh(z) / dz = 1 - tanh(z)^2), in place: one (T, n, H) buffer fewer
-        g_z2 = _tanh_backward_(g_h2, h2, grad_input=g_h2)
-        torch.bmm(g_z2.transpose(1, 2), h1, out=g["W2"])
-        torch.sum(g_z2, 1, out=g["b2"])
-        g_h1 = torch.bmm(g_z2, p["W2"])
-        g_z1 = _tanh_backward_(g_h1, h1, grad_input=g_h1)
-        # d W1 = g_z1' x, computed as (x' g_z1)' : with D inputs (4 for CartPole) the (T, H, n) x (T, n, D) product
-        # is ~5x slower here than (T, D, n) x (T, n, H) and a transposed copy
-        g["W1"].copy_(torch.bmm(x.t().expand(self.T, *x.shape[::-1]), g_z1).transpose(1, 2))
-        torch.sum(g_z1, 1, out=g["b1"])
+        # the five means as one product with a vector of 1/n
+        rows = (pg_n * n, value_losses, entropy, log_ratio * log_ratio, ratio != ratio_clipped)
+        return xp.concatenate(rows).reshape(5, n) @ mb.mean_weights
 
-        return torch.stack([pg_n * n, value_losses, entropy, log_ratio * log_ratio,
-                            (ratio != ratio_clipped).float()]).mean(1)
-
-    def _clip_and_step(self, max_grad_norm: float, lr: float, check: torch.Tensor | None = None) -> torch.Tensor:
+    def _clip_and_step(self, max_grad_norm: float, lr: float, check=None) -> torch.Tensor:
         """clip_grad_norm_ then Adam, on the flat buffers (torch.optim.Adam's fused kernel). Returns the norm.
 
         Raises NonFiniteLossError, with nothing changed, if the gradient norm or `check` (the step's loss
@@ -478,7 +571,7 @@ class FusedPPO:
             terms += epoch_terms
             epochs_run += 1
             if target_kl is not None:
-                over = bool(torch.stack(epoch_terms)[:, 3].mean() * 0.5 > target_kl)
+                over = bool(self.xp.stack(epoch_terms)[:, 3].mean() * 0.5 > target_kl)
                 if any_rank(over) if any_rank else over:
                     break
         return terms, epochs_run
@@ -504,7 +597,7 @@ class FusedPPO:
             self.push()  # the model keeps the last good parameters
             raise
         self.push()
-        pg_loss, value_loss, entropy, approx_kl, clip_fraction = _scaled(torch.stack(terms).mean(0).tolist())
+        pg_loss, value_loss, entropy, approx_kl, clip_fraction = _scaled(self.xp.stack(terms).mean(0).tolist())
         loss = pg_loss - ent_coef * entropy + vf_coef * value_loss  # the mean of the per-step losses (it is linear)
         return {"loss": loss, "pg_loss": pg_loss, "value_loss": value_loss, "entropy": entropy, "approx_kl": approx_kl,
                 "clip_fraction": clip_fraction, "epochs": epochs_run}

@@ -19,6 +19,16 @@ BOX = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
 CASES = list(itertools.product([True, False], ["discrete", "box"], [False, True], [0.0, 0.01]))
 # the same checks on a GPU where there is one (CI has none; the lent GPU host runs them)
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+# the loss head's per-sample arithmetic runs in numpy on the CPU and in torch elsewhere; "torch" checks the
+# torch arrays on the CPU too, so CI covers what a GPU runs
+HEAD_ARRAYS = ["default", "torch"]
+
+
+def _fused(model, optimizer, head_arrays="default"):
+    fused = FusedPPO(model, optimizer)
+    if head_arrays == "torch":
+        fused.xp = torch
+    return fused
 
 
 def _model(shared, kind, seed=0, device="cpu", **kw):
@@ -47,12 +57,13 @@ def _act(model, actions):
     return actions
 
 
+@pytest.mark.parametrize("head_arrays", HEAD_ARRAYS)
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("shared,kind,clip_value,ent_coef", CASES)
-def test_loss_terms_and_every_gradient_match_autograd(shared, kind, clip_value, ent_coef, device):
+def test_loss_terms_and_every_gradient_match_autograd(shared, kind, clip_value, ent_coef, device, head_arrays):
     model = _model(shared, kind, device=device)
     b = _batch(model)
-    fused = FusedPPO(model, torch.optim.Adam(model.parameters(), fused=True))
+    fused = _fused(model, torch.optim.Adam(model.parameters(), fused=True), head_arrays)
 
     values, nlp, entropy = model.value_and_evaluate(b.obs, b.actions)
     ref = ppo_loss(b.returns, values, nlp, entropy, b.advantages, b.values, b.neg_log_probs, 0.2, ent_coef, 0.5,
@@ -69,9 +80,10 @@ def test_loss_terms_and_every_gradient_match_autograd(shared, kind, clip_value, 
         torch.testing.assert_close(fused.grad[offset:offset + n].view_as(param), param.grad, rtol=1e-4, atol=1e-6)
 
 
+@pytest.mark.parametrize("head_arrays", HEAD_ARRAYS)
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("shared,kind,normalize_obs", [(True, "discrete", False), (False, "box", True)])
-def test_whole_update_matches_ppo_update_with_adam(shared, kind, normalize_obs, device):
+def test_whole_update_matches_ppo_update_with_adam(shared, kind, normalize_obs, device, head_arrays):
     ref_model = _model(shared, kind, seed=2, normalize_obs=normalize_obs)
     if normalize_obs:
         ref_model.update_obs_stats(torch.randn(5), torch.rand(5) + 0.5, 100.0)
@@ -79,7 +91,7 @@ def test_whole_update_matches_ppo_update_with_adam(shared, kind, normalize_obs, 
     model = copy.deepcopy(ref_model)
     ref_opt = torch.optim.Adam(ref_model.parameters(), lr=3e-3, eps=1e-5, fused=True)
     opt = torch.optim.Adam(model.parameters(), lr=3e-3, eps=1e-5, fused=True)
-    fused = FusedPPO(model, opt)
+    fused = _fused(model, opt, head_arrays)
     kw = dict(update_epochs=3, num_minibatches=2, clip_range=0.2, ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.5,
               norm_adv=True, clip_value_loss=True)
     for update in range(2):  # the second update starts from the Adam state the first one left in the optimizer
@@ -116,13 +128,14 @@ def test_target_kl_stops_after_the_same_epoch():
     assert fused.update(b, **kw)["epochs"] == ref_epochs
 
 
+@pytest.mark.parametrize("head_arrays", HEAD_ARRAYS)
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("kind", ["discrete", "box"])
-def test_sampling_and_rollout_evaluation_are_the_models(kind, device):
+def test_sampling_and_rollout_evaluation_are_the_models(kind, device, head_arrays):
     model = _model(False, kind, normalize_obs=True)
     model.update_obs_stats(torch.randn(5), torch.rand(5) + 0.5, 100.0)
     model.to(device)
-    fused = FusedPPO(model, torch.optim.Adam(model.parameters(), fused=True))
+    fused = _fused(model, torch.optim.Adam(model.parameters(), fused=True), head_arrays)
     obs = torch.randn(16, 5, device=device)
     torch.manual_seed(7)
     action = fused.sample_action(obs)
@@ -382,3 +395,21 @@ def test_preset_updates_match_autograd_through_whole_updates(env_id, updates, tm
     assert all(np.array_equal(x, y) for x, y in zip(af, aa))
     for (name, p), q in zip(mf.named_parameters(), ma.parameters()):
         torch.testing.assert_close(p, q, rtol=1e-5, atol=1e-6, msg=name)
+
+
+@pytest.mark.parametrize("head_arrays", HEAD_ARRAYS)
+def test_first_step_of_an_update_sees_the_rollouts_own_log_probs(tmp_path, head_arrays):
+    """The rollout's log-probabilities (evaluate) and the first gradient step's come from the same arithmetic, so
+    before any step the ratio is exactly 1: approx_kl and the clip fraction of the first step are exactly 0."""
+    cfg = TrainConfig(env_id="CartPole-v1", num_envs=4, num_steps=32, total_timesteps=128, output_dir=str(tmp_path),
+                      tensorboard=False, progress=False, plot=False, eval_interval=0, checkpoint_interval=0)
+    trainer = Trainer(cfg.validated())
+    if head_arrays == "torch":
+        trainer.fused.xp = torch
+    trainer.collect_rollout()
+    batch, _ = trainer.compute_batch()
+    f = trainer.fused
+    stats = f.loss_and_grad(trainer.model.normalize(batch.obs), f.one_hot(batch.actions), batch.neg_log_probs,
+                            batch.values, batch.advantages, batch.returns, 0.2, 0.0, 0.5, False)
+    assert float(stats[3]) == 0.0 and float(stats[4]) == 0.0
+    assert float(stats[1]) > 0.0  # (a real batch: the value loss is not 0)
