@@ -4,6 +4,7 @@
     pip install -r benchmarks/requirements.txt
     python benchmarks/bench.py                       # everything, prints a markdown table
     python benchmarks/bench.py --only solve --seeds 5
+    python benchmarks/bench.py --only throughput --baseline 2284e65   # and ppo2 at that commit, in turn
 
 Every trial runs in a fresh subprocess (no shared warm-up, and its peak RSS is its own); ppo2 and SB3
 trials alternate so machine noise hits both alike. Reported: medians, and the ratio ours/theirs
@@ -29,6 +30,7 @@ ppo2's default path builds no torch optimizer). benchmarks/whole_command.py time
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -36,6 +38,7 @@ import resource
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -225,22 +228,41 @@ TRIALS = {"solve": trial_solve, "throughput": trial_throughput, "collect": trial
 # driver
 # ---------------------------------------------------------------------------------------------------
 
-def run_trial(kind: str, lib: str, seed: int, *extra) -> dict:
-    cmd = [sys.executable, __file__, "_trial", kind, lib, str(seed), *map(str, extra)]
-    res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+def run_trial(kind: str, lib: str, seed: int, *extra, repo: Path = REPO) -> dict:
+    """One trial in a fresh process; `repo`: another checkout whose ppo2 (and bench.py) to run instead."""
+    cmd = [sys.executable, str(repo / "benchmarks" / "bench.py"), "_trial", kind, lib, str(seed), *map(str, extra)]
+    env = None if repo == REPO else {**os.environ, "PYTHONPATH": str(repo)}  # (ahead of the installed ppo2)
+    res = subprocess.run(cmd, cwd=repo, capture_output=True, text=True, env=env)
     if res.returncode != 0:
         raise RuntimeError(f"{' '.join(cmd)} failed:\n{res.stderr[-3000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
-def alternate(kind: str, seeds: int) -> dict[str, list[dict]]:
-    """Trials of `kind` for seeds 1..seeds, ppo2 then SB3 back to back for each seed."""
-    res: dict[str, list[dict]] = {"ppo2": [], "sb3": []}
+def alternate(kind: str, seeds: int, baseline: tuple[str, Path] | None = None) -> dict[str, list[dict]]:
+    """Trials of `kind` for seeds 1..seeds, ppo2 then SB3 back to back for each seed (then ppo2 at the
+    `baseline` (name, checkout), where given)."""
+    repos = {"ppo2": REPO, "sb3": REPO, **({baseline[0]: baseline[1]} if baseline else {})}
+    res: dict[str, list[dict]] = {name: [] for name in repos}
     for seed in range(1, seeds + 1):
-        for lib in res:
-            res[lib].append(run_trial(kind, lib, seed))
-            print(f"  {kind} {lib} seed {seed}: {res[lib][-1]}", flush=True)
+        for name, repo in repos.items():
+            res[name].append(run_trial(kind, "sb3" if name == "sb3" else "ppo2", seed, repo=repo))
+            print(f"  {kind} {name} seed {seed}: {res[name][-1]}", flush=True)
     return res
+
+
+@contextlib.contextmanager
+def checkout(ref: str | None):
+    """(f"ppo2 at {ref}", a temporary git worktree of this repository at `ref`), removed after; None for no ref."""
+    if ref is None:
+        yield None
+        return
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "ppo2"
+        subprocess.run(["git", "worktree", "add", "--detach", "-q", str(path), ref], cwd=REPO, check=True)
+        try:
+            yield f"ppo2 at {ref}", path
+        finally:
+            subprocess.run(["git", "worktree", "remove", "--force", str(path)], cwd=REPO, check=True)
 
 
 def med(values):
@@ -258,6 +280,8 @@ def main() -> int:
                    help="comma-separated subset of solve,throughput,collect,inference (memory comes with throughput)")
     p.add_argument("--seeds", type=int, default=5, help="seeds (trials per library) for solve and throughput")
     p.add_argument("--json", help="also write all raw trial results here")
+    p.add_argument("--baseline", metavar="REF", help="throughput: also run ppo2 as it was at this git commit, third in "
+                   "each seed's turn, to measure a change against SB3 in the same minutes")
     args = p.parse_args()
     only = set(args.only.split(","))
     raw: dict = {}
@@ -278,7 +302,8 @@ def main() -> int:
                      f"{sum(r['solved'] for r in res['sb3'])}/{args.seeds}", ""))
 
     if "throughput" in only:
-        raw["throughput"] = res = alternate("throughput", args.seeds)
+        with checkout(args.baseline) as baseline:
+            raw["throughput"] = res = alternate("throughput", args.seeds, baseline)
         ours, theirs = med([r["sps"] for r in res["ppo2"]]), med([r["sps"] for r in res["sb3"]])
         # each seed's two runs are back to back, so their ratio sees the same machine load
         pairs = sorted(a["sps"] / b["sps"] for a, b in zip(res["ppo2"], res["sb3"]))
@@ -286,6 +311,15 @@ def main() -> int:
                      f"{ours / theirs:.1f}x faster"))
         rows.append(("  ratio of back-to-back pairs: median (min-max)", "", "",
                      f"{statistics.median(pairs):.1f}x ({pairs[0]:.1f}-{pairs[-1]:.1f})"))
+        if baseline:
+            name = baseline[0]
+            base = med([r["sps"] for r in res[name]])
+            pairs = sorted(a["sps"] / b["sps"] for a, b in zip(res[name], res["sb3"]))
+            rows.append((f"  {name} (env steps/s)", f"{base:,.0f}", "",
+                         f"{base / theirs:.1f}x faster; pairs {statistics.median(pairs):.1f}x ({pairs[0]:.1f}-{pairs[-1]:.1f})"))
+            gains = sorted(a["sps"] / b["sps"] for a, b in zip(res["ppo2"], res[name]))
+            rows.append((f"  this checkout against {name}", "", "",
+                         f"{ours / base:.2f}x; per seed {statistics.median(gains):.2f}x ({gains[0]:.2f}-{gains[-1]:.2f})"))
         m_ours, m_theirs = med([r["max_rss_mb"] for r in res["ppo2"]]), med([r["max_rss_mb"] for r in res["sb3"]])
         rows.append(("Peak memory of that training run (max RSS, MB)", f"{m_ours:.0f}", f"{m_theirs:.0f}",
                      f"{m_theirs / m_ours:.2f}x less" if m_ours <= m_theirs else f"{m_ours / m_theirs:.2f}x MORE"))
