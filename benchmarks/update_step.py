@@ -7,7 +7,8 @@ RL-Zoo's CartPole settings (bench.py's throughput trial: separate 64-64 towers, 
 Every aten call reaching the dispatcher is counted (views and the backward's kernels included), per step,
 as the difference between a 4-epoch and a 2-epoch update so the once-per-update work cancels out. Time per
 step: a 20-epoch update on the same batch, the two paths alternating, best of 3 per measurement, median of
---repeats measurements. Then the kernel choices ppo2/fused.py makes, timed on that step's shapes.
+--repeats measurements. Then the kernel choices ppo2/fused.py makes, timed on that step's shapes, and its loss
+head's arithmetic on torch tensors and on numpy arrays.
 """
 import argparse
 import statistics
@@ -15,6 +16,7 @@ import sys
 import timeit
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -22,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import _ppo2_zoo_config, _update_kwargs  # noqa: E402
 
 from ppo2 import fused as fused_mod  # noqa: E402
+from ppo2.losses import normalize_advantages  # noqa: E402
 from ppo2.trainer import Trainer, ppo_update  # noqa: E402
 
 
@@ -66,6 +69,27 @@ def main() -> None:
     fused, autograd = medians.values()
     print(f"fused update: {autograd / fused:.1f}x faster per gradient step")
     kernels(trainer, batch.obs.shape[0], args.repeats)
+    loss_head(trainer, batch, kw, args.repeats)
+
+
+def loss_head(trainer: Trainer, batch, kw: dict, repeats: int) -> None:
+    """The loss head's per-sample arithmetic (FusedPPO._head_loss_and_gradient) on torch tensors and on the numpy
+    arrays the CPU uses, for the first step of an update of this batch."""
+    f = trainer.fused
+    fields = (trainer.model.normalize(batch.obs), f.one_hot(batch.actions), batch.neg_log_probs, batch.values,
+              normalize_advantages(batch.advantages), batch.returns)
+    args = (kw["clip_range"], kw["ent_coef"], kw["vf_coef"], kw["clip_value_loss"])
+    calls, default = [], f.xp
+    try:
+        for xp in (torch, np):
+            f.xp, f._minibatch = xp, None
+            mb = f._minibatch_views(*fields)
+            calls.append(lambda mb=mb, xp=xp: (setattr(f, "xp", xp), f._head_loss_and_gradient(mb, *args)))
+        with torch.inference_mode():
+            a, b = _medians_us(calls, repeats)
+    finally:
+        f.xp, f._minibatch = default, None
+    print(f"the loss head ({fields[0].shape[0]} samples): torch tensors {a:.1f} us, numpy arrays {b:.1f} us ({a / b:.1f}x)")
 
 
 def _medians_us(fns, repeats: int) -> list[float]:
@@ -82,12 +106,13 @@ def kernels(trainer: Trainer, n: int, repeats: int) -> None:
         z, out = torch.randn(T, n, H), torch.empty(T, n, H)
         g, x = torch.randn(T, n, H), torch.randn(n, D)
         grad_w1 = torch.empty(T, H, D)
+        g_np, x_np, grad_w1_np = g.numpy(), x.numpy(), grad_w1.numpy()
         cases = {
             f"tanh of ({T}, {n}, {H}) ({fused_mod._tanh_name()})": (lambda: torch.tanh(z, out=out),
                                                                  lambda: fused_mod._tanh_(out.copy_(z))),
-            f"first-layer weight gradient ({T}, {H}, {n}) x ({n}, {D})": (
+            f"first-layer weight gradient ({T}, {H}, {n}) x ({n}, {D}) (numpy on the CPU)": (
                 lambda: torch.bmm(g.transpose(1, 2), x.expand(T, n, D), out=grad_w1),
-                lambda: grad_w1.copy_(torch.bmm(x.t().expand(T, D, n), g).transpose(1, 2))),
+                lambda: np.matmul(g_np.transpose(0, 2, 1), x_np, out=grad_w1_np)),
         }
         for name, (plain, chosen) in cases.items():
             a, b = _medians_us((plain, chosen), repeats)

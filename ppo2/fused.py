@@ -13,7 +13,7 @@ separate towers, a Categorical or diagonal-Gaussian policy, Adam), but writes th
 Why: on a 64-unit MLP every torch operation costs more in dispatch than in arithmetic, and autograd,
 `torch.distributions`, `clip_grad_norm_` and `torch.optim` add dozens of small operations per step. Here
 parameters, gradients and Adam moments live in flat buffers and both towers run as one batched matmul: a
-gradient step dispatches AATEN aten operations instead of 201 (benchmarks/update_step.py). On the CPU the two
+gradient step dispatches 23 aten operations instead of 201 (benchmarks/update_step.py). On the CPU the two
 forward tanh layers go through numpy's vectorised tanh, ~7x faster than torch 2.13's here (same benchmark), and
 the loss head's per-sample arithmetic (`_head_loss_and_gradient`, a few hundred numbers per operation) runs in
 numpy, whose call costs a third of torch's; elsewhere the same code runs on torch tensors. The heads' outputs
