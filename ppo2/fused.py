@@ -122,7 +122,8 @@ class _Minibatch:
     """What one gradient step on a minibatch reads and writes, made once per minibatch: x as both towers' input
     (T, n, D) and x' for the first layer's weight gradient (T, D, n); the step's buffers (FusedPPO._step_buffers,
     _head_gradient_buffers; numpy views of h1 and h2 for `_tanh_`); and the loss head's inputs and outputs as
-    arrays of the fused update's `xp` (numpy views of the same memory on the CPU, the tensors elsewhere)."""
+    arrays of the fused update's `xp` (numpy views of the same memory on the CPU, the tensors elsewhere). The
+    actions are read once, into an (A, n) copy: a minibatch's fields are not to change while it is in use."""
 
     def __init__(self, fused: "FusedPPO", fields: tuple[torch.Tensor, ...]):
         self.fields = fields
@@ -136,7 +137,7 @@ class _Minibatch:
         act = act.t().contiguous()  # (A, n), as the heads' outputs
         head = (out, v, act, old_nlp, old_v, adv, ret, g_out, g_value)
         if fused.xp is np:
-            self.x_np, self.h1_np, self.h2_np, self.g_h1_np = x.numpy(), self.h1.numpy(), self.h2.numpy(), self.g_h1.numpy()
+            self.x_np, self.h1_np, self.h2_np, self.g_h1_np = (t.numpy() for t in (x, self.h1, self.h2, self.g_h1))
             head = tuple(t.numpy() for t in head)
         else:
             self.x_np = self.h1_np = self.h2_np = self.g_h1_np = None
@@ -248,7 +249,7 @@ class FusedPPO:
         self.bh = p["bh"].unsqueeze(-1)                                                # (A + 1, 1) / (2, A, 1)
         self._g_head_buf: torch.Tensor | None = None  # see _head_gradient_buffers
         self._step_buf: list[torch.Tensor] = []  # see _step_buffers
-        self._minibatch: tuple | None = None      # see _minibatch_views
+        self._minibatch: _Minibatch | None = None  # see _minibatch_views
         self.policy_layers = (p["W1"][0].t(), p["b1"][0], p["W2"][0].t(), p["b2"][0])  # the policy tower alone
         # each model parameter's slice of the parameter, first- and second-moment buffers, shaped like it
         self._flat_views = [[buf[offset:offset + n].view_as(param) for param, offset, n in self._pairs]
