@@ -143,7 +143,7 @@ class _Minibatch:
             self.x_np = self.h1_np = self.h2_np = self.g_h1_np = None
         self.mean_weights = head[1].new_full((n,), 1.0 / n) if fused.xp is torch else np.full(n, 1.0 / n, np.float32)
         self.head_arrays, (self.g_out, self.g_value) = head[:7], head[7:]
-        self.g_log_std = (fused.g_np if fused.xp is np else fused.g).get("log_std")
+        self.g_log_std = fused.named(fused.xp)[1].get("log_std")
 
 
 class FusedPPO:
@@ -356,6 +356,10 @@ class FusedPPO:
             self._step_buf = [self.flat.new_empty(size) for size in sizes]
         return [buf[:size].view(shape) for buf, size, shape in zip(self._step_buf, sizes, shapes)]
 
+    def named(self, xp) -> tuple[dict, dict]:
+        """(parameters, gradients) by name, as arrays of `xp`: the tensors, or numpy views of them on the CPU."""
+        return (self.p, self.g) if xp is torch else (self.p_np, self.g_np)
+
     def _minibatch_views(self, x, act, old_nlp, old_v, adv, ret) -> _Minibatch:
         """The views and buffers one gradient step on this minibatch uses (`_Minibatch`). Made again only when a
         field is another tensor: with one minibatch, every epoch's steps reuse the first one's."""
@@ -385,7 +389,7 @@ class FusedPPO:
         is one-hot (A, n) for Categorical, the action (A, n) for Gaussian. Arrays of `xp` (torch tensors, or numpy
         arrays on the CPU)."""
         if self.gaussian:
-            log_std = self.p["log_std"] if xp is torch else self.p_np["log_std"]
+            log_std = self.named(xp)[0]["log_std"]
             inv_std = xp.exp(-log_std)[:, None]
             z = (act - out) * inv_std
             logp = -0.5 * (z * z).sum(0) - (log_std.sum() + self.A * _HALF_LOG_2PI)
