@@ -19,7 +19,8 @@ from pathlib import Path
 
 from .io import atomic_write_bytes
 
-__all__ = ["RunLock", "RunDirectoryBusy", "holds_run", "clear_run", "repair_metrics", "provenance", "RUN_OUTPUTS"]
+__all__ = ["RunLock", "RunDirectoryBusy", "holds_run", "clear_run", "repair_metrics", "provenance", "platform_fingerprint",
+           "REPRODUCTION_KEYS", "RUN_OUTPUTS"]
 
 RUN_OUTPUTS = ("checkpoints", "best", "tb", "metrics.csv", "summary.json", "train_config.json", "model.safetensors",
                "config.json", "results.json", "learning_curve.png", "replay.gif", ".finished", "outputs.log")
@@ -66,8 +67,10 @@ def holds_run(directory: str | os.PathLike) -> str:
 
 
 def clear_run(directory: str | os.PathLike) -> None:
+    """Remove what a run writes (RUN_OUTPUTS, and the hidden versions behind best/); nothing else in the directory."""
     d = Path(directory)
-    for name in RUN_OUTPUTS:
+    hidden = [p.name for p in d.glob(".best-*")] + [p.name for p in d.glob(".best.*")]
+    for name in (*RUN_OUTPUTS, *hidden):
         path = d / name
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
@@ -103,16 +106,73 @@ def repair_metrics(path: str | os.PathLike, fields: tuple[str, ...], up_to_updat
     return dropped
 
 
-def provenance() -> dict:
-    """What a run's numbers depend on besides its flags: the code (git commit, and whether the checkout had
-    uncommitted changes) and the platform (library versions, CPU instruction set, torch threads). A zoo
-    entry records this; re-running its command on the same platform gives the same weights."""
+# What decides a run's floating-point results besides its flags and code: the libraries, and the CPU kernels they
+# pick at run time (torch's ATen/oneDNN by the instruction set, numpy's SIMD dispatch, OpenBLAS's core type). Two
+# machines that agree on every key train the same bytes; on another CPU model float32 sums may run in another order.
+REPRODUCTION_KEYS = ("python", "torch", "numpy", "gymnasium", "machine", "cpu_capability", "cpu_model", "cpu_isa",
+                     "numpy_simd", "blas", "torch_threads")
+
+
+def _cpu_model_and_isa() -> tuple[str, list[str]]:
+    """The CPU's model name and its vector instruction-set flags (Linux /proc/cpuinfo; elsewhere platform's)."""
     import platform
-    import subprocess
+
+    model, flags = platform.processor() or platform.machine(), []
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                key, _, value = line.partition(":")
+                key = key.strip()
+                if key in ("model name", "Model") and model in ("", platform.processor(), platform.machine()):
+                    model = value.strip()
+                elif key in ("flags", "Features"):
+                    flags = value.split()
+                    break
+    except OSError:
+        pass
+    isa = sorted(f for f in flags if f.startswith(("avx", "amx", "fma", "sse4", "f16c", "asimd", "sve", "neon")))
+    return model, isa
+
+
+def _blas_kernel() -> str:
+    """numpy's BLAS as it runs here: library, version and the kernel it chose for this CPU (threadpoolctl)."""
+    import os
+
+    try:
+        from threadpoolctl import threadpool_info
+
+        libs = [f"{i.get('internal_api')} {i.get('version')} {i.get('architecture')}" for i in threadpool_info()
+                if i.get("user_api") == "blas"]
+    except Exception:  # threadpoolctl missing or unable to inspect a library
+        libs = []
+    coretype = os.environ.get("OPENBLAS_CORETYPE")
+    return "; ".join(libs or ["unknown"]) + (f" (OPENBLAS_CORETYPE={coretype})" if coretype else "")
+
+
+def platform_fingerprint() -> dict:
+    """REPRODUCTION_KEYS for this process: the platform a zoo entry's bytes belong to."""
+    import platform
 
     import gymnasium
     import numpy
     import torch
+
+    model, isa = _cpu_model_and_isa()
+    try:
+        simd = sorted(numpy.show_config(mode="dicts")["SIMD Extensions"]["found"])
+    except Exception:  # numpy < 1.25 has no dict mode
+        simd = []
+    return {"python": platform.python_version(), "torch": torch.__version__, "numpy": numpy.__version__,
+            "gymnasium": gymnasium.__version__, "machine": platform.machine(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_model": model, "cpu_isa": isa,
+            "numpy_simd": simd, "blas": _blas_kernel(), "torch_threads": torch.get_num_threads()}
+
+
+def provenance() -> dict:
+    """What a run's numbers depend on besides its flags: the code (git commit, and whether the checkout had
+    uncommitted changes) and the platform (`platform_fingerprint`). A zoo entry records this; re-running its
+    command on a platform with the same fingerprint gives the same weights."""
+    import subprocess
 
     repo = Path(__file__).resolve().parent.parent
     commit, dirty = None, None
@@ -125,6 +185,4 @@ def provenance() -> dict:
             dirty = bool(status.strip())
     except (OSError, subprocess.SubprocessError):
         pass
-    return {"commit": commit, "dirty": dirty, "python": platform.python_version(), "torch": torch.__version__,
-            "numpy": numpy.__version__, "gymnasium": gymnasium.__version__, "machine": platform.machine(),
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch_threads": torch.get_num_threads()}
+    return {"commit": commit, "dirty": dirty, **platform_fingerprint()}
