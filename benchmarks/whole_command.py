@@ -10,8 +10,8 @@ Rows (each trial is a fresh process; ppo2 and SB3 trials alternate so machine no
               bar, checkpoints, TensorBoard and the plot on) from process start to exit, against
               benchmarks/sb3_cartpole.py (RL-Zoo's CartPole settings, EvalCallback stopping at 475). Median and
               90th percentile over the seeds, the ratio of medians and the median of per-seed ratios, peak RSS.
-              ppo2's companion process (TensorBoard events, learning curve) runs on after the command exits;
-              the next trial starts once it is done, outside the clock. Each seed also times
+              The command returns once its companion process has written the TensorBoard events and the
+              learning curve, so the clock includes them. Each seed also times
               `python -c "import torch"`: the floor, as slow or fast as the machine is that minute.
   hub         cold `torch.hub.load(<this clone>, 'ppo2', source='local', pretrained=True)` + a first
               `predict`, against `python -c "import torch"` (the floor any torch library pays).
@@ -58,11 +58,11 @@ def timed(cmd: list[str], cwd: Path | str = REPO, env: dict | None = None) -> tu
 
 
 def companion_running(run_dir: Path) -> bool:
-    """Whether the run's companion (`python -m ppo2.outputs <run_dir>`) is alive: through Linux's /proc, or
+    """Whether the run's companion (`python -m ppo2.companion <run_dir>`) is alive: through Linux's /proc, or
     elsewhere until its last file, the learning curve, exists (TensorBoard is closed before the plot is drawn)."""
     if not Path("/proc").is_dir():
         return not (run_dir / "learning_curve.png").exists()
-    needle = f"ppo2.outputs\0{run_dir}\0".encode()
+    needle = f"ppo2.companion\0{run_dir}\0".encode()
     for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
         try:
             if needle in cmdline.read_bytes():

@@ -4,19 +4,19 @@
     model = train(env_id="CartPole-v1")          # or: python train.py --env CartPole-v1
     action, _ = model.predict(obs)
 """
+import importlib
+
 from ._version import __version__  # noqa: E402
 
-from .gae import compute_gae  # noqa: E402
-from .losses import PPOLoss, a2c_loss, ppo_loss  # noqa: E402
-from .model import PPO2  # noqa: E402
+# Names are imported on first use: `import ppo2` (and a process that needs only a torch-free module, such as the
+# outputs companion) does not pay for torch, gymnasium and the trainer until something asks for them.
+_LAZY = {"PPO2": "model", "PPOLoss": "losses", "ppo_loss": "losses", "a2c_loss": "losses", "compute_gae": "gae",
+         "train": "trainer", "Trainer": "trainer", "TrainConfig": "config", "evaluate_policy": "evaluate"}
 
 
-def __getattr__(name):  # the trainer pulls in gymnasium vector envs: import it on first use
-    if name in ("train", "Trainer", "TrainConfig", "evaluate_policy"):
-        from . import evaluate, trainer
-
-        return {"train": trainer.train, "Trainer": trainer.Trainer, "TrainConfig": trainer.TrainConfig,
-                "evaluate_policy": evaluate.evaluate_policy}[name]
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'ppo2' has no attribute {name!r}")
 
 

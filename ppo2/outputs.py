@@ -7,32 +7,29 @@
     tb/                 TensorBoard events (--tensorboard)        } written by a companion process that
     learning_curve.png  (--plot)                                  } follows metrics.csv
 
-TensorBoard and matplotlib cost more to import (~1-2 s each here) than a CartPole run takes to train, so
-the training process never imports them: a companion process (`python -m ppo2.outputs`, started with the
-run) follows metrics.csv, writes the events as rows arrive (TensorBoard is live during long runs), draws the
-learning curve once the run has finished, and exits. The command line does not wait for it; `ppo2.train()`
-does (`RunOutputs.wait`), so Python callers find every file in place when it returns.
+TensorBoard's writer and matplotlib together cost more to import than a CartPole run takes to train, so the
+training process never imports them: a companion process (`python -m ppo2.companion`, started with the run)
+imports them while the run trains, follows metrics.csv, writes the events as rows arrive (TensorBoard is live
+during long runs), draws the learning curve once the run has finished, and exits. Whoever started the run waits
+for it (`RunOutputs.wait`: train.py, `ppo2.train()`), so when a run returns every file it promised is complete;
+a container, batch job or CI step that uploads the directory next finds nothing half-written.
 
 The directory is locked (ppo2/rundir.py) while the run writes, so two runs never mix their files.
 """
 from __future__ import annotations
 
-import argparse
 import csv
-import io
-import math
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from .io import atomic_write_json
 from .rundir import RunLock, clear_run, repair_metrics
 
-__all__ = ["METRICS", "RunOutputs", "follow"]
+__all__ = ["METRICS", "RunOutputs"]
 
-FINISHED = ".finished"  # written by the training process when it stops writing metrics.csv
+from .companion import FINISHED
 
 METRICS = ("update", "global_step", "time_s", "sps", "episode_return", "episode_length", "episodes",
            "eval_return", "eval_std", "learning_rate", "clip_range", "loss", "pg_loss", "value_loss",
@@ -61,7 +58,7 @@ class RunOutputs:
             self._csv.writeheader()
             self._csv_file.flush()
         if tensorboard or plot:
-            cmd = [sys.executable, "-m", "ppo2.outputs", str(self.output_dir), "--parent", str(os.getpid()),
+            cmd = [sys.executable, "-m", "ppo2.companion", str(self.output_dir), "--parent", str(os.getpid()),
                    "--after-update", str(resumed_at)]
             cmd += ["--tensorboard"] if tensorboard else []
             cmd += ["--plot", "--title", title] + (["--target", repr(float(target))] if target is not None else []) if plot else []
@@ -91,7 +88,7 @@ class RunOutputs:
             self.lock.release()
             self.lock = None
 
-    def wait(self, timeout: float = 120.0) -> None:
+    def wait(self, timeout: float = 300.0) -> None:
         """Block until the companion has written the TensorBoard events and the learning curve."""
         if self.companion is not None:
             try:
@@ -100,81 +97,3 @@ class RunOutputs:
                           file=sys.stderr)
             except subprocess.TimeoutExpired:
                 print(f"warning: the outputs companion (pid {self.companion.pid}) is still running", file=sys.stderr)
-
-
-# --------------------------------------------------------------------------------------------------
-# the companion process
-# --------------------------------------------------------------------------------------------------
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def follow(run_dir: str | Path, parent: int | None = None, tensorboard: bool = True, plot: bool = False,
-           title: str = "", target: float | None = None, after_update: int = 0, poll_s: float = 0.5) -> None:
-    """Follow `run_dir/metrics.csv` until the run has finished (its FINISHED marker, or its process gone):
-    TensorBoard scalars for every complete row after `after_update`, then the learning curve."""
-    run_dir = Path(run_dir)
-    path = run_dir / "metrics.csv"
-    writer, header, offset, pending = None, None, 0, ""
-    while True:
-        finished = (run_dir / FINISHED).exists() or (parent is not None and not _alive(parent))
-        if path.exists():
-            with open(path, newline="") as f:
-                f.seek(offset)
-                chunk = f.read()
-                offset = f.tell()
-            text = pending + chunk
-            complete, _, pending = text.rpartition("\n")
-            for row in csv.reader(io.StringIO(complete + "\n" if complete else "")):
-                if header is None:
-                    header = row
-                    continue
-                record = dict(zip(header, row))
-                if not tensorboard or len(row) != len(header) or int(record["update"]) <= after_update:
-                    continue
-                if writer is None:
-                    from torch.utils.tensorboard import SummaryWriter
-
-                    writer = SummaryWriter(str(run_dir / "tb"))
-                step = int(record["global_step"])
-                for key, value in record.items():
-                    if key in ("update", "global_step") or value == "":
-                        continue
-                    number = float(value)
-                    if not math.isnan(number):
-                        writer.add_scalar(f"{'eval' if key.startswith('eval') else 'train'}/{key}", number, step)
-        if finished:
-            break
-        time.sleep(poll_s)
-    if writer is not None:
-        writer.close()
-    if plot and path.exists():
-        from .plotting import plot_learning_curve
-
-        plot_learning_curve(path, run_dir / "learning_curve.png", title, target)
-
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m ppo2.outputs", description="Write a run's TensorBoard events and "
-                                "learning curve from its metrics.csv, following it while the run trains.")
-    p.add_argument("run_dir")
-    p.add_argument("--parent", type=int, default=None, help="pid of the training process (stop when it is gone)")
-    p.add_argument("--after-update", type=int, default=0, help="skip rows up to this update (already written)")
-    p.add_argument("--tensorboard", action="store_true")
-    p.add_argument("--plot", action="store_true")
-    p.add_argument("--title", default="")
-    p.add_argument("--target", type=float, default=None)
-    args = p.parse_args(argv)
-    follow(args.run_dir, args.parent, args.tensorboard, args.plot, args.title, args.target, args.after_update)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
