@@ -9,6 +9,8 @@ Observations are an array or a dict of arrays (ppo2/observations.py); images are
 """
 from __future__ import annotations
 
+import math
+
 from collections import deque
 from typing import Any, Callable
 
@@ -17,7 +19,7 @@ import torch
 
 from .envs import get_env_state, set_env_state
 from .errors import NonFiniteEnvError
-from .observations import check_finite, tree_map, tree_zeros
+from .observations import check_finite, describe, tree_map, tree_zeros
 
 __all__ = ["RolloutStorage", "Collector", "RewardScaler"]
 
@@ -54,14 +56,67 @@ class RewardScaler:
         return ({"mean": self.mean, "var": self.var, "count": self.count},
                 {"collector.reward_scaler.ret": torch.from_numpy(self.ret.copy())})
 
+    # The largest variance of discounted returns a checkpoint may carry: a return std of 1e8. Beyond it every
+    # reward would be scaled to ~0 and training would go on silently on nothing.
+    MAX_VAR = 1e16
+
     def load_state(self, state: dict, tensors: dict[str, torch.Tensor], episodes_restored: bool) -> None:
-        self.mean, self.var, self.count = float(state["mean"]), float(state["var"]), float(state["count"])
+        """Restore from a checkpoint, every value checked: finite, a variance in [0, MAX_VAR], a count > 0."""
+        try:
+            mean, var, count = (float(state[k]) for k in ("mean", "var", "count"))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"the checkpoint's reward-scaler state is malformed ({exc}); expected numbers "
+                             f"mean, var and count, got {state!r}") from None
+        ret = tensors.get("collector.reward_scaler.ret")
+        if not (math.isfinite(mean) and math.isfinite(var) and 0.0 <= var <= self.MAX_VAR and math.isfinite(count)
+                and count > 0):
+            raise ValueError(f"the checkpoint's reward-scaler state is invalid: mean {mean}, var {var}, count {count} "
+                             f"(expected finite numbers, 0 <= var <= {self.MAX_VAR:g}, count > 0)")
+        if ret is None or tuple(ret.shape) != self.ret.shape or not bool(torch.isfinite(ret).all()):
+            raise ValueError(f"the checkpoint's discounted returns are invalid: expected {self.ret.shape[0]} finite "
+                             f"numbers, got {None if ret is None else tuple(ret.shape)}")
+        self.mean, self.var, self.count = mean, var, count
         # the discounted returns belong to the episodes in flight: kept when those episodes continue
         self.ret = tensors["collector.reward_scaler.ret"].numpy().copy() if episodes_restored else np.zeros_like(self.ret)
 
 
+def _available_memory() -> int | None:
+    """Bytes of memory available to this process now (Linux's MemAvailable), or None where it cannot be read."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
 class RolloutStorage:
     """Preallocated, numpy-backed (zero-copy torch views), time-major (T, N, ...)."""
+
+    @staticmethod
+    def observation_bytes(num_steps: int, num_envs: int, obs_spec: dict) -> int:
+        """What the observations of one rollout take: uint8 images, float32 vectors."""
+        def size(spec):
+            if spec["type"] == "Dict":
+                return sum(size(s) for s in spec["spaces"].values())
+            return math.prod(spec["shape"]) * (1 if spec["type"] == "Image" else 4)
+        return num_steps * num_envs * size(obs_spec)
+
+    @classmethod
+    def check_memory(cls, num_steps: int, num_envs: int, obs_spec: dict, env_id: str = "the environment") -> None:
+        """Refuse, before anything is allocated, a rollout whose observations alone (and the float32 copy of them
+        that the update makes: 4x for images) exceed the memory this machine has available."""
+        obs = cls.observation_bytes(num_steps, num_envs, obs_spec)
+        images = obs_spec["type"] == "Image" or any(s["type"] == "Image" for s in obs_spec.get("spaces", {}).values())
+        need = obs * (5 if images else 2)
+        available = _available_memory()
+        if available is not None and need > available:
+            raise ValueError(f"{env_id}: a rollout of {num_steps} steps x {num_envs} envs of {describe(obs_spec)} needs "
+                             f"about {need / 2**30:.1f} GiB (observations {obs / 2**30:.1f} GiB and their float32 copy), "
+                             f"but {available / 2**30:.1f} GiB is available. Use fewer --num-envs or --num-steps, or "
+                             "smaller frames (gymnasium.wrappers.ResizeObservation)")
 
     def __init__(self, num_steps: int, num_envs: int, obs_spec: dict, action_shape: tuple, action_dtype: torch.dtype):
         T, N = num_steps, num_envs
@@ -202,14 +257,22 @@ class Collector:
             self.reward_scaler.load_state(state["reward_scaler"], tensors, episodes)
         if not episodes:
             return False
+        try:
+            if isinstance(self.next_obs, dict):
+                next_obs = {k: tensors[f"collector.next_obs.{k}"].numpy().copy() for k in self.next_obs}
+                same = all(next_obs[k].shape == self.next_obs[k].shape for k in next_obs)
+            else:
+                next_obs = tensors["collector.next_obs"].numpy().copy()
+                same = next_obs.shape == np.shape(self.next_obs)
+            saved = {k: tensors[f"collector.{k}"].numpy().copy() for k in ("prev_done", "ep_return", "ep_length")}
+        except KeyError as exc:
+            raise ValueError(f"the checkpoint's collector state lacks {exc}") from None
+        if not same or any(v.shape != (self.num_envs,) for v in saved.values()):
+            raise ValueError(f"the checkpoint's collector state does not fit {self.num_envs} environments of this run")
+        self.check_finite(next_obs, "the checkpoint's observations", saved["ep_return"])
         set_env_state(self.envs, state["env"])
-        if isinstance(self.next_obs, dict):
-            self.next_obs = {k: tensors[f"collector.next_obs.{k}"].numpy().copy() for k in self.next_obs}
-        else:
-            self.next_obs = tensors["collector.next_obs"].numpy().copy()
-        self.prev_done = tensors["collector.prev_done"].numpy().copy()
-        self.ep_return = tensors["collector.ep_return"].numpy().copy()
-        self.ep_length = tensors["collector.ep_length"].numpy().copy()
+        self.next_obs = next_obs
+        self.prev_done, self.ep_return, self.ep_length = saved["prev_done"], saved["ep_return"], saved["ep_length"]
         self.episodes = state["episodes"]
         self.recent_returns.extend(state["recent_returns"])
         self.recent_lengths.extend(state["recent_lengths"])

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
@@ -17,6 +18,11 @@ __all__ = ["TrainConfig", "PRESETS", "ALGO_DEFAULTS", "build_parser", "config_fr
 # long it goes on, not what it computes. Any other flag that disagrees with the checkpoint is refused.
 RESUME_MAY_CHANGE = frozenset({"resume", "total_timesteps", "progress", "tensorboard", "plot", "push_to_hub",
                                "checkpoint_interval", "dist_timeout", "torch_threads"})
+
+
+# Bounds a saved policy must respect to load again (ppo2.model.validate_config) and that keep a run's allocations sane.
+LOG_STD_BOUND = 20.0
+MAX_EVAL_EPISODES = 10_000
 
 
 def _f(default: Any, help: str, **kw) -> Any:
@@ -74,6 +80,10 @@ class TrainConfig:
     eval_episodes: int = _f(10, "deterministic episodes per evaluation")
     eval_seed: int = _f(1_000_000, "seed of the evaluation episodes (separate environments)")
     target_reward: Optional[float] = _f(None, "stop once the evaluation mean reaches this (default: the env's reward threshold)")
+    confirm_episodes: int = _f(100, "an evaluation that reaches target_reward counts (and stops the run) only once "
+                                    "this many fresh episodes confirm it: their mean less 1.645 standard errors (95% "
+                                    "one-sided) reaches the target (gymnasium's 'solved' is a mean over 100 "
+                                    "consecutive episodes); 0 trusts the periodic evaluation alone")
     stop_at_target: bool = _f(True, "stop training when the evaluation reaches target_reward")
     # ---- machinery ------------------------------------------------------------------------
     device: str = _f("cpu", "cpu, cuda, cuda:N or auto")
@@ -137,9 +147,11 @@ class TrainConfig:
                      "eval_episodes", "torch_threads"):
             v = getattr(self, name)
             need(isinstance(v, int) and not isinstance(v, bool) and v >= 1, f"{name} must be an int >= 1, got {v!r}")
-        for name in ("eval_interval", "checkpoint_interval"):
+        for name in ("eval_interval", "checkpoint_interval", "confirm_episodes"):
             v = getattr(self, name)
             need(isinstance(v, int) and v >= 0, f"{name} must be an int >= 0, got {v!r}")
+        need(self.num_steps >= 2, f"num_steps must be >= 2 (a 1-step rollout holds only the autoreset row of every env "
+                                  f"whose episode just ended), got {self.num_steps}")
         need(self.algo in ("ppo", "a2c"), f"algo must be 'ppo' or 'a2c', got {self.algo!r}")
         need(self.encoder in ("auto", "mlp", "nature_cnn", "multi_input"),
              f"encoder must be auto, mlp, nature_cnn or multi_input, got {self.encoder!r}")
@@ -153,13 +165,30 @@ class TrainConfig:
              f"(batch {self.batch_size} / {self.num_minibatches} minibatches); use more envs/steps or --no-norm-adv")
         need(self.total_timesteps >= self.batch_size,
              f"total_timesteps={self.total_timesteps} is smaller than one rollout (num_envs*num_steps={self.batch_size})")
+        for name in ("learning_rate", "optimizer_eps", "gamma", "gae_lambda", "clip_range", "ent_coef", "vf_coef",
+                     "max_grad_norm", "reward_clip", "log_std_init", "dist_timeout", "target_kl", "target_reward"):
+            v = getattr(self, name)
+            if v is None and name in ("target_kl", "target_reward"):
+                continue
+            need(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
+                 f"{name} must be a finite number, got {v!r}")
         need(0.0 < self.gamma <= 1.0, f"gamma must be in (0, 1], got {self.gamma}")
         need(0.0 <= self.gae_lambda <= 1.0, f"gae_lambda must be in [0, 1], got {self.gae_lambda}")
-        need(self.learning_rate > 0, f"learning_rate must be > 0, got {self.learning_rate}")
-        need(self.clip_range > 0, f"clip_range must be > 0, got {self.clip_range}")
+        need(0 < self.learning_rate <= 1.0, f"learning_rate must be in (0, 1], got {self.learning_rate}")
+        need(0 < self.optimizer_eps <= 1.0, f"optimizer_eps must be in (0, 1], got {self.optimizer_eps}")
+        need(0 < self.clip_range <= 10.0, f"clip_range must be in (0, 10], got {self.clip_range}")
+        need(self.ent_coef >= 0, f"ent_coef must be >= 0 (a negative bonus would reward certainty), got {self.ent_coef}")
+        need(self.vf_coef >= 0, f"vf_coef must be >= 0 (a negative weight would maximise the value error), got {self.vf_coef}")
         need(self.max_grad_norm > 0, f"max_grad_norm must be > 0, got {self.max_grad_norm}")
         need(self.reward_clip > 0, f"reward_clip must be > 0, got {self.reward_clip}")
         need(self.target_kl is None or self.target_kl > 0, f"target_kl must be > 0 or None, got {self.target_kl}")
+        need(-LOG_STD_BOUND <= self.log_std_init <= LOG_STD_BOUND,
+             f"log_std_init must be in [-{LOG_STD_BOUND}, {LOG_STD_BOUND}] (what a saved policy may hold and load "
+             f"again), got {self.log_std_init}")
+        need(self.eval_episodes <= MAX_EVAL_EPISODES and self.confirm_episodes <= MAX_EVAL_EPISODES,
+             f"eval_episodes and confirm_episodes run as that many parallel environments: at most {MAX_EVAL_EPISODES}, "
+             f"got {self.eval_episodes} and {self.confirm_episodes}")
+        need(self.dist_timeout > 0, f"dist_timeout must be > 0 seconds, got {self.dist_timeout}")
         return self
 
 
@@ -232,7 +261,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for f in fields(TrainConfig):
         flags = _FLAG_ALIASES.get(f.name, ["--" + f.name.replace("_", "-")])
-        kw: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": f.metadata["help"] + f" (default: {f.default})"}
+        kw: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": (f.metadata["help"] + f" (default: {f.default})").replace("%", "%%")}
         if "choices" in f.metadata:
             kw["choices"] = f.metadata["choices"]
         if f.type in ("bool", bool):

@@ -10,7 +10,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -18,12 +18,18 @@ import torch
 from .envs import check_env_id, make_vector_env
 from .model import NUMPY_MAX_BATCH
 
-__all__ = ["evaluate_policy", "run_episodes", "record_replay", "load_policy", "main"]
+__all__ = ["evaluate_policy", "run_episodes", "record_replay", "load_policy", "main", "EvaluationInterrupted"]
+
+
+class EvaluationInterrupted(Exception):
+    """`stop()` asked the episodes to end early (a training run that received SIGTERM or Ctrl-C)."""
 
 
 @torch.no_grad()
-def run_episodes(model, envs, seed: int, deterministic: bool = True) -> tuple[np.ndarray, np.ndarray]:
-    """Play exactly one episode in each sub-environment of `envs` (reset with `seed`); returns (returns, lengths)."""
+def run_episodes(model, envs, seed: int, deterministic: bool = True,
+                 stop: Callable[[], bool] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Play exactly one episode in each sub-environment of `envs` (reset with `seed`); returns (returns, lengths).
+    `stop`, checked before every step, raises EvaluationInterrupted when it returns True."""
     n = envs.num_envs
     was_training = model.training
     model.eval()
@@ -37,6 +43,8 @@ def run_episodes(model, envs, seed: int, deterministic: bool = True) -> tuple[np
     first = True
     try:
         while running.any():
+            if stop is not None and stop():
+                raise EvaluationInterrupted(f"evaluation stopped after {int(lengths.max())} steps")
             if actor is not None and not first:
                 if not np.isfinite(obs).all():
                     model.predict(obs)  # raises, naming the NaN/inf
@@ -58,7 +66,7 @@ def run_episodes(model, envs, seed: int, deterministic: bool = True) -> tuple[np
 
 
 def evaluate_policy(model, env_id: str, n_episodes: int = 10, seed: int = 0, deterministic: bool = True,
-                    envs=None) -> dict[str, Any]:
+                    envs=None, stop: Callable[[], bool] | None = None) -> dict[str, Any]:
     """Mean/std return of `n_episodes` episodes played in parallel, one per sub-environment.
 
     With gymnasium's sync vector envs, episode i is reset with seed `seed + i`; with an env's own vector
@@ -70,7 +78,7 @@ def evaluate_policy(model, env_id: str, n_episodes: int = 10, seed: int = 0, det
     elif envs.num_envs != n_episodes:
         raise ValueError(f"envs has {envs.num_envs} sub-environments, expected n_episodes={n_episodes}")
     try:
-        returns, lengths = run_episodes(model, envs, seed, deterministic)
+        returns, lengths = run_episodes(model, envs, seed, deterministic, stop)
     finally:
         if own:
             envs.close()
@@ -89,7 +97,6 @@ def record_replay(model, env_id: str, path: str | Path, seed: int = 0, determini
         raise ValueError(f"replay path must end in .gif or .mp4, got {path.name!r}")
     import os
 
-    import gymnasium as gym
     import imageio.v3 as iio
 
     os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # headless: rgb_array needs no window
@@ -175,7 +182,9 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m ppo2.evaluate", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("source", help="zoo env id (e.g. CartPole-v1), a directory with model.safetensors + config.json, or a Hub repo id")
-    p.add_argument("--env", dest="env_id", help="environment id (default: the one recorded with the policy)")
+    p.add_argument("--env", dest="env_id", help="environment id (default: the one recorded with the policy). A "
+                   "'module:EnvId' id imports that module to register the env: name it here to allow that; an id the "
+                   "policy's own files name is never imported")
     p.add_argument("-n", "--episodes", type=_positive_int, default=100, help="number of episodes")
     p.add_argument("--seed", type=int, default=0, help="seed of the first episode")
     p.add_argument("--stochastic", action="store_true", help="sample actions instead of playing the most likely one")
@@ -185,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         model = load_policy(args.source, map_location=args.device)
-        env_id = args.env_id or getattr(model, "env_id", None)
+        env_id = args.env_id or recorded_env_id(model, args.source)
         if not env_id:
             p.error("the policy records no environment id; pass --env")
         return _evaluate_cli(model, env_id, args)
@@ -204,18 +213,26 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def recorded_env_id(model, source: str) -> str | None:
+    """The env id a loaded policy's files name, if it is safe to act on: a registered id, or one ppo2 knows how to
+    register (ALE). A "module:EnvId" id would import `module` (gymnasium's form for your own env): code named by a
+    downloaded file is never run, so such an id is refused here and the user names it with --env instead."""
+    env_id = getattr(model, "env_id", None)
+    if isinstance(env_id, str) and ":" in env_id:
+        raise ValueError(f"{source}'s config.json names the environment {env_id!r}, which would import the module "
+                         f"{env_id.partition(':')[0]!r} to register it. ppo2 never runs code that a policy's files "
+                         f"name; if you trust that module, say so on the command line: --env {env_id}")
+    return env_id
+
+
 def check_policy_env(model, env_id: str) -> None:
-    """Raise ValueError unless `model` can act in `env_id` (shapes, action sizes, bounds)."""
-    import gymnasium as gym
-
-    from .envs import check_env_id
-
-    check_env_id(env_id)
-    env = gym.make(env_id)
+    """Raise ValueError unless `model` can act in `env_id` (shapes, action sizes, bounds) as the evaluation makes
+    it: through `make_vector_env`, so an Atari policy is checked against the preprocessed frame stack it plays."""
+    envs = make_vector_env(env_id, 1)
     try:
-        model.check_compatible(env.observation_space, env.action_space, env_id)
+        model.check_compatible(envs.single_observation_space, envs.single_action_space, env_id)
     finally:
-        env.close()
+        envs.close()
 
 
 def _evaluate_cli(model, env_id: str, args) -> int:

@@ -4,7 +4,9 @@
     python -m ppo2.export runs/my_run policy.onnx          # a train.py output directory
 
 The exported graph maps a batch of raw observations to the actions the environment takes: vectors (N, d)
-float32, images (N, *shape) uint8 as the env gives them, a Dict as one input per key (named by the key).
+float32, images (N, *shape) uint8 as the env gives them. A Dict is one ONNX input per key, named by the key
+(a key that is also the output's name is refused: pass another `output_name`), and one dict argument of the
+torch.export program, so inputs are always matched by name, never by position.
 Observation normalisation and image scaling are inside; Discrete actions are int64 indices, Box actions
 the Gaussian mean clipped to the action bounds (exactly what `model.predict(obs, deterministic=True)`
 returns).
@@ -35,11 +37,23 @@ class DeterministicPolicy(nn.Module):
             self.register_buffer("low", torch.tensor(spec["low"], dtype=torch.float32))
             self.register_buffer("high", torch.tensor(spec["high"], dtype=torch.float32))
 
-    def forward(self, *obs: torch.Tensor) -> torch.Tensor:
-        action = self.model.deterministic_action(dict(zip(self.keys, obs)) if self.keys else obs[0])
+    def forward(self, obs: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
+        action = self.model.deterministic_action(obs)
         if self.box:
             action = torch.maximum(torch.minimum(action, self.high), self.low)
         return action
+
+
+class _KeyedInputs(nn.Module):
+    """The ONNX exporter's view of a Dict policy: one positional input per key, in the spec's order, each named by
+    its key in the graph (`input_names`), handed to the policy as a dict."""
+
+    def __init__(self, policy: DeterministicPolicy):
+        super().__init__()
+        self.policy = policy
+
+    def forward(self, *obs: torch.Tensor) -> torch.Tensor:
+        return self.policy(dict(zip(self.policy.keys, obs)) if self.policy.keys else obs[0])
 
 
 def example_inputs(model, batch: int = 2) -> tuple[tuple[torch.Tensor, ...], list[str]]:
@@ -52,30 +66,39 @@ def example_inputs(model, batch: int = 2) -> tuple[tuple[torch.Tensor, ...], lis
     return (zeros(spec),), ["obs"]
 
 
-def export_onnx(model, path: str | Path, opset: int = 17) -> Path:
-    """Write an ONNX file with a dynamic batch dimension; input 'obs' (one per key for a Dict), output 'action'."""
+def export_onnx(model, path: str | Path, opset: int = 17, output_name: str = "action") -> Path:
+    """Write an ONNX file with a dynamic batch dimension; input 'obs' (one per key, named by it, for a Dict),
+    output `output_name`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    policy = DeterministicPolicy(model.cpu())
     example, names = example_inputs(model)
+    if output_name in names:
+        raise ValueError(f"the observation key {output_name!r} is also the output's name, and ONNX names must be "
+                         f"unique (the exporter would rename the input); pass output_name=... (--output-name) with "
+                         f"another name, e.g. 'env_action'")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    policy = _KeyedInputs(DeterministicPolicy(model.cpu()))
     import warnings
 
     with torch.no_grad(), warnings.catch_warnings():
         # the TorchScript exporter needs no extra packages (the dynamo one needs onnxscript) and handles
         # this static MLP exactly; tests check the ONNX actions against the torch model's
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(policy, example, str(path), input_names=names, output_names=["action"],
-                          dynamic_axes={**{n: {0: "batch"} for n in names}, "action": {0: "batch"}},
+        torch.onnx.export(policy, example, str(path), input_names=names, output_names=[output_name],
+                          dynamic_axes={**{n: {0: "batch"} for n in names}, output_name: {0: "batch"}},
                           opset_version=opset, dynamo=False)
     return path
 
 
 def export_program(model) -> torch.export.ExportedProgram:
-    """The same policy as a `torch.export` program (dynamic batch), for torch-native deployment."""
+    """The same policy as a `torch.export` program (dynamic batch), for torch-native deployment. It takes one
+    argument: the observation tensor, or for a Dict policy a dict of tensors by key (`program.module()(obs)`)."""
     policy = DeterministicPolicy(model.cpu())
     batch = torch.export.Dim("batch", min=1)
-    example, _ = example_inputs(model)
-    return torch.export.export(policy, example, dynamic_shapes=(tuple({0: batch} for _ in example),))  # (*obs)
+    example, names = example_inputs(model)
+    if policy.keys:
+        obs = dict(zip(names, example))
+        return torch.export.export(policy, (obs,), dynamic_shapes=({k: {0: batch} for k in names},))
+    return torch.export.export(policy, example, dynamic_shapes=({0: batch},))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -86,13 +109,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("source", help="zoo env id, a policy directory, or a Hub repo id")
     p.add_argument("output", help="output path: .onnx for ONNX, .pt2 for torch.export")
     p.add_argument("--opset", type=int, default=17)
+    p.add_argument("--output-name", default="action", help="the ONNX output's name")
     args = p.parse_args(argv)
     try:
         model = load_policy(args.source)
         if args.output.endswith(".pt2"):
             torch.export.save(export_program(model), args.output)
         else:
-            export_onnx(model, args.output, opset=args.opset)
+            export_onnx(model, args.output, opset=args.opset, output_name=args.output_name)
     except (ValueError, TypeError, OSError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -23,7 +23,7 @@ import torch
 from ._version import __version__
 from .io import IntegrityError, atomic_write_json, read_json, read_safetensors_header, read_verified_bytes, save_tensors
 
-__all__ = ["save_pretrained", "from_pretrained", "push_to_hub", "model_card", "build_model"]
+__all__ = ["save_pretrained", "publish_pretrained", "from_pretrained", "push_to_hub", "model_card", "build_model"]
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -47,6 +47,47 @@ def save_pretrained(model, save_directory: str | os.PathLike, env_id: str | None
     if replay is not None and Path(replay).resolve() != (out / Path(replay).name).resolve():
         shutil.copyfile(replay, out / Path(replay).name)
     return out
+
+
+def publish_pretrained(model, directory: str | os.PathLike, keep: int = 3, **kwargs) -> Path:
+    """`save_pretrained` into `directory` as one atomic step, for a directory that readers may load at any moment
+    (a run's best/ while it trains). The policy is written complete into a new hidden sibling, `.NAME-<k>`, and
+    `directory` is a symbolic link that `os.replace` turns to it at once: a reader that resolves the link once
+    (`from_pretrained` does) reads one version's config and weights, never a mix. The newest `keep` versions stay,
+    so a reader that resolved the link a moment ago still finds its files. Without symbolic links (some Windows
+    setups) the old directory is swapped out by renames: a reader may then miss the directory for a moment, but
+    still never sees a mix."""
+    target = Path(directory)
+    parent, name = target.parent, target.name
+    parent.mkdir(parents=True, exist_ok=True)
+    versions = sorted((int(p.name.rsplit("-", 1)[1]), p) for p in parent.glob(f".{name}-*")
+                      if p.name.rsplit("-", 1)[1].isdigit())
+    k = versions[-1][0] + 1 if versions else 1
+    stage = parent / f".{name}-{k}"
+    shutil.rmtree(stage, ignore_errors=True)
+    save_pretrained(model, stage, **kwargs)
+    link = parent / f".{name}.link-{k}"
+    try:
+        link.unlink(missing_ok=True)
+        os.symlink(stage.name, link, target_is_directory=True)
+    except OSError:  # no symbolic links here: rename the old directory away, the new one into place
+        old = parent / f".{name}.old-{k}"
+        if target.exists() or target.is_symlink():
+            os.replace(target, old)
+        os.replace(stage, target)
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink(missing_ok=True)
+        return target
+    if target.is_dir() and not target.is_symlink():  # a real directory from an earlier version of ppo2
+        old = parent / f".{name}.old-{k}"
+        os.replace(target, old)
+        shutil.rmtree(old, ignore_errors=True)
+    os.replace(link, target)
+    for _, stale in versions[:max(0, len(versions) + 1 - keep)]:
+        shutil.rmtree(stale, ignore_errors=True)
+    return target
 
 
 def split_config(config: dict) -> tuple[dict, dict]:
@@ -94,6 +135,10 @@ def build_model(model_cls, config_path: Path, weights_path: Path, weights_sha256
         raise IntegrityError(f"{weights_path}: not a valid safetensors file ({exc})") from exc
     model = PPO2.from_config(kwargs, policy_net=policy_net, value_net=value_net, encoder=encoder)
     model.load_state_dict(state)
+    try:
+        model.check_state()
+    except ValueError as exc:
+        raise IntegrityError(f"{weights_path}: {exc}") from None
     model.env_id = meta.get("env_id")
     return model.to(map_location).eval()
 
@@ -111,6 +156,7 @@ def from_pretrained(model_cls, repo_id_or_path: str | os.PathLike, revision: str
     and revisions behave as everywhere else in the Hub ecosystem)."""
     path = Path(repo_id_or_path)
     if path.is_dir():
+        path = path.resolve()  # once: a directory swapped in by publish_pretrained is read as one version
         return build_model(model_cls, path / CONFIG_NAME, path / WEIGHTS_NAME, map_location=map_location,
                            policy_net=policy_net, value_net=value_net, encoder=encoder)
     if path.exists():

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .config import LOG_STD_BOUND
 from .distributions import ActionHead, UniformBlock, distribution_name, make_action_head
 from .encoders import ENCODERS, build_encoder, default_encoder
 from .hub import from_pretrained as _from_pretrained
@@ -267,6 +268,19 @@ class PPO2(nn.Module):
             raise ValueError("policy_net/value_net given, but this policy uses the built-in MLP")
         return cls(reset_param=False, **config)
 
+    def check_state(self) -> None:
+        """Raise ValueError unless the weights and statistics are usable: every float tensor finite, the observation
+        normaliser's variances >= 0 and its count > 0 (what loading a file checks: a NaN mean or a negative
+        variance would otherwise give garbage actions without a sound)."""
+        for name, t in self.state_dict().items():
+            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+                raise ValueError(f"{name} holds {int((~torch.isfinite(t)).sum())} NaN/inf value(s); expected finite numbers")
+        if self.normalize_obs:
+            if bool((self.obs_var < 0).any()):
+                raise ValueError(f"obs_var holds negative variances (min {float(self.obs_var.min()):.4g}); expected >= 0")
+            if not float(self.obs_count) > 0:
+                raise ValueError(f"obs_count is {float(self.obs_count)}; expected a count > 0")
+
     @property
     def observation_space(self):
         from .observations import spec_to_space
@@ -368,15 +382,20 @@ class PPO2(nn.Module):
                              f"(+-{_FLOAT32_MAX:.3g}): they would become inf inside the model")
 
     def _check_array(self, obs: Any, spec: dict, name: str) -> tuple[torch.Tensor, bool]:
-        """One array of observations -> (batched tensor on the model's device, single?). Images stay uint8
-        (scaled inside the model); everything else becomes float32. Numpy input is checked in numpy."""
+        """One array of observations -> (batched tensor on the model's device, single?). Vectors become float32.
+        Images keep their meaning in their dtype (`_check_image_values`): uint8 pixels stay uint8 (scaled inside
+        the model), other integers must be pixel values in [0, 255], floats must be already scaled to [0, 1]."""
         image = spec["type"] == "Image"
         if not isinstance(obs, (torch.Tensor, np.ndarray)):
-            obs = np.asarray(obs, dtype=np.uint8 if image else np.float32)
+            obs = np.asarray(obs) if image else np.asarray(obs, dtype=np.float32)
         single = self._check_obs_shape(tuple(obs.shape), spec, name)
         if isinstance(obs, np.ndarray):
             self._check_numpy_obs(obs, name)
-            dtype = np.uint8 if image and obs.dtype == np.uint8 else np.float32
+            if image:
+                dtype = self._check_image_values(obs, obs.dtype.kind == "f", name)
+                dtype = np.uint8 if dtype is torch.uint8 else np.float32
+            else:
+                dtype = np.float32
             obs = torch.from_numpy(np.ascontiguousarray(obs[None] if single else obs, dtype=dtype))
         else:
             if not (obs.is_floating_point() or obs.dtype in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8, torch.bool)):
@@ -390,10 +409,31 @@ class PPO2(nn.Module):
             if single:
                 obs = obs.unsqueeze(0)
         device = self.value_head.weight.device
-        dtype = torch.uint8 if image and obs.dtype == torch.uint8 else torch.float32
+        dtype = self._check_image_values(obs, obs.is_floating_point(), name) if image else torch.float32
         if obs.dtype != dtype or obs.device != device:
             obs = obs.to(device=device, dtype=dtype)
         return obs, single
+
+    @staticmethod
+    def _check_image_values(obs: Any, floating: bool, name: str) -> torch.dtype:
+        """The dtype an image batch enters the model as: uint8 for pixel values (uint8, or other integers within
+        [0, 255]), float32 for floats, which mean pixels already scaled to [0, 1] (as a VecTransposeImage/255
+        pipeline gives) and are used as they are. Anything else is refused: a float frame of 0..255 values, or
+        integers outside a byte, would otherwise be scaled wrongly without a sound."""
+        empty = obs.size == 0 if isinstance(obs, np.ndarray) else obs.numel() == 0
+        if obs.dtype in (np.uint8, torch.uint8) or empty:
+            return torch.uint8 if not floating else torch.float32
+        lo, hi = float(obs.min()), float(obs.max())
+        if floating:
+            if lo < 0.0 or hi > 1.0:
+                raise ValueError(f"{name} is a float image with values in [{lo:.4g}, {hi:.4g}]; float images must be "
+                                 "already scaled to [0, 1]. Pass uint8 pixels (0-255) as they come from the env, or "
+                                 "divide by 255 yourself")
+            return torch.float32
+        if lo < 0 or hi > 255:
+            raise ValueError(f"{name} is an integer image with values in [{lo:.0f}, {hi:.0f}]; expected pixel values "
+                             "in [0, 255] (uint8)")
+        return torch.uint8
 
     def _check_obs(self, obs: Any) -> tuple[Any, bool]:
         """Validate and convert observations: a (N, ...) tensor (a dict of them for Dict observations) on
@@ -723,8 +763,9 @@ def _resolve_obs_spec(input_dim: Any, observation_space: Any) -> dict:
 
 
 def _image_to_float(x: torch.Tensor, spec: dict) -> torch.Tensor:
-    """uint8 (N, H, W[, C]) or (N, C, H, W) -> float32 (N, C, H, W) in [0, 1]."""
-    x = x.float() * (1.0 / 255.0)
+    """uint8 pixels (or floats already in [0, 1]: `PPO2._check_image_values`), (N, H, W[, C]) or (N, C, H, W)
+    -> float32 (N, C, H, W) in [0, 1]."""
+    x = x.float() * (1.0 / 255.0) if x.dtype == torch.uint8 else x.float()
     if len(spec["shape"]) == 2:
         return x.unsqueeze(1)
     return x.permute(0, 3, 1, 2) if spec["channels_last"] else x
@@ -844,7 +885,8 @@ def validate_config(config: Any) -> dict:
     if "obs_clip" in c:
         _need(_is_number(c["obs_clip"]) and 0 < c["obs_clip"] < float("inf"), "obs_clip", "a finite number > 0", c["obs_clip"])
     if "log_std_init" in c:
-        _need(_is_number(c["log_std_init"]) and abs(c["log_std_init"]) <= 20, "log_std_init", "a number in [-20, 20]",
+        _need(_is_number(c["log_std_init"]) and abs(c["log_std_init"]) <= LOG_STD_BOUND, "log_std_init",
+              f"a number in [-{LOG_STD_BOUND:g}, {LOG_STD_BOUND:g}]",
               c["log_std_init"])
     return c
 
