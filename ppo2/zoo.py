@@ -15,7 +15,8 @@ from .hub import CONFIG_NAME, WEIGHTS_NAME, build_model, split_config
 from .io import read_json
 from .model import PPO2
 
-__all__ = ["WEIGHTS_DIR", "DEFAULT_ENV", "load_zoo", "load_pretrained", "zoo_entry", "is_zoo_id"]
+__all__ = ["WEIGHTS_DIR", "DEFAULT_ENV", "load_zoo", "load_pretrained", "zoo_entry", "is_zoo_id", "zoo_table",
+           "ZOO_TABLE_BEGIN", "ZOO_TABLE_END"]
 
 WEIGHTS_DIR = Path(os.environ.get("PPO2_WEIGHTS_DIR", Path(__file__).resolve().parent.parent / "weights"))
 DEFAULT_ENV = "CartPole-v1"
@@ -70,11 +71,13 @@ def load_pretrained(name: str | bool = True, weights_dir: str | os.PathLike | No
         entry = zoo_entry(name, weights_dir)  # raises, naming the available ids and the closest ones
         directory = Path(weights_dir or WEIGHTS_DIR) / entry["dir"]
     sha = (entry or {}).get("sha256", {})
+    # your own networks (a policy trained with them needs the same architecture again) go to the loader
+    networks = {k: overrides.pop(k) for k in ("policy_net", "value_net", "encoder") if overrides.get(k) is not None}
     if overrides:
         _, config = split_config(read_json(directory / CONFIG_NAME, expected_sha256=sha.get(CONFIG_NAME)))
         _check_overrides(config, overrides, entry["env_id"] if entry else str(directory))
     model = build_model(PPO2, directory / CONFIG_NAME, directory / WEIGHTS_NAME, weights_sha256=sha.get(WEIGHTS_NAME),
-                        config_sha256=sha.get(CONFIG_NAME), map_location=map_location)
+                        config_sha256=sha.get(CONFIG_NAME), map_location=map_location, **networks)
     return model
 
 
@@ -95,3 +98,22 @@ def _check_overrides(config: dict, overrides: dict, where: str) -> None:
     if conflicts:
         raise ValueError(f"arguments conflict with the pretrained policy {where}: " + ", ".join(conflicts)
                          + ". Drop them, or pass pretrained=False to build a fresh model")
+
+
+ZOO_TABLE_BEGIN = "<!-- zoo table: generated from weights/zoo.json by scripts/add_to_zoo.py; do not edit -->"
+ZOO_TABLE_END = "<!-- end of zoo table -->"
+
+
+def zoo_table(weights_dir: str | os.PathLike | None = None) -> str:
+    """The README's table of shipped policies, in Markdown, from the index alone (the README shows this text)."""
+    rows = ["| env | return (100 episodes) | 1,000 fresh episodes | published PPO | steps | train time | replay |",
+            "|---|---|---|---|---|---|---|"]
+    for env_id, e in load_zoo(weights_dir).items():
+        ev, fresh = e["eval"], e.get("eval_fresh") or {}
+        fresh_text = f"{fresh['mean_reward']:,.1f}" if fresh else "-"
+        minutes = e.get("run_wall_time_s")
+        took = "-" if minutes is None else (f"{minutes:,.0f} s" if minutes < 120 else f"{minutes / 60:,.0f} min")
+        rows.append(f"| {env_id} | {ev['mean_reward']:,.1f} +/- {ev['std_reward']:,.1f} | {fresh_text} | "
+                    f"{e.get('rl_zoo_ppo') or '-'} | {e.get('training_steps', 0):,} | {took} | "
+                    f"[gif](weights/{e['dir']}/replay.gif) |")
+    return "\n".join(rows) + "\n"

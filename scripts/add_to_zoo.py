@@ -3,11 +3,13 @@
 
     python scripts/add_to_zoo.py RUN_DIR --command "python train.py --env CartPole-v1 --seed 1" \
         --trained-on "2-core CPU"
+    python scripts/add_to_zoo.py --readme-only      # regenerate the README's zoo table from weights/zoo.json
 
 Takes RUN_DIR/best (the best policy by the run's own periodic evaluation; RUN_DIR itself if there is no
 best/), evaluates it on 100 deterministic episodes with seeds 0..99 (never used during training: the
 trainer evaluates on seeds from 1,000,000), writes a replay GIF and copies the learning curve, and records
-the entry with the sha256 of every file in weights/zoo.json.
+the entry with the sha256 of every file in weights/zoo.json, then regenerates the README's zoo table from it
+(tests/test_first_contact.py keeps the two equal).
 """
 import argparse
 import shutil
@@ -38,13 +40,19 @@ RL_ZOO_PPO = {  # RL-Zoo's published PPO scores (the goals we must match or beat
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("run_dir", type=Path)
-    p.add_argument("--command", required=True, help="the exact train.py command that produced the run")
-    p.add_argument("--trained-on", required=True, help="where it ran (machine, device)")
+    p.add_argument("run_dir", type=Path, nargs="?")
+    p.add_argument("--command", help="the exact train.py command that produced the run")
+    p.add_argument("--trained-on", help="where it ran (machine, device)")
+    p.add_argument("--readme-only", action="store_true", help="only regenerate the README's zoo table")
     p.add_argument("--episodes", type=int, default=100)
     p.add_argument("--fresh-episodes", type=int, default=1000, help="a second, larger evaluation on other seeds")
     p.add_argument("--weights-dir", type=Path, default=REPO / "weights")
     args = p.parse_args()
+    if args.readme_only:
+        write_readme_table(args.weights_dir)
+        return 0
+    if args.run_dir is None or not args.command or not args.trained_on:
+        p.error("RUN_DIR, --command and --trained-on are required (or --readme-only)")
 
     run = args.run_dir
     source = run / "best" if (run / "best" / "model.safetensors").exists() else run
@@ -107,7 +115,21 @@ def main() -> int:
     }
     index["policies"] = dict(sorted(index["policies"].items()))
     atomic_write_json(index_path, index)
+    write_readme_table(args.weights_dir)
     return 0
+
+
+def write_readme_table(weights_dir: Path) -> None:
+    """Replace the text between the README's zoo-table markers with `ppo2.zoo.zoo_table`."""
+    from ppo2.zoo import ZOO_TABLE_BEGIN, ZOO_TABLE_END, zoo_table
+
+    readme = REPO / "README.md"
+    text = readme.read_text()
+    if ZOO_TABLE_BEGIN not in text or ZOO_TABLE_END not in text:
+        raise SystemExit(f"error: README.md lacks the zoo-table markers {ZOO_TABLE_BEGIN!r} ... {ZOO_TABLE_END!r}")
+    head, rest = text.split(ZOO_TABLE_BEGIN, 1)
+    tail = rest.split(ZOO_TABLE_END, 1)[1]
+    readme.write_text(f"{head}{ZOO_TABLE_BEGIN}\n{zoo_table(weights_dir)}{ZOO_TABLE_END}{tail}")
 
 
 if __name__ == "__main__":

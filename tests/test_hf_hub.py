@@ -82,15 +82,22 @@ def test_hub_snapshot_with_corrupt_weights_is_refused(tmp_path):
 
 @pytest.fixture
 def uploads(monkeypatch):
-    """Patch the two HfApi calls that touch the network; keep a copy of what would be uploaded."""
+    """Patch the two HfApi calls that touch the network; keep a copy of what would be uploaded. The fakes are
+    strict: every call must bind to the real method's signature (a misspelt keyword such as commit_mesage= is a
+    TypeError here, as it would be against the Hub)."""
+    import inspect
+
     captured = {}
+    real_create, real_upload = inspect.signature(HfApi.create_repo), inspect.signature(HfApi.upload_folder)
 
     def create_repo(self, repo_id, **kw):
+        real_create.bind(self, repo_id=repo_id, **kw)
         captured["create"] = dict(repo_id=repo_id, **kw)
 
     def upload_folder(self, repo_id, folder_path, **kw):
         from pathlib import Path
 
+        real_upload.bind(self, repo_id=repo_id, folder_path=folder_path, **kw)
         captured["repo_id"] = repo_id
         captured["files"] = {p.name: p.read_bytes() for p in Path(folder_path).iterdir()}
         captured["kw"] = kw
@@ -126,6 +133,13 @@ def test_push_to_hub_uploads_weights_card_and_metadata(tmp_path, uploads):
     for name, data in files.items():
         (up / name).write_bytes(data)
     assert _same(model, PPO2.from_pretrained(up))
+
+
+def test_upload_fake_refuses_what_the_hub_would(uploads):
+    with pytest.raises(TypeError):
+        HfApi().upload_folder(repo_id="me/x", folder_path=".", commit_mesage="typo")
+    with pytest.raises(TypeError):
+        HfApi().create_repo(repo_id="me/x", privat=True)
 
 
 def test_train_py_push_to_hub(tmp_path, uploads):

@@ -266,6 +266,9 @@ def test_numpy_sampler_draws_the_torch_samplers_actions(kind, normalize_obs):
         model.update_obs_stats(torch.full((6,), 0.5), torch.full((6,), 4.0), 50)
     with torch.no_grad():
         model.action_head.output_layer().weight.mul_(20)  # spread the policy: many actions of real probability
+        if kind == "box":  # standard deviations other than 1, and unequal: the sampler must scale each by its own
+            log_std = model.action_head.log_std
+            log_std.copy_(torch.linspace(-1.5, 0.7, log_std.numel()))
     sampler = model.numpy_sampler()
     obs = np.random.default_rng(1).normal(size=(32, 6)).astype(np.float32) * 3
     for seed in range(20):
@@ -279,6 +282,10 @@ def test_numpy_sampler_draws_the_torch_samplers_actions(kind, normalize_obs):
             assert np.array_equal(fast, slow)
         else:
             np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-5)
+    if kind == "box":  # and the draws' spread is each dimension's own standard deviation
+        torch.manual_seed(7)
+        draws = np.stack([sampler(obs[:1]) for _ in range(4000)])[:, 0]
+        np.testing.assert_allclose(draws.std(0), model.action_head.log_std.detach().exp().numpy(), rtol=0.06)
     if kind == "discrete":  # and the draws follow softmax(logits): 4,000 draws per row against the probabilities
         with torch.no_grad():
             probs = model.distribution_and_value(torch.from_numpy(obs))[0].probs.numpy()
