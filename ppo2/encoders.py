@@ -26,6 +26,10 @@ __all__ = ["NatureCNN", "MultiInputEncoder", "build_encoder", "ENCODERS", "MIN_C
 
 ENCODERS = ("mlp", "nature_cnn", "multi_input")
 MIN_CNN_SIDE = 36
+# The Nature CNN's dense layer grows with the frame's area (84x84: 3,136 inputs, 1.6M weights at 512 units). Past
+# this many weights (1 GiB in float32, with Adam's two moments 3 GiB) the frame is too large to learn from on the
+# machines this project targets; refusing it here beats dying in the allocator.
+MAX_CNN_FC_WEIGHTS = 1 << 28
 
 
 def _conv_out(size: int) -> int:
@@ -44,13 +48,18 @@ class NatureCNN(nn.Module):
                              f"{height}x{width}; resize them (gymnasium.wrappers.ResizeObservation) or pass your own "
                              "encoder=nn.Module")
         self.features_dim = int(features_dim)
+        flat = 64 * _conv_out(height) * _conv_out(width)
+        if flat * self.features_dim > MAX_CNN_FC_WEIGHTS:
+            raise ValueError(f"{height}x{width} frames give the Nature CNN a dense layer of {flat:,} x {self.features_dim} "
+                             f"weights ({flat * self.features_dim * 4 / 2**30:.1f} GiB; at most {MAX_CNN_FC_WEIGHTS:,}); "
+                             "downscale them first (gymnasium.wrappers.ResizeObservation, e.g. to 84x84)")
         self.convs = nn.Sequential(
             nn.Conv2d(channels, 32, 8, stride=4), nn.ReLU(),
             nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),
             nn.Conv2d(64, 64, 3, stride=1), nn.ReLU(),
             nn.Flatten(),
         )
-        self.fc = nn.Linear(64 * _conv_out(height) * _conv_out(width), self.features_dim)
+        self.fc = nn.Linear(flat, self.features_dim)
 
     def reset_parameters(self) -> None:
         """baselines' initialisation: orthogonal with gain sqrt(2), zero biases."""

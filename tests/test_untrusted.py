@@ -212,6 +212,27 @@ def test_a_rollout_too_large_for_memory_is_refused_before_allocating():
     RolloutStorage.check_memory(128, 8, {"type": "Image", "shape": [84, 84, 4], "channels_last": True})
 
 
+def test_frames_too_large_for_the_cnn_are_refused_before_allocating():
+    with pytest.raises(ValueError, match=r"2048x2048 frames give the Nature CNN a dense layer of .* downscale"):
+        PPO2(observation_space=spaces.Box(0, 255, (2048, 2048, 3), np.uint8), action_space=2)
+
+
+def test_atari_policies_evaluate_through_the_cli_check():
+    """The CLI checks a policy against the env as evaluation makes it (ale-py's preprocessed frame stack)."""
+    pytest.importorskip("ale_py")
+    from ppo2.envs import check_spaces, make_vector_env
+    from ppo2.evaluate import check_policy_env
+
+    envs = make_vector_env("ALE/Pong-v5", 1)
+    try:
+        obs_spec, action_space = check_spaces(envs, "ALE/Pong-v5")
+    finally:
+        envs.close()
+    check_policy_env(PPO2(observation_space=obs_spec, action_space=action_space), "ALE/Pong-v5")
+    with pytest.raises(ValueError, match="this policy takes"):
+        check_policy_env(PPO2(input_dim=4, action_space=6), "ALE/Pong-v5")
+
+
 def test_sigterm_during_an_evaluation_stops_it(tmp_path):
     """A long evaluation checks for the stop signal at every step: the run checkpoints and exits at once."""
     from ppo2.config import TrainConfig
