@@ -276,7 +276,34 @@ def build_parser() -> argparse.ArgumentParser:
             kw["type"] = _optional_int
         p.add_argument(*flags, **kw)
     p.add_argument("--print-config", action="store_true", help="print the resolved configuration as JSON and exit")
+    p.add_argument("--config", dest="config_file", default=None, metavar="FILE",
+                   help="a JSON object of these options (e.g. ppo2.tune's best_config.json); flags given beside it win")
     return p
+
+
+def given_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The options a command line set: its flags, over the options of its --config file."""
+    given = {k: v for k, v in vars(args).items() if k not in ("print_config", "config_file")}
+    return {**read_config_file(args.config_file), **given} if args.config_file else given
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    """The options in a --config JSON file: an object whose keys are TrainConfig fields (checked here; their values
+    are checked with every other option by TrainConfig.validated)."""
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except OSError as exc:
+        raise ValueError(f"--config {path}: cannot read it ({exc})") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--config {path}: not valid JSON ({exc})") from None
+    names = {f.name for f in fields(TrainConfig)}
+    if not isinstance(data, dict):
+        raise ValueError(f"--config {path}: expected a JSON object of options, got {type(data).__name__}")
+    unknown = sorted(set(data) - names)
+    if unknown:
+        raise ValueError(f"--config {path}: unknown options {unknown}; see `python train.py --help`")
+    return data
 
 
 def _optional_float(text: str) -> Optional[float]:
@@ -301,7 +328,7 @@ def resume_conflicts(saved: "TrainConfig", given: dict[str, Any]) -> list[str]:
 
 def config_from_args(argv: list[str] | None = None) -> tuple[TrainConfig, argparse.Namespace]:
     args = build_parser().parse_args(argv)
-    given = {k: v for k, v in vars(args).items() if k != "print_config"}
+    given = given_options(args)
     env_id = given.pop("env_id", "CartPole-v1")
     algo = given.pop("algo", "ppo")
     cfg = TrainConfig.for_env(env_id, algo, **given)

@@ -27,7 +27,7 @@ from torch import nn
 
 from .checkpoint import load_checkpoint, optimizer_state_from_flat, save_checkpoint
 from .collector import Collector, RewardScaler, RolloutStorage
-from .config import TrainConfig, config_from_args, resume_conflicts
+from .config import TrainConfig, config_from_args, given_options, resume_conflicts
 from .distributed import DistContext
 from .envs import check_env_id, check_spaces, make_vector_env
 from .errors import NonFiniteEnvError, NonFiniteError, NonFiniteLossError
@@ -592,7 +592,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.print_config:
             return 0
         if config.resume:
-            config = _resume_config(config.resume, {k: v for k, v in vars(args).items() if k != "print_config"})
+            config = _resume_config(config.resume, given_options(args))
         trainer = Trainer(config)
         trainer.learn()
     except NonFiniteError as exc:
