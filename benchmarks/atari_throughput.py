@@ -26,7 +26,7 @@ REPO = Path(__file__).resolve().parent.parent
 STEPS, ENVS = 128, 8
 
 
-def trial(lib: str, updates: int, device: str) -> dict:
+def trial(lib: str, updates: int, device: str, precision: str = "auto") -> dict:
     import warnings
 
     warnings.filterwarnings("ignore")
@@ -39,12 +39,13 @@ def trial(lib: str, updates: int, device: str) -> dict:
         from ppo2.trainer import Trainer
 
         cfg = TrainConfig.for_env("Pong", total_timesteps=total, eval_interval=0, checkpoint_interval=0,
-                                  device=device, output_dir="/tmp/ppo2-bench/atari", overwrite=True,
+                                  device=device, precision=precision, output_dir="/tmp/ppo2-bench/atari", overwrite=True,
                                   progress=False, tensorboard=False, plot=False)
         trainer = Trainer(cfg)
         t0 = time.perf_counter()
         trainer.learn()
-        return {"sps": trainer.global_step / (time.perf_counter() - t0), "steps": trainer.global_step}
+        return {"sps": trainer.global_step / (time.perf_counter() - t0), "steps": trainer.global_step,
+                "precision": trainer.model.precision.name}
     import ale_py
     import gymnasium as gym
     import torch._dynamo  # noqa: F401  (torch.optim imports it when the optimizer is built: an import, not training)
@@ -66,24 +67,33 @@ def main() -> None:
     p.add_argument("--trials", type=int, default=3)
     p.add_argument("--updates", type=int, default=4)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--precision", nargs="+", default=["auto"], choices=("auto", "float32", "bfloat16"),
+                   help="ppo2's --precision; several run side by side (e.g. auto float32)")
     p.add_argument("--trial", choices=("ppo2", "sb3"), help=argparse.SUPPRESS)  # (one trial, in this process)
     args = p.parse_args()
     if args.trial:
-        print(json.dumps(trial(args.trial, args.updates, args.device)))
+        print(json.dumps(trial(args.trial, args.updates, args.device, args.precision[0])))
         return
-    runs: dict[str, list[float]] = {"ppo2": [], "sb3": []}
+    variants = [("ppo2", prec) for prec in args.precision] + [("sb3", "float32")]
+    runs: dict[tuple, list[float]] = {v: [] for v in variants}
+    names: dict[tuple, str] = {}
     for i in range(args.trials):
-        for lib in ("ppo2", "sb3"):
+        for lib, prec in variants:
             done = subprocess.run([sys.executable, __file__, "--trial", lib, "--updates", str(args.updates),
-                                   "--device", args.device], capture_output=True, text=True, check=True, cwd=REPO)
-            runs[lib].append(json.loads(done.stdout.strip().splitlines()[-1])["sps"])
-            print(f"  trial {i + 1} {lib}: {runs[lib][-1]:,.0f} agent steps/s", flush=True)
-    ratios = sorted(a / b for a, b in zip(runs["ppo2"], runs["sb3"]))
-    ours, theirs = statistics.median(runs["ppo2"]), statistics.median(runs["sb3"])
-    print(f"\n| Pong, {args.updates} updates of {STEPS * ENVS} agent steps, {args.device} | ppo2 | SB3 (RL-Zoo settings) | ppo2 / SB3 |")
-    print("|---|---|---|---|")
-    print(f"| agent steps/s, median of {args.trials} | {ours:,.0f} | {theirs:,.0f} | {ours / theirs:.2f}x "
-          f"(pairs {ratios[0]:.2f}-{ratios[-1]:.2f}x) |")
+                                   "--device", args.device, "--precision", prec], capture_output=True, text=True,
+                                  check=True, cwd=REPO)
+            result = json.loads(done.stdout.strip().splitlines()[-1])
+            runs[(lib, prec)].append(result["sps"])
+            names[(lib, prec)] = f"ppo2 --precision {prec} ({result['precision']})" if lib == "ppo2" else "SB3 (RL-Zoo settings)"
+            print(f"  trial {i + 1} {names[(lib, prec)]}: {result['sps']:,.0f} agent steps/s", flush=True)
+    theirs = statistics.median(runs[("sb3", "float32")])
+    print(f"\n| Pong, {args.updates} updates of {STEPS * ENVS} agent steps, {args.device} | agent steps/s, median of "
+          f"{args.trials} | / SB3 (pairs) |")
+    print("|---|---|---|")
+    for v in variants:
+        ratios = sorted(a / b for a, b in zip(runs[v], runs[("sb3", "float32")]))
+        ours = statistics.median(runs[v])
+        print(f"| {names[v]} | {ours:,.0f} | {ours / theirs:.2f}x ({ratios[0]:.2f}-{ratios[-1]:.2f}x) |")
 
 
 if __name__ == "__main__":

@@ -75,6 +75,10 @@ class TrainConfig:
     clip_reward: bool = _f(False, "train on the sign of each reward (-1, 0, +1), as baselines' Atari wrapper does; "
                                   "logged and evaluated returns stay the env's")
     log_std_init: float = _f(0.0, "initial log-std of Gaussian policies")
+    precision: str = _f("auto", "how the built-in image encoder computes: auto (bfloat16 autocast where the device has "
+                                "it natively: AMX/AVX512_BF16 CPUs, bf16 GPUs; else float32), float32, or bfloat16. "
+                                "Weights, heads, loss and optimizer stay float32; vectors are unaffected",
+                        choices=("auto", "float32", "bfloat16"))
     # ---- evaluation -----------------------------------------------------------------------
     eval_interval: int = _f(10, "evaluate every this many updates and after the last one (0: never)")
     eval_episodes: int = _f(10, "deterministic episodes per evaluation")
@@ -156,6 +160,8 @@ class TrainConfig:
         need(self.encoder in ("auto", "mlp", "nature_cnn", "multi_input"),
              f"encoder must be auto, mlp, nature_cnn or multi_input, got {self.encoder!r}")
         need(self.optimizer in ("adam", "rmsprop"), f"optimizer must be 'adam' or 'rmsprop', got {self.optimizer!r}")
+        need(self.precision in ("auto", "float32", "bfloat16"),
+             f"precision must be auto, float32 or bfloat16, got {self.precision!r}")
         need(self.vectorization in ("auto", "sync", "async"), f"vectorization must be auto, sync or async, got {self.vectorization!r}")
         need(self.batch_size % self.num_minibatches == 0,
              f"batch size num_envs*num_steps = {self.num_envs}*{self.num_steps} = {self.batch_size} is not divisible "
@@ -206,7 +212,7 @@ _INVERTED_PENDULUMS = dict(num_envs=8, num_steps=256, num_minibatches=8, update_
 # Tuned presets (key: (env_id, algo)). Each reaches the env's reward threshold; the README's zoo table
 # records the measured results and the exact commands.
 PRESETS: dict[tuple[str, str], dict] = {
-    # Tuned for wall-clock time to solve on a 2-core CPU (benchmarks/time_to_solve.py): many envs, one
+    # Tuned for wall-clock time to solve on a 2-core CPU (benchmarks/preset_seeds.py): many envs, one
     # large minibatch, few epochs, a high annealed learning rate. RL-Zoo's settings are sample-efficient
     # but spend their time in 20 epochs of small gradient steps.
     ("CartPole-v1", "ppo"): dict(

@@ -14,11 +14,14 @@ returns).
 from __future__ import annotations
 
 import argparse
+import copy
 import sys
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from .speed import Precision
 
 __all__ = ["DeterministicPolicy", "example_inputs", "export_onnx", "export_program", "main"]
 
@@ -28,7 +31,11 @@ class DeterministicPolicy(nn.Module):
 
     def __init__(self, model):
         super().__init__()
-        self.model = model.eval()
+        # the exported graph is the float32 reference (a model trained with the bfloat16 encoder included): a shallow
+        # copy with its own precision, sharing the parameters, so the caller's model is left as it was
+        model = copy.copy(model.eval())
+        model.precision = Precision()
+        self.model = model
         spec = model.obs_spec
         self.keys = list(spec["spaces"]) if spec["type"] == "Dict" else None
         spec = model.action_spec

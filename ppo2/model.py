@@ -33,6 +33,7 @@ from .hub import push_to_hub as _push_to_hub
 from .hub import save_pretrained as _save_pretrained
 from .init import orthogonal_
 from .losses import ppo_loss
+from .speed import Precision, resolve_precision, run_encoder
 from .observations import MAX_VECTOR_DIM as MAX_INPUT_DIM
 from .observations import _is_int, _need, describe, image_chw, image_keys, obs_spec_from_space, validate_obs_spec, vector_dim, vector_keys
 
@@ -179,6 +180,7 @@ class PPO2(nn.Module):
             self.register_buffer("obs_var", torch.ones(self.norm_dim, dtype=torch.float64))
             self.register_buffer("obs_count", torch.tensor(1e-4, dtype=torch.float64))
             self._refresh_obs_scale()
+        self.precision = Precision()  # float32, default layout: see set_precision
         if reset_param:
             self.reset_parameters()
 
@@ -492,9 +494,20 @@ class PPO2(nn.Module):
         return out
 
     def features(self, obs: Any) -> torch.Tensor:
-        """What the latent MLP reads: the encoder's output (the normalised vector for the seed model)."""
+        """What the latent MLP reads: the encoder's output (the normalised vector for the seed model). The built-in
+        CNNs run as `self.precision` says (ppo2/speed.py: float32 unless `set_precision` chose otherwise)."""
         x = self.preprocess(obs)
-        return x if self.encoder is None else self.encoder(x)
+        if self.encoder is None:
+            return x
+        return run_encoder(self.encoder, x, self.precision) if self.encoder_name != "custom" else self.encoder(x)
+
+    def set_precision(self, precision: str = "auto", device: Any = None) -> "PPO2":
+        """How the built-in image encoder computes: "float32" (the default after construction and loading),
+        "bfloat16" (autocast, float32 weights) or "auto" (bfloat16 where `device` has it natively); frames go in
+        channels-last either way (ppo2/speed.py). A runtime choice: nothing of it is saved with the weights."""
+        has_cnn = self.encoder is not None and self.encoder_name in ("nature_cnn", "multi_input")
+        self.precision = resolve_precision(precision, device or self.value_head.weight.device, has_cnn)
+        return self
 
     def _latent(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """Run a built-in latent MLP with functional calls (a module call costs more than the matmul here);

@@ -87,7 +87,7 @@ class Trainer:
                          log_std_init=cfg.log_std_init, policy_net=policy_net, value_net=value_net,
                          encoder=encoder if encoder is not None else cfg.encoder)
         model.check_compatible(self.envs.single_observation_space, action_space, cfg.env_id)
-        self.model = model.to(self.device)
+        self.model = model.to(self.device).set_precision(cfg.precision, self.device)
         self.dist.broadcast_module(self.model)
         # the hand-derived update (ppo2/fused.py) where it applies; else the autograd reference, ppo_update
         reason = FusedPPO.unsupported_reason(self.model, cfg.optimizer, cfg.algo) if cfg.fused else "--no-fused"
