@@ -156,9 +156,17 @@ def from_pretrained(model_cls, repo_id_or_path: str | os.PathLike, revision: str
     and revisions behave as everywhere else in the Hub ecosystem)."""
     path = Path(repo_id_or_path)
     if path.is_dir():
-        path = path.resolve()  # once: a directory swapped in by publish_pretrained is read as one version
-        return build_model(model_cls, path / CONFIG_NAME, path / WEIGHTS_NAME, map_location=map_location,
-                           policy_net=policy_net, value_net=value_net, encoder=encoder)
+        # The path is resolved once per attempt: a directory that publish_pretrained swaps in is read as one version.
+        # If that version is pruned while it is read (a writer publishing faster than this reader reads), the files
+        # vanish rather than change, and the newest version is read instead.
+        for attempt in range(5):
+            real = path.resolve()
+            try:
+                return build_model(model_cls, real / CONFIG_NAME, real / WEIGHTS_NAME, map_location=map_location,
+                                   policy_net=policy_net, value_net=value_net, encoder=encoder)
+            except FileNotFoundError:
+                if real == path.absolute() or attempt == 4 or real.exists():
+                    raise
     if path.exists():
         raise ValueError(f"{path} is a file; expected a directory holding {CONFIG_NAME} and {WEIGHTS_NAME}, "
                          "or a Hub repo id such as 'org/ppo2-CartPole-v1'")

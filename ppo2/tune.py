@@ -142,7 +142,11 @@ def make_storage(url: str | None, output_dir: Path, heartbeat_interval: int = 10
     engine_kwargs = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {"pool_pre_ping": True}
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     import inspect
+    import warnings
 
+    # heartbeats and the retry callback are marked experimental in Optuna; they are what makes a killed worker lose
+    # at most its running trial, so they are used on purpose and the warnings would only be noise
+    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     params = inspect.signature(RDBStorage.__init__).parameters
     if "heartbeat_stale_trial_callback" in params:  # Optuna >= 4.9 renamed the callback and its keyword
         from optuna.storages import RetryHeartbeatStaleTrialCallback
@@ -217,13 +221,15 @@ def _objective(args, space: dict, fixed: dict, output_dir: Path):
         except (ValueError, TypeError) as exc:  # a combination the trainer refuses (e.g. a minibatch of 1)
             trial.set_user_attr("invalid", str(exc))
             raise optuna.TrialPruned(f"invalid combination: {exc}") from None
+        # the trainer evaluates every eval_interval updates and after the last: the reports of seed i follow seed i-1's
+        per_run = -(-config.num_updates // config.eval_interval)
         trial.set_user_attr("config", {k: v for k, v in config.to_dict().items()
                                        if k in params or k in fixed or k == "total_timesteps"})
         scores = []
         for i, seed in enumerate(args.seed_list):
             run_dir = output_dir / "trials" / f"{trial.number:05d}" / f"seed_{seed}"
             trainer = ReportingTrainer(config.replace(seed=seed, output_dir=str(run_dir), overwrite=True), trial,
-                                       step_offset=i * (args.n_evaluations + 1))
+                                       step_offset=i * per_run)
             try:
                 trainer.learn()
             except NonFiniteError as exc:
@@ -340,6 +346,13 @@ def _plots(study, output_dir: Path) -> None:
         plt.close(ax.figure)
         try:
             ax = ovm.plot_param_importances(study)
+        except ImportError:  # Optuna's fANOVA needs scikit-learn; its PED-ANOVA needs nothing more
+            try:
+                from optuna.importance import PedAnovaImportanceEvaluator
+
+                ax = ovm.plot_param_importances(study, evaluator=PedAnovaImportanceEvaluator())
+            except (ImportError, RuntimeError, ValueError):
+                return
         except (RuntimeError, ValueError):  # too few complete trials, or no parameter varied
             return
         ax.figure.set_size_inches(7, 4)
