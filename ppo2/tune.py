@@ -140,7 +140,6 @@ def make_storage(url: str | None, output_dir: Path, heartbeat_interval: int = 10
         output_dir.mkdir(parents=True, exist_ok=True)
         url = f"sqlite:///{(output_dir / 'study.db').resolve()}"
     engine_kwargs = {"connect_args": {"timeout": 120}} if url.startswith("sqlite") else {"pool_pre_ping": True}
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
     import inspect
     import warnings
 
@@ -272,6 +271,8 @@ def run_study(args) -> Any:
     """Create or join the study and run this worker's share of its trials; returns the study."""
     import optuna
 
+    # Optuna logs every trial it ends, with a traceback for a caught SurplusTrial; this module prints its own summary
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
     output_dir = Path(args.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     space = SEARCH_SPACES[args.algo] if args.space is None else _check_space(json.loads(Path(args.space).read_text()))
