@@ -14,6 +14,9 @@ several envs in one table the question "does any env show a difference?" is aske
 uses Bonferroni-adjusted intervals (level 1 - 0.05/m, printed beside the 95% one): at 95% each, four envs
 would flag a difference somewhere about one time in five when there is none.
 
+`--metric steps` tables the env steps each run took instead: with the preset's stop at the target, the steps to a
+confirmed solve, which still separates variants whose final policies all reach the ceiling.
+
 Results are appended to `--results` as JSON lines, one per run, so an interrupted comparison continues where
 it stopped (runs already recorded are skipped), and the table can be re-printed with `--table-only`.
 """
@@ -79,7 +82,7 @@ def one_run(env_id: str, variant: str, flags: str, seed: int, episodes: int) -> 
             "update_path": summary.get("update_path"), "commit": (summary.get("provenance") or {}).get("commit")}
 
 
-def table(records: list[dict], variants: list[str], family: int | None = None) -> str:
+def table(records: list[dict], variants: list[str], family: int | None = None, metric: str = "score") -> str:
     """The comparison table; `family` is how many envs the question covers (default: those with records)."""
     lines = []
     envs = sorted({r["env_id"] for r in records})
@@ -94,7 +97,7 @@ def table(records: list[dict], variants: list[str], family: int | None = None) -
     for env_id in envs:
         cells, scores = [], {}
         for v in variants:
-            s = np.array([r["score"] for r in records if r["env_id"] == env_id and r["variant"] == v])
+            s = np.array([r[metric] for r in records if r["env_id"] == env_id and r["variant"] == v], np.float64)
             scores[v] = s
             if len(s) == 0:
                 cells.append("-")
@@ -122,6 +125,9 @@ def main() -> int:
     p.add_argument("--jobs", type=int, default=max(1, (os.cpu_count() or 2)), help="runs at a time (each uses one core)")
     p.add_argument("--results", type=Path, default=REPO / "benchmarks" / "results" / "compare.jsonl")
     p.add_argument("--table-only", action="store_true")
+    p.add_argument("--metric", choices=("score", "steps"), default="score",
+                   help="score: the final policy's return on the fresh episodes; steps: env steps the run took (with "
+                        "the env's target and stop at target on, steps to a confirmed solve: lower is better)")
     args = p.parse_args()
     variants = dict(v.split("=", 1) for v in (args.variant or ["fused=", "autograd=--no-fused"]))
     records = []
@@ -142,7 +148,7 @@ def main() -> int:
                 records.append(r)
                 print(f"{r['env_id']} {r['variant']} seed {r['seed']}: {r['score']:.2f} ({r['wall_s']} s)", flush=True)
     keep = [r for r in records if r["env_id"] in args.envs and r["variant"] in variants and r["flags"] == variants[r["variant"]]]
-    print(table(keep, list(variants), family=len(args.envs)))
+    print(table(keep, list(variants), family=len(args.envs), metric=args.metric))
     return 0
 
 

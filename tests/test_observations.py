@@ -260,12 +260,15 @@ def test_pixel_task_is_learned_from_a_users_module(tmp_path):
 @pytest.mark.slow
 def test_dict_task_is_learned_through_train_py(tmp_path):
     """Only a policy that reads both the screen and the flag beats chance; trained by the CLI on the user's
-    `module:EnvId`, then reloaded and checked to act exactly as the run's final policy."""
+    `module:EnvId`, then reloaded and checked to act exactly as the run's final policy. In float32: bfloat16 kernels
+    differ between CPUs (AMX, AVX512_BF16), and this seed's trajectory with them is not the same on every CI host
+    (tests/test_speed.py checks the bfloat16 encoder's numbers; benchmarks/compare.py its learning)."""
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(USER_ENVS), os.environ.get("PYTHONPATH", "")])}
     done = subprocess.run([sys.executable, str(REPO / "train.py"), "--env", "pixel_games:SideWithFlag-v0", "--seed", "1",
                            "--output-dir", str(out), "--no-progress", "--no-tensorboard", "--no-plot",
-                           "--total-timesteps", "200000"], capture_output=True, text=True, env=env, cwd=tmp_path)
+                           "--total-timesteps", "200000", "--precision", "float32"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
     assert summary["solved_at"] is not None, summary
