@@ -33,7 +33,7 @@ from .hub import push_to_hub as _push_to_hub
 from .hub import save_pretrained as _save_pretrained
 from .init import orthogonal_
 from .losses import ppo_loss
-from .speed import Precision, resolve_precision, run_encoder
+from .speed import Precision, resolve_precision, run_encoder, scale_frames
 from .observations import MAX_VECTOR_DIM as MAX_INPUT_DIM
 from .observations import _is_int, _need, describe, image_chw, image_keys, obs_spec_from_space, validate_obs_spec, vector_dim, vector_keys
 
@@ -482,8 +482,8 @@ class PPO2(nn.Module):
         if spec["type"] == "Box":
             return self.normalize(obs)
         if spec["type"] == "Image":
-            return _image_to_float(obs, spec)
-        out = {k: _image_to_float(obs[k], spec["spaces"][k]) for k in image_keys(spec)}
+            return scale_frames(_nchw(obs, spec), self.precision)
+        out = {k: scale_frames(_nchw(obs[k], spec["spaces"][k]), self.precision) for k in image_keys(spec)}
         keys = vector_keys(spec)
         if keys and self.normalize_obs:
             sizes = [spec["spaces"][k]["shape"][0] for k in keys]
@@ -775,10 +775,9 @@ def _resolve_obs_spec(input_dim: Any, observation_space: Any) -> dict:
     return spec
 
 
-def _image_to_float(x: torch.Tensor, spec: dict) -> torch.Tensor:
-    """uint8 pixels (or floats already in [0, 1]: `PPO2._check_image_values`), (N, H, W[, C]) or (N, C, H, W)
-    -> float32 (N, C, H, W) in [0, 1]."""
-    x = x.float() * (1.0 / 255.0) if x.dtype == torch.uint8 else x.float()
+def _nchw(x: torch.Tensor, spec: dict) -> torch.Tensor:
+    """(N, H, W[, C]) or (N, C, H, W) images as an (N, C, H, W) view (no copy); `ppo2.speed.scale_frames` then
+    scales uint8 pixels to [0, 1] (floats are already scaled: `PPO2._check_image_values`)."""
     if len(spec["shape"]) == 2:
         return x.unsqueeze(1)
     return x.permute(0, 3, 1, 2) if spec["channels_last"] else x

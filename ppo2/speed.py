@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["Precision", "native_bfloat16", "resolve_precision", "run_encoder", "PRECISIONS"]
+__all__ = ["Precision", "native_bfloat16", "resolve_precision", "run_encoder", "scale_frames", "PRECISIONS"]
 
 PRECISIONS = ("auto", "float32", "bfloat16")
 
@@ -73,6 +73,17 @@ def resolve_precision(precision: str, device: torch.device | str, has_cnn: bool)
                          "bf16 support); use auto or float32")
     use_bf16 = precision == "bfloat16" or (precision == "auto" and native)
     return Precision(autocast=torch.bfloat16 if use_bf16 else None, channels_last=True)
+
+
+def scale_frames(x: torch.Tensor, precision: Precision) -> torch.Tensor:
+    """(N, C, H, W) frames in [0, 1] for the encoder: uint8 pixels times 1/255 in float32 (the definition), in the
+    layout and dtype the encoder takes. The layout changes while the pixels are still bytes (a quarter of the memory
+    to move); under bfloat16 autocast the product is rounded to bfloat16 here, exactly as the convolution would
+    round its float32 input. Frames that are floats already (scaled by the caller) are only converted."""
+    if precision.channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    x = x.float().mul_(1.0 / 255.0) if x.dtype == torch.uint8 else x.float()
+    return x.to(precision.autocast) if precision.autocast is not None else x
 
 
 def _channels_last(x: Any) -> Any:
