@@ -1,7 +1,6 @@
 """Behaviour a user meets in the first hour, each pinned so that a wrong implementation fails on any machine:
 the run directory, advantage normalisation on the one-minibatch path, Dict statistics, image layouts and action
 bounds."""
-import copy
 import json
 
 import numpy as np
@@ -136,8 +135,9 @@ def test_check_compatible_compares_both_action_bounds(field, value):
 
 # ---- an honest "solved" -----------------------------------------------------------------------------------------
 
-def test_a_target_reached_by_luck_is_not_called_solved(tmp_path, monkeypatch):
-    """The periodic evaluation crosses the target, the confirmation's fresh episodes do not: the run goes on."""
+def _train_with_scores(tmp_path, monkeypatch, score, **overrides):
+    """A CartPole Trainer whose evaluations return `score(n_episodes)` (mean, std): the stop logic alone, observed.
+    Returns (trainer, the episode counts evaluated, in order)."""
     import ppo2.trainer as T
     from ppo2.config import TrainConfig
 
@@ -145,36 +145,31 @@ def test_a_target_reached_by_luck_is_not_called_solved(tmp_path, monkeypatch):
 
     def fake_evaluate(model, env_id, n_episodes, seed=0, deterministic=True, envs=None, stop=None):
         calls.append(n_episodes)
-        mean = 500.0 if n_episodes == 20 else 470.0  # lucky periodic evaluations, honest confirmations
-        return {"env_id": env_id, "mean_reward": mean, "std_reward": 10.0, "n_episodes": n_episodes, "seed": seed}
+        mean, std = score(n_episodes)
+        return {"env_id": env_id, "mean_reward": mean, "std_reward": std, "n_episodes": n_episodes, "seed": seed}
 
     monkeypatch.setattr(T, "evaluate_policy", fake_evaluate)
-    trainer = T.Trainer(TrainConfig.for_env("CartPole-v1", output_dir=str(tmp_path), total_timesteps=4096,
-                                            progress=False, tensorboard=False, plot=False))
+    trainer = T.Trainer(TrainConfig.for_env("CartPole-v1", output_dir=str(tmp_path), progress=False, tensorboard=False,
+                                            plot=False, **overrides))
     try:
         trainer.learn()
     finally:
         trainer.close()
+    return trainer, calls
+
+
+def test_a_target_reached_by_luck_is_not_called_solved(tmp_path, monkeypatch):
+    """The periodic evaluation crosses the target, the confirmation's fresh episodes do not: the run goes on."""
+    # lucky periodic evaluations (20 episodes), honest confirmations (100)
+    trainer, calls = _train_with_scores(tmp_path, monkeypatch, lambda n: (500.0 if n == 20 else 470.0, 10.0),
+                                        total_timesteps=4096)
     assert trainer.stop_reason == "total_timesteps" and trainer.solved_at is None
     assert calls.count(100) == calls.count(20) >= 2
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["solved_at"] is None
+    assert json.loads((tmp_path / "summary.json").read_text())["solved_at"] is None
 
 
 def test_a_confirmed_target_stops_the_run_and_keeps_the_confirmed_policy(tmp_path, monkeypatch):
-    import ppo2.trainer as T
-    from ppo2.config import TrainConfig
-
-    def fake_evaluate(model, env_id, n_episodes, seed=0, deterministic=True, envs=None, stop=None):
-        return {"env_id": env_id, "mean_reward": 490.0, "std_reward": 20.0, "n_episodes": n_episodes, "seed": seed}
-
-    monkeypatch.setattr(T, "evaluate_policy", fake_evaluate)
-    trainer = T.Trainer(TrainConfig.for_env("CartPole-v1", output_dir=str(tmp_path), progress=False,
-                                            tensorboard=False, plot=False))
-    try:
-        trainer.learn()
-    finally:
-        trainer.close()
+    trainer, _ = _train_with_scores(tmp_path, monkeypatch, lambda n: (490.0, 20.0))
     assert trainer.stop_reason == "target_reward" and trainer.solved_at["n_episodes"] == 100
     best = json.loads((tmp_path / "best" / "results.json").read_text())
     assert best["n_episodes"] == 100 and best["lower_bound"] == pytest.approx(490.0 - 1.645 * 2.0)
@@ -184,19 +179,7 @@ def test_a_confirmed_target_stops_the_run_and_keeps_the_confirmed_policy(tmp_pat
 
 def test_confirmation_requires_a_margin_of_standard_errors(tmp_path, monkeypatch):
     """A mean of 480 +/- 40 over 100 episodes has a 95% lower bound of 473.4 < 475: not confirmed."""
-    import ppo2.trainer as T
-    from ppo2.config import TrainConfig
-
-    def fake_evaluate(model, env_id, n_episodes, seed=0, deterministic=True, envs=None, stop=None):
-        return {"env_id": env_id, "mean_reward": 480.0, "std_reward": 40.0, "n_episodes": n_episodes, "seed": seed}
-
-    monkeypatch.setattr(T, "evaluate_policy", fake_evaluate)
-    trainer = T.Trainer(TrainConfig.for_env("CartPole-v1", output_dir=str(tmp_path), total_timesteps=2048,
-                                            progress=False, tensorboard=False, plot=False))
-    try:
-        trainer.learn()
-    finally:
-        trainer.close()
+    trainer, _ = _train_with_scores(tmp_path, monkeypatch, lambda n: (480.0, 40.0), total_timesteps=2048)
     assert trainer.solved_at is None and trainer.last_eval["confirmation"]["lower_bound"] == pytest.approx(473.42)
 
 
