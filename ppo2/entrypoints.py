@@ -19,8 +19,9 @@ def ppo2(pretrained: bool | str = False, **kwargs: Any) -> PPO2:
 
     Args:
         pretrained (bool | str, default False): False builds a fresh model from the keywords below.
-            True loads the shipped CartPole-v1 policy; an env id ("Acrobot-v1", "LunarLander-v3",
-            "Pendulum-v1") loads that one; a local directory loads a `save_pretrained` / `train.py` output.
+            True loads the shipped CartPole-v1 policy; an env id of the zoo (weights/zoo.json: classic control,
+            LunarLander-v3, the MuJoCo v5 tasks) loads that one; a local directory loads a `save_pretrained` /
+            `train.py` output (with `encoder=` / `policy_net=` for a policy trained with your own networks).
             Files are sha256-checked before loading. The architecture comes from the weights; keywords
             that disagree with it raise a ValueError.
         input_dim (int): observation size (required when pretrained=False).

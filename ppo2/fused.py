@@ -538,7 +538,6 @@ class FusedPPO:
 
     # (update() enters inference mode once for all its steps; each context entry costs ~10 us here)
     loss_and_grad = torch.inference_mode()(_loss_and_grad)
-    clip_and_step = torch.inference_mode()(_clip_and_step)
 
     # ---------------------------------------------------------------------------------------------
     # the update (same contract as ppo2.trainer.ppo_update)

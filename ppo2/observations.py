@@ -20,7 +20,7 @@ from typing import Any, Callable
 import numpy as np
 
 __all__ = ["obs_spec_from_space", "spec_to_space", "validate_obs_spec", "is_image_space", "image_chw",
-           "vector_dim", "vector_keys", "image_keys", "tree_map", "tree_zeros", "tree_index", "vector_part",
+           "vector_dim", "vector_keys", "image_keys", "tree_map", "tree_zeros", "vector_part",
            "check_finite", "describe"]
 
 MAX_VECTOR_DIM = 1 << 20
@@ -167,10 +167,6 @@ def tree_zeros(spec: dict, lead: tuple) -> Any:
     if spec["type"] == "Dict":
         return {k: tree_zeros(s, lead) for k, s in spec["spaces"].items()}
     return np.zeros((*lead, *spec["shape"]), dtype_of(spec))
-
-
-def tree_index(obs: Any, idx: Any) -> Any:
-    return tree_map(lambda v: v[idx], obs)
 
 
 def vector_part(spec: dict, obs: Any) -> np.ndarray | None:
