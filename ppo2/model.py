@@ -35,7 +35,7 @@ from .init import orthogonal_
 from .losses import ppo_loss
 from .speed import Precision, resolve_precision, run_encoder, scale_frames
 from .observations import MAX_VECTOR_DIM as MAX_INPUT_DIM
-from .observations import _is_int, _need, describe, image_chw, image_keys, obs_spec_from_space, validate_obs_spec, vector_dim, vector_keys
+from .observations import Preprocessed, _is_int, _need, describe, image_chw, image_keys, obs_spec_from_space, validate_obs_spec, vector_dim, vector_keys
 
 __all__ = ["PPO2"]
 
@@ -496,7 +496,7 @@ class PPO2(nn.Module):
     def features(self, obs: Any) -> torch.Tensor:
         """What the latent MLP reads: the encoder's output (the normalised vector for the seed model). The built-in
         CNNs run as `self.precision` says (ppo2/speed.py: float32 unless `set_precision` chose otherwise)."""
-        x = self.preprocess(obs)
+        x = obs.value if isinstance(obs, Preprocessed) else self.preprocess(obs)
         if self.encoder is None:
             return x
         return run_encoder(self.encoder, x, self.precision) if self.encoder_name != "custom" else self.encoder(x)

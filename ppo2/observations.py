@@ -20,7 +20,7 @@ from typing import Any, Callable
 import numpy as np
 
 __all__ = ["obs_spec_from_space", "spec_to_space", "validate_obs_spec", "is_image_space", "image_chw",
-           "vector_dim", "vector_keys", "image_keys", "tree_map", "tree_zeros", "vector_part",
+           "vector_dim", "vector_keys", "image_keys", "tree_map", "tree_zeros", "vector_part", "Preprocessed",
            "check_finite", "describe"]
 
 MAX_VECTOR_DIM = 1 << 20
@@ -156,7 +156,19 @@ def dtype_of(spec: dict):
 
 # ---- values: an array, or a dict of arrays ---------------------------------------------------------------
 
+class Preprocessed:
+    """Observations already through `PPO2.preprocess` (what the encoder takes), so the model does not preprocess them
+    again: the update's minibatches are slices of one preprocessed rollout (`ppo2.speed.preprocess_once`)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any):
+        self.value = value
+
+
 def tree_map(fn: Callable, obs: Any) -> Any:
+    if isinstance(obs, Preprocessed):
+        return Preprocessed(tree_map(fn, obs.value))
     if isinstance(obs, dict):
         return {k: fn(v) for k, v in obs.items()}
     return fn(obs)

@@ -12,6 +12,10 @@ The built-in image encoder (the Nature CNN in ppo2/encoders.py) is one definitio
   only the encoder's matmuls and convolutions run in bfloat16, and its features return as float32.
   `benchmarks/atari_throughput.py` measures the gain, `benchmarks/compare.py` that learning is unchanged.
 
+- one preprocessing per rollout. The update reads every frame once per epoch, and scaling uint8 frames to the
+  encoder's input is a pass over all of them; `preprocess_once` does it once for the whole rollout (while it fits
+  in PREPROCESS_ONCE_BYTES) and the minibatches slice the result. The same numbers, computed once.
+
 `Precision` says which of these a model uses; `PPO2.set_precision` applies it. Vectors (the MLP) never change:
 their speed devices are in ppo2/fused.py.
 """
@@ -23,7 +27,8 @@ from typing import Any
 import torch
 from torch import nn
 
-__all__ = ["Precision", "native_bfloat16", "resolve_precision", "run_encoder", "scale_frames", "PRECISIONS"]
+__all__ = ["Precision", "native_bfloat16", "resolve_precision", "run_encoder", "scale_frames", "preprocess_once",
+           "select_rows", "PREPROCESS_ONCE_BYTES", "PRECISIONS"]
 
 PRECISIONS = ("auto", "float32", "bfloat16")
 
@@ -102,3 +107,31 @@ def run_encoder(encoder: nn.Module, x: Any, precision: Precision) -> torch.Tenso
     with torch.autocast(device_type=device, dtype=precision.autocast):
         out = encoder(x)
     return out.float()
+
+
+PREPROCESS_ONCE_BYTES = 512 << 20
+
+
+def preprocess_once(model: nn.Module, obs: Any) -> Any:
+    """The rollout's observations through `model.preprocess`, wrapped as `Preprocessed`, for a model with a built-in
+    image encoder whose preprocessed rollout fits in PREPROCESS_ONCE_BYTES; otherwise `obs` unchanged."""
+    from .observations import Preprocessed, image_keys
+
+    spec = model.obs_spec
+    if model.encoder is None or model.encoder_name == "custom" or not (spec["type"] == "Image" or image_keys(spec)):
+        return obs
+    element = 2 if model.precision.autocast is torch.bfloat16 else 4
+    frames = obs if isinstance(obs, torch.Tensor) else next(iter(obs.values()))
+    per_row = sum(v[0].numel() for v in (obs.values() if isinstance(obs, dict) else [obs]))
+    if frames.shape[0] * per_row * element > PREPROCESS_ONCE_BYTES:
+        return obs
+    with torch.no_grad():
+        return Preprocessed(model.preprocess(obs))
+
+
+def select_rows(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """t.index_select(0, idx), keeping a channels-last batch of frames channels-last (index_select returns the default
+    layout, which the encoder would copy back)."""
+    if t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
+        return t.permute(0, 2, 3, 1).index_select(0, idx).permute(0, 3, 1, 2)
+    return t.index_select(0, idx)

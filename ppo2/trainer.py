@@ -13,6 +13,7 @@
 """
 from __future__ import annotations
 
+import dataclasses
 import gc
 import os
 import signal
@@ -40,6 +41,7 @@ from .observations import tree_map, vector_part
 from .optim import AdamState
 from .outputs import METRICS, RunOutputs
 from .rundir import holds_run, provenance
+from .speed import preprocess_once
 from .update import Batch, explained_variance, ppo_update
 
 __all__ = ["Trainer", "train", "main", "cli", "NonFiniteError", "NonFiniteLossError", "NonFiniteEnvError", "RolloutStorage",
@@ -226,6 +228,7 @@ class Trainer:
                       any_rank=dist.any)
         if self.fused is not None:
             return self.fused.update(batch, all_reduce_mean=dist.all_reduce_mean_ if dist.enabled else None, **common)
+        batch = dataclasses.replace(batch, obs=preprocess_once(self.model, batch.obs))  # (images only: ppo2/speed.py)
         return ppo_update(self.model, self.optimizer, batch, algo=cfg.algo,
                           average_gradients=dist.average_gradients if dist.enabled else None, **common)
 

@@ -15,6 +15,7 @@ from torch import nn
 from .errors import NonFiniteLossError
 from .losses import a2c_loss, normalize_advantages, ppo_loss
 from .observations import tree_map
+from .speed import select_rows
 
 __all__ = ["Batch", "ppo_update", "explained_variance"]
 
@@ -33,7 +34,7 @@ class Batch:
         return self.actions.shape[0]
 
     def index(self, idx: torch.Tensor) -> "Batch":
-        return Batch(tree_map(lambda t: t.index_select(0, idx), self.obs),
+        return Batch(tree_map(lambda t: select_rows(t, idx), self.obs),
                      *(t.index_select(0, idx) for t in (self.actions, self.neg_log_probs, self.values,
                                                         self.advantages, self.returns)))
 

@@ -106,3 +106,39 @@ def test_export_is_the_float32_reference_and_leaves_the_model_as_it_was(tmp_path
     model.precision = Precision()
     assert torch.equal(program(obs), model.act(obs))
     assert before == Precision(None, channels_last=True)
+
+
+@pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+def test_preprocessing_the_rollout_once_gives_the_same_update(precision):
+    """The update on minibatches sliced from one preprocessed rollout (ppo2.speed.preprocess_once) is the update on
+    minibatches preprocessed one by one: the same parameters, bit for bit."""
+    import copy
+    import dataclasses
+
+    from ppo2.observations import Preprocessed
+    from ppo2.speed import preprocess_once
+    from ppo2.update import Batch, ppo_update
+
+    if precision == "bfloat16" and not native_bfloat16("cpu"):
+        pytest.skip("this CPU has no native bfloat16")
+    torch.manual_seed(0)
+    model = PPO2(observation_space=spaces.Box(0, 255, (36, 36, 2), np.uint8), action_space=3)
+    model.set_precision(precision, "cpu")
+    g = torch.Generator().manual_seed(1)
+    n = 64
+    obs = torch.randint(0, 256, (n, 36, 36, 2), dtype=torch.uint8, generator=g)
+    actions = torch.randint(0, 3, (n,), generator=g)
+    with torch.no_grad():
+        values, nlp, _ = model.value_and_evaluate(obs, actions)
+    batch = Batch(obs, actions, nlp, values, torch.randn(n, generator=g), values + 1)
+    results = []
+    for cached in (False, True):
+        m = copy.deepcopy(model)
+        opt = torch.optim.Adam(m.parameters(), lr=1e-3, eps=1e-5, fused=True)
+        b = dataclasses.replace(batch, obs=preprocess_once(m, batch.obs)) if cached else batch
+        assert isinstance(b.obs, Preprocessed) == cached
+        torch.manual_seed(5)
+        ppo_update(m, opt, b, algo="ppo", update_epochs=2, num_minibatches=4, clip_range=0.2, ent_coef=0.01,
+                   vf_coef=0.5, max_grad_norm=0.5, norm_adv=True)
+        results.append(torch.cat([p.detach().flatten() for p in m.parameters()]))
+    assert torch.equal(results[0], results[1])
