@@ -23,6 +23,7 @@ RESUME_MAY_CHANGE = frozenset({"resume", "total_timesteps", "progress", "tensorb
 # Bounds a saved policy must respect to load again (ppo2.model.validate_config) and that keep a run's allocations sane.
 LOG_STD_BOUND = 20.0
 MAX_EVAL_EPISODES = 10_000
+PRECISIONS = ("auto", "float32", "bfloat16")  # how the built-in image encoder computes (ppo2/speed.py)
 
 
 def _f(default: Any, help: str, **kw) -> Any:
@@ -78,7 +79,7 @@ class TrainConfig:
     precision: str = _f("auto", "how the built-in image encoder computes: auto (bfloat16 autocast where the device has "
                                 "it natively: AMX/AVX512_BF16 CPUs, bf16 GPUs; else float32), float32, or bfloat16. "
                                 "Weights, heads, loss and optimizer stay float32; vectors are unaffected",
-                        choices=("auto", "float32", "bfloat16"))
+                        choices=PRECISIONS)
     # ---- evaluation -----------------------------------------------------------------------
     eval_interval: int = _f(10, "evaluate every this many updates and after the last one (0: never)")
     eval_episodes: int = _f(10, "deterministic episodes per evaluation")
@@ -160,8 +161,7 @@ class TrainConfig:
         need(self.encoder in ("auto", "mlp", "nature_cnn", "multi_input"),
              f"encoder must be auto, mlp, nature_cnn or multi_input, got {self.encoder!r}")
         need(self.optimizer in ("adam", "rmsprop"), f"optimizer must be 'adam' or 'rmsprop', got {self.optimizer!r}")
-        need(self.precision in ("auto", "float32", "bfloat16"),
-             f"precision must be auto, float32 or bfloat16, got {self.precision!r}")
+        need(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
         need(self.vectorization in ("auto", "sync", "async"), f"vectorization must be auto, sync or async, got {self.vectorization!r}")
         need(self.batch_size % self.num_minibatches == 0,
              f"batch size num_envs*num_steps = {self.num_envs}*{self.num_steps} = {self.batch_size} is not divisible "

@@ -20,7 +20,7 @@ from pathlib import Path
 from .io import atomic_write_bytes
 
 __all__ = ["RunLock", "RunDirectoryBusy", "holds_run", "clear_run", "repair_metrics", "provenance", "platform_fingerprint",
-           "REPRODUCTION_KEYS", "RUN_OUTPUTS"]
+           "cpu_model_and_isa", "REPRODUCTION_KEYS", "RUN_OUTPUTS"]
 
 RUN_OUTPUTS = ("checkpoints", "best", "tb", "metrics.csv", "summary.json", "train_config.json", "model.safetensors",
                "config.json", "results.json", "learning_curve.png", "replay.gif", ".finished", "outputs.log")
@@ -113,7 +113,7 @@ REPRODUCTION_KEYS = ("python", "torch", "numpy", "gymnasium", "machine", "cpu_ca
                      "numpy_simd", "blas", "torch_threads")
 
 
-def _cpu_model_and_isa() -> tuple[str, list[str]]:
+def cpu_model_and_isa() -> tuple[str, list[str]]:
     """The CPU's model name and its vector instruction-set flags (Linux /proc/cpuinfo; elsewhere platform's)."""
     import platform
 
@@ -157,7 +157,7 @@ def platform_fingerprint() -> dict:
     import numpy
     import torch
 
-    model, isa = _cpu_model_and_isa()
+    model, isa = cpu_model_and_isa()
     try:
         simd = sorted(numpy.show_config(mode="dicts")["SIMD Extensions"]["found"])
     except Exception:  # numpy < 1.25 has no dict mode

@@ -27,10 +27,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from .config import PRECISIONS
+from .rundir import cpu_model_and_isa
+
 __all__ = ["Precision", "native_bfloat16", "resolve_precision", "run_encoder", "scale_frames", "preprocess_once",
            "select_rows", "PREPROCESS_ONCE_BYTES", "PRECISIONS"]
 
-PRECISIONS = ("auto", "float32", "bfloat16")
 
 
 @dataclass(frozen=True)
@@ -44,24 +46,13 @@ class Precision:
         return "bfloat16" if self.autocast is torch.bfloat16 else "float32"
 
 
-def _cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith(("flags", "Features")):
-                    return set(line.partition(":")[2].split())
-    except OSError:
-        pass
-    return set()
-
-
 def native_bfloat16(device: torch.device | str) -> bool:
     """Whether `device` computes bfloat16 matmuls and convolutions natively (not emulated in float32)."""
     device = torch.device(device)
     if device.type == "cuda":
         return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     if device.type == "cpu":
-        return bool(_cpu_flags() & {"amx_bf16", "avx512_bf16"}) and torch.backends.mkldnn.is_available()
+        return bool({"amx_bf16", "avx512_bf16"} & set(cpu_model_and_isa()[1])) and torch.backends.mkldnn.is_available()
     return False
 
 
