@@ -17,7 +17,7 @@ from gymnasium.vector import AutoresetMode
 from .distributions import space_to_spec
 from .observations import obs_spec_from_space
 
-__all__ = ["ENV_ALIASES", "canonical_env_id", "check_env_id", "make_vector_env", "check_spaces", "get_env_state",
+__all__ = ["ENV_ALIASES", "canonical_env_id", "check_env_id", "refuse_file_named_module", "make_vector_env", "check_spaces", "get_env_state",
            "set_env_state"]
 
 # Short names for the Atari games with presets and zoo entries: `train.py --env Pong`, `pretrained='Pong'`.
@@ -66,6 +66,16 @@ def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
         close = difflib.get_close_matches(env_id, list(gym.registry.keys()), n=3, cutoff=0.5)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise ValueError(f"unknown environment id {env_id!r} ({exc}).{hint}") from None
+
+
+def refuse_file_named_module(env_id: str, named_by: str) -> None:
+    """Raise ValueError if `env_id`, read from a file (`named_by`: a policy's config.json, a checkpoint), has
+    gymnasium's "module:EnvId" form: making it would import `module`, and ppo2 never runs code that a file names.
+    The user opts in by naming the same id on the command line (--env), which is not read through here."""
+    if isinstance(env_id, str) and ":" in env_id:
+        raise ValueError(f"{named_by} names the environment {env_id!r}, which would import the module "
+                         f"{env_id.partition(':')[0]!r} to register it. ppo2 never runs code that a file names; if "
+                         f"you trust that module, say so on the command line: --env {env_id}")
 
 
 def make_vector_env(env_id: str, num_envs: int, vectorization: str = "auto", **kwargs) -> gym.vector.VectorEnv:

@@ -15,7 +15,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .envs import check_env_id, make_vector_env
+from .envs import check_env_id, make_vector_env, refuse_file_named_module
 from .model import NUMPY_MAX_BATCH
 
 __all__ = ["evaluate_policy", "run_episodes", "record_replay", "load_policy", "main", "EvaluationInterrupted"]
@@ -214,14 +214,9 @@ def _positive_int(text: str) -> int:
 
 
 def recorded_env_id(model, source: str) -> str | None:
-    """The env id a loaded policy's files name, if it is safe to act on: a registered id, or one ppo2 knows how to
-    register (ALE). A "module:EnvId" id would import `module` (gymnasium's form for your own env): code named by a
-    downloaded file is never run, so such an id is refused here and the user names it with --env instead."""
+    """The env id a loaded policy's files name, unless it would import a module (`refuse_file_named_module`)."""
     env_id = getattr(model, "env_id", None)
-    if isinstance(env_id, str) and ":" in env_id:
-        raise ValueError(f"{source}'s config.json names the environment {env_id!r}, which would import the module "
-                         f"{env_id.partition(':')[0]!r} to register it. ppo2 never runs code that a policy's files "
-                         f"name; if you trust that module, say so on the command line: --env {env_id}")
+    refuse_file_named_module(env_id, f"{source}'s config.json")
     return env_id
 
 

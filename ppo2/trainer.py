@@ -30,7 +30,7 @@ from .checkpoint import load_checkpoint, optimizer_state_from_flat, save_checkpo
 from .collector import Collector, RewardScaler, RolloutStorage
 from .config import TrainConfig, config_from_args, given_options, resume_conflicts
 from .distributed import DistContext
-from .envs import check_env_id, check_spaces, make_vector_env
+from .envs import check_env_id, check_spaces, make_vector_env, refuse_file_named_module
 from .errors import NonFiniteEnvError, NonFiniteError, NonFiniteLossError
 from .evaluate import EvaluationInterrupted, evaluate_policy
 from .fused import FusedPPO
@@ -576,10 +576,8 @@ def _resume_config(path: str, given: dict[str, Any]) -> TrainConfig:
         saved = TrainConfig.from_dict(state["config"])
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"--resume {path}: the checkpoint's training configuration is invalid ({exc})") from None
-    if ":" in saved.env_id and given.get("env_id") != saved.env_id:
-        raise ValueError(f"--resume {path}: the checkpoint names the environment {saved.env_id!r}, which would import "
-                         f"the module {saved.env_id.partition(':')[0]!r}. ppo2 never runs code that a file names; if "
-                         f"you trust it, say so on the command line: --env {saved.env_id}")
+    if given.get("env_id") != saved.env_id:  # (an id the user named on the command line is theirs to import)
+        refuse_file_named_module(saved.env_id, f"--resume {path}: the checkpoint")
     conflicts = resume_conflicts(saved, given)
     if conflicts:
         raise ValueError(f"--resume {path}: " + ", ".join(conflicts) + ". A resumed run keeps its checkpoint's settings; "
