@@ -77,7 +77,7 @@ class RewardScaler:
                              f"numbers, got {None if ret is None else tuple(ret.shape)}")
         self.mean, self.var, self.count = mean, var, count
         # the discounted returns belong to the episodes in flight: kept when those episodes continue
-        self.ret = tensors["collector.reward_scaler.ret"].numpy().copy() if episodes_restored else np.zeros_like(self.ret)
+        self.ret = ret.numpy().copy() if episodes_restored else np.zeros_like(self.ret)
 
 
 def _available_memory() -> int | None:

@@ -39,8 +39,9 @@ from .observations import Preprocessed, _is_int, _need, describe, image_chw, ima
 
 __all__ = ["PPO2"]
 
-# Batches up to this size run the built-in MLP through numpy on CPU (predict, the collector's policy step):
-# a numpy call costs 1-2 us here, a torch call 4-15 us; larger batches are cheaper in torch.
+# Batches up to this size run the built-in MLP through numpy on CPU (predict, the collector's policy step): on a few
+# rows a numpy call's fixed cost is a fraction of a torch dispatch, on large batches torch's kernels win
+# (benchmarks/profile_cartpole.py shows policy inference's share of a run).
 NUMPY_MAX_BATCH = 32
 
 
@@ -393,12 +394,9 @@ class PPO2(nn.Module):
         single = self._check_obs_shape(tuple(obs.shape), spec, name)
         if isinstance(obs, np.ndarray):
             self._check_numpy_obs(obs, name)
-            if image:
-                dtype = self._check_image_values(obs, obs.dtype.kind == "f", name)
-                dtype = np.uint8 if dtype is torch.uint8 else np.float32
-            else:
-                dtype = np.float32
-            obs = torch.from_numpy(np.ascontiguousarray(obs[None] if single else obs, dtype=dtype))
+            dtype = self._check_image_values(obs, obs.dtype.kind == "f", name) if image else torch.float32
+            as_numpy = np.uint8 if dtype is torch.uint8 else np.float32
+            obs = torch.from_numpy(np.ascontiguousarray(obs[None] if single else obs, dtype=as_numpy))
         else:
             if not (obs.is_floating_point() or obs.dtype in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8, torch.bool)):
                 raise TypeError(f"{name}s must be real numbers, got dtype {obs.dtype}")
@@ -410,8 +408,8 @@ class PPO2(nn.Module):
                                  f"range (+-{_FLOAT32_MAX:.3g}): they would become inf inside the model")
             if single:
                 obs = obs.unsqueeze(0)
+            dtype = self._check_image_values(obs, obs.is_floating_point(), name) if image else torch.float32
         device = self.value_head.weight.device
-        dtype = self._check_image_values(obs, obs.is_floating_point(), name) if image else torch.float32
         if obs.dtype != dtype or obs.device != device:
             obs = obs.to(device=device, dtype=dtype)
         return obs, single
@@ -617,8 +615,8 @@ class PPO2(nn.Module):
         action = action.numpy() if action.device.type == "cpu" else action.cpu().numpy()
         return self.action_head.to_env(action[0] if single else action), None
 
-    # Deterministic predict() on CPU runs the same weights through numpy: for a 64-unit MLP a torch call
-    # costs ~15 us per operation here, a numpy one 1-2 us (for batches up to 32; torch wins on large ones).
+    # Deterministic predict() on CPU runs the same weights through numpy for batches up to NUMPY_MAX_BATCH, where a
+    # 64-unit MLP's operations cost less than a torch dispatch each (see NUMPY_MAX_BATCH).
     # The arrays are zero-copy views of the parameters, so optimizer steps and load_state_dict (an in-place
     # copy) are seen at once; they are rebuilt when tensors are replaced (.to(), .double(), a new normaliser
     # buffer). tests/test_model.py checks that both paths choose the same actions.

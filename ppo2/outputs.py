@@ -24,12 +24,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+from .companion import FINISHED
 from .io import atomic_write_json
 from .rundir import RunLock, clear_run, repair_metrics
 
 __all__ = ["METRICS", "RunOutputs"]
-
-from .companion import FINISHED
 
 METRICS = ("update", "global_step", "time_s", "sps", "episode_return", "episode_length", "episodes",
            "eval_return", "eval_std", "learning_rate", "clip_range", "loss", "pg_loss", "value_loss",
