@@ -453,8 +453,8 @@ class FusedPPO:
         torch.bmm(g_z2.transpose(1, 2), h1, out=g["W2"])
         torch.sum(g_z2, 1, out=g["b2"])
         g_z1 = _tanh_backward_(torch.bmm(g_z2, p["W2"], out=g_h1), h1, grad_input=g_h1)
-        # d W1 = g_z1' x. With D inputs (4 for CartPole) torch's (T, H, n) x (T, n, D) product is ~5x slower here
-        # than (T, D, n) x (T, n, H) and a transposed copy (~9 us); numpy's (T, H, n) x (n, D) takes ~4 us
+        # d W1 = g_z1' x. With few inputs (D = 4 for CartPole) torch's (T, H, n) x (T, n, D) product is the slowest
+        # form on the CPU and numpy's (T, H, n) x (n, D) the fastest (benchmarks/update_step.py times both)
         if self.xp is np:
             np.matmul(mb.g_h1_np.transpose(0, 2, 1), mb.x_np, out=self.g_np["W1"])
         else:
@@ -520,10 +520,10 @@ class FusedPPO:
         Raises NonFiniteLossError, with nothing changed, if the gradient norm or `check` (the step's loss
         statistics) is NaN/inf."""
         norm = torch.linalg.vector_norm(self.grad)  # (Tensor.norm goes through a Python wrapper)
-        total = float(norm)  # (torch.isfinite costs 40 us; tensor arithmetic with the norm, several operations)
+        total = float(norm)  # (one read; torch.isfinite and tensor arithmetic on the norm would each dispatch again)
         if not math.isfinite(total) or (check is not None and not math.isfinite(float(check.sum()))):
             raise NonFiniteLossError(f"gradient norm {total}; the step was not applied")
-        coef = max_grad_norm / (total + 1e-6)  # clip_grad_norm_'s coefficient, in Python: ~5% of a step here
+        coef = max_grad_norm / (total + 1e-6)  # clip_grad_norm_'s coefficient, in Python (benchmarks/fused_ab.py)
         if coef < 1.0:
             self.grad.mul_(coef)
         group = self.optimizer.param_groups[0]
@@ -536,7 +536,7 @@ class FusedPPO:
                            maximize=False)
         return norm
 
-    # (update() enters inference mode once for all its steps; each context entry costs ~10 us here)
+    # (update() enters inference mode once for all its steps: an entry costs more than a small step's operations)
     loss_and_grad = torch.inference_mode()(_loss_and_grad)
 
     # ---------------------------------------------------------------------------------------------
