@@ -26,6 +26,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import _ppo2_zoo_config, _update_kwargs  # noqa: E402
 
+from ppo2.distributions import UniformBlock  # noqa: E402
+from ppo2.speed import numpy_policy  # noqa: E402
 from ppo2.trainer import Trainer  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
@@ -67,8 +69,9 @@ def main() -> None:
     print(f"torch {torch.__version__}, 1 thread, RL-Zoo CartPole settings")
     if args.collect:
         steps = trainer.storage.values.shape[0]
-        variants = {"torch.rand at every step": lambda: trainer.model.numpy_sampler(),
-                    "UniformBlock per rollout": lambda: trainer.model.numpy_sampler(steps=steps)}
+        policy = numpy_policy(trainer.model)
+        variants = {"torch.rand at every step": lambda: policy.sample,
+                    "UniformBlock per rollout": lambda: (lambda u: lambda obs: policy.sample(obs, u))(UniformBlock(steps))}
         times: dict[str, list[float]] = {name: [] for name in variants}
         for _ in range(args.rounds or 200):
             for name, make in variants.items():

@@ -7,8 +7,8 @@ RL-Zoo's CartPole settings (bench.py's throughput trial: separate 64-64 towers, 
 Every aten call reaching the dispatcher is counted (views and the backward's kernels included), per step,
 as the difference between a 4-epoch and a 2-epoch update so the once-per-update work cancels out. Time per
 step: a 20-epoch update on the same batch, the two paths alternating, best of 3 per measurement, median of
---repeats measurements. Then the kernel choices ppo2/fused.py makes, timed on that step's shapes, and its loss
-head's arithmetic on torch tensors and on numpy arrays.
+--repeats measurements. Then ppo2/speed.py's devices for that step (the CPU tanh, the private kernels against their
+public fallbacks) and the loss head's arithmetic on torch tensors and on numpy arrays.
 """
 import argparse
 import statistics
@@ -23,7 +23,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench import _ppo2_zoo_config, _update_kwargs  # noqa: E402
 
-from ppo2 import fused as fused_mod  # noqa: E402
+from ppo2 import speed  # noqa: E402
 from ppo2.losses import normalize_advantages  # noqa: E402
 from ppo2.trainer import Trainer, ppo_update  # noqa: E402
 
@@ -76,20 +76,22 @@ def loss_head(trainer: Trainer, batch, kw: dict, repeats: int) -> None:
     """The loss head's per-sample arithmetic (FusedPPO._head_loss_and_gradient) on torch tensors and on the numpy
     arrays the CPU uses, for the first step of an update of this batch."""
     f = trainer.fused
-    fields = (trainer.model.normalize(batch.obs), f.one_hot(batch.actions), batch.neg_log_probs, batch.values,
-              normalize_advantages(batch.advantages), batch.returns)
     args = (kw["clip_range"], kw["ent_coef"], kw["vf_coef"], kw["clip_value_loss"])
     calls, default = [], f.xp
-    try:
-        for xp in (torch, np):
-            f.xp, f._minibatch = xp, None
-            mb = f._minibatch_views(*fields)
-            calls.append(lambda mb=mb, xp=xp: (setattr(f, "xp", xp), f._head_loss_and_gradient(mb, *args)))
-        with torch.inference_mode():
+    with torch.inference_mode():
+        _, _, out, v = f.forward(trainer.model.normalize(batch.obs))
+        fields = [f.one_hot(batch.actions), batch.neg_log_probs, batch.values, normalize_advantages(batch.advantages),
+                  batch.returns]
+        g_out, g_v = torch.empty_like(out), torch.empty_like(v)
+        try:
+            for xp in (torch, np):
+                f.xp = xp
+                arrays = [f._as_xp(t) for t in (out, v, *fields, g_out, g_v)]
+                calls.append(lambda arrays=arrays, xp=xp: (setattr(f, "xp", xp), f._head_loss_and_gradient(*arrays, *args)))
             a, b = _medians_us(calls, repeats)
-    finally:
-        f.xp, f._minibatch = default, None
-    print(f"the loss head ({fields[0].shape[0]} samples): torch tensors {a:.1f} us, numpy arrays {b:.1f} us ({a / b:.1f}x)")
+        finally:
+            f.xp = default
+    print(f"the loss head ({v.shape[0]} samples): torch tensors {a:.1f} us, numpy arrays {b:.1f} us ({a / b:.1f}x)")
 
 
 def _medians_us(fns, repeats: int) -> list[float]:
@@ -99,46 +101,43 @@ def _medians_us(fns, repeats: int) -> list[float]:
 
 
 def kernels(trainer: Trainer, n: int, repeats: int) -> None:
-    """The choices in ppo2/fused.py that depend on this machine's kernels, each against the plain torch form."""
+    """ppo2/speed.py's devices for the fused step, each against its plain or public form, on this step's shapes."""
     f = trainer.fused
-    T, H, D = f.T, f.H, f.D
+    T, H = f.T, f.H
     with torch.inference_mode():
         z, out = torch.randn(T, n, H), torch.empty(T, n, H)
-        g, x = torch.randn(T, n, H), torch.randn(n, D)
-        grad_w1 = torch.empty(T, H, D)
-        g_np, x_np, grad_w1_np = g.numpy(), x.numpy(), grad_w1.numpy()
-        cases = {
-            f"tanh of ({T}, {n}, {H}) ({fused_mod._tanh_name()})": (lambda: torch.tanh(z, out=out),
-                                                                 lambda: fused_mod._tanh_(out.copy_(z))),
-            f"first-layer weight gradient ({T}, {H}, {n}) x ({n}, {D}) (numpy on the CPU)": (
-                lambda: torch.bmm(g.transpose(1, 2), x.expand(T, n, D), out=grad_w1),
-                lambda: np.matmul(g_np.transpose(0, 2, 1), x_np, out=grad_w1_np)),
-        }
-        for name, (plain, chosen) in cases.items():
-            a, b = _medians_us((plain, chosen), repeats)
-            print(f"{name}: plain torch {a:.1f} us, fused.py's form {b:.1f} us ({a / b:.1f}x)")
-    with torch.inference_mode():  # the step's three largest products are of this size (forward, and two backward)
-        h, w = torch.randn(T, n, H), torch.randn(T, H, H)
-        (us,) = _medians_us((lambda: torch.bmm(h, w),), repeats)
+        g, h = torch.randn(T, n, H), torch.rand(T, n, H)
+        a, b = _medians_us((lambda: torch.tanh(z, out=out), lambda: speed.tanh_(out.copy_(z))), repeats)
+        print(f"tanh of ({T}, {n}, {H}) ({speed.tanh_formula(z.numel())}): torch.tanh {a:.1f} us, speed.tanh_ {b:.1f} us "
+              f"({a / b:.1f}x)")
+        a, b = _both(lambda: speed.tanh_backward_(g.clone(), h), repeats)
+        print(f"tanh backward on ({T}, {n}, {H}): public form {a:.1f} us, aten's kernel {b:.1f} us ({a / b:.1f}x)")
+        (us,) = _medians_us((lambda: torch.bmm(z, torch.randn(T, H, H)),), repeats)
     print(f"one ({T}, {n}, {H}) x ({T}, {H}, {H}) batched matmul: {us:.1f} us")
-    # FusedPPO.push copies parameters and both Adam moments back (under no_grad, as push runs): one multi-tensor
-    # copy per kind against a copy per tensor
-    params = [param for param, _, _ in f._pairs]
-    moments = [(torch.zeros_like(q), torch.zeros_like(q)) for q in params]
-    dst = [params, [m for m, _ in moments], [v for _, v in moments]]
-
-    def per_tensor():
-        for targets, views in zip(dst, f._flat_views):
-            for target, view in zip(targets, views):
-                target.copy_(view)
-
-    def foreach():
-        for targets, views in zip(dst, f._flat_views):
-            torch._foreach_copy_(targets, views)
     with torch.no_grad():
-        a, b = _medians_us((per_tensor, foreach), repeats)
-    print(f"copying {len(params)} parameters and their 2 Adam moments out of the flat buffers: a copy per tensor "
-          f"{a:.1f} us, one _foreach_copy_ per kind {b:.1f} us ({a / b:.1f}x)")
+        a, b = _both(f.push, repeats, before=lambda: setattr(f, "_synced", None))
+    print(f"copying parameters and Adam moments out of the flat buffers (push): one copy_ per tensor {a:.1f} us, "
+          f"_foreach_copy_ {b:.1f} us ({a / b:.1f}x)")
+    group = f.optimizer.param_groups[0]
+    step = lambda: speed.adam_step_(f, 0.0, group["betas"], group["eps"])  # noqa: E731 (lr 0: the weights stay)
+    f.step_t.fill_(max(f.step, 1))
+    a, b = _both(step, repeats, before=lambda: f.step_t.fill_(max(f.step, 1)))
+    print(f"one Adam step on the flat buffers: torch.optim.Adam(fused=True) {a:.1f} us, its kernel direct {b:.1f} us "
+          f"({a / b:.1f}x)")
+
+
+def _both(fn, repeats: int, before=lambda: None) -> list[float]:
+    """fn's time with speed.USE_PRIVATE_KERNELS off, then on."""
+    def run(private):
+        def call():
+            speed.USE_PRIVATE_KERNELS = private
+            before()
+            fn()
+        return call
+    try:
+        return _medians_us((run(False), run(True)), repeats)
+    finally:
+        speed.USE_PRIVATE_KERNELS = True
 
 
 if __name__ == "__main__":

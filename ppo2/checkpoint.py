@@ -56,7 +56,7 @@ def optimizer_state_from_flat(tensors: dict[str, torch.Tensor], meta: dict) -> d
 def save_checkpoint(output_dir: str | os.PathLike, update: int, model, optimizer, state: dict,
                     tensors: dict[str, torch.Tensor], keep: int = 2) -> Path:
     """Write checkpoint `update` and point latest.json at it; keep the newest `keep` checkpoints."""
-    from .hub import save_pretrained
+    from .hf_hub import save_pretrained
 
     root = Path(output_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
@@ -139,7 +139,7 @@ def _manifest_sha(ckpt: Path) -> str | None:
 
 def load_checkpoint(path: str | os.PathLike) -> tuple[Path, dict, dict[str, torch.Tensor], dict[str, str]]:
     """(checkpoint dir, state.json, state tensors, {file: verified sha256}), every file verified first; the
-    caller loads the model with `ppo2.hub.build_model`, pinned to the returned hashes."""
+    caller loads the model with `ppo2.hf_hub.build_model`, pinned to the returned hashes."""
     ckpt = latest_checkpoint(path)
     files = verify_checkpoint(ckpt, _manifest_sha(ckpt))["files"]
     state = read_json(ckpt / "state.json", files["state.json"])

@@ -19,6 +19,7 @@ import torch
 
 from .envs import get_env_state, set_env_state
 from .errors import NonFiniteEnvError
+from .moments import merge_moments
 from .observations import check_finite, describe, tree_map, tree_zeros
 
 __all__ = ["RolloutStorage", "Collector", "RewardScaler"]
@@ -43,11 +44,8 @@ class RewardScaler:
         self.ret = self.ret * self.gamma + reward
         seen = self.ret[valid]
         if seen.size:
-            n, mean, var = seen.size, float(seen.mean()), float(seen.var())
-            delta, total = mean - self.mean, self.count + n
-            self.mean += delta * n / total
-            self.var = (self.var * self.count + var * n + delta * delta * self.count * n / total) / total
-            self.count = total
+            self.mean, self.var, self.count = merge_moments(self.mean, self.var, self.count, float(seen.mean()),
+                                                            float(seen.var()), seen.size)
         scaled = np.clip(reward / np.sqrt(self.var + self.eps), -self.clip, self.clip)
         self.ret[done] = 0.0
         return scaled.astype(np.float32)

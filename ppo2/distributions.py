@@ -20,14 +20,14 @@ parameter (as in OpenAI baselines' ppo2).
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 from torch.distributions import Bernoulli, Categorical, Distribution, Independent, Normal
+
+from . import network
 
 __all__ = [
     "ActionHead",
@@ -45,10 +45,10 @@ __all__ = [
 
 
 class MultiCategorical(Distribution):
-    """Independent Categoricals over the sub-actions of a MultiDiscrete space.
+    """Independent Categoricals over the sub-actions of a MultiDiscrete space, as a torch Distribution.
 
     `logits` has shape (..., sum(nvec)); actions have shape (..., len(nvec)); `log_prob` and `entropy`
-    sum over the sub-actions.
+    sum over the sub-actions (the maths: ppo2/network.py's multi_categorical_*).
     """
 
     arg_constraints: dict = {}
@@ -56,21 +56,25 @@ class MultiCategorical(Distribution):
 
     def __init__(self, logits: torch.Tensor, nvec: tuple[int, ...], validate_args: bool | None = False):
         self.nvec = tuple(int(n) for n in nvec)
-        self.dists = [Categorical(logits=chunk, validate_args=False) for chunk in torch.split(logits, self.nvec, dim=-1)]
+        self.logits = logits
         super().__init__(batch_shape=logits.shape[:-1], event_shape=(len(self.nvec),), validate_args=False)
 
     def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
-        return torch.stack([d.sample(sample_shape) for d in self.dists], dim=-1)
+        shape = (*sample_shape, *self.logits.shape[:-1], len(self.nvec))
+        logits = self.logits.expand(*sample_shape, *self.logits.shape)
+        return network.multi_categorical_sample(logits, torch.rand(shape, device=logits.device, dtype=logits.dtype),
+                                                self.nvec)
 
     def log_prob(self, value: torch.Tensor) -> torch.Tensor:
-        return sum(d.log_prob(v) for d, v in zip(self.dists, value.unbind(-1)))
+        return network.multi_categorical_log_prob_entropy(self.logits, value, self.nvec)[0]
 
     def entropy(self) -> torch.Tensor:
-        return sum(d.entropy() for d in self.dists)
+        zeros = torch.zeros(self.logits.shape[:-1] + (len(self.nvec),), dtype=torch.long, device=self.logits.device)
+        return network.multi_categorical_log_prob_entropy(self.logits, zeros, self.nvec)[1]
 
     @property
     def mode(self) -> torch.Tensor:
-        return torch.stack([d.logits.argmax(-1) for d in self.dists], dim=-1)
+        return network.multi_categorical_mode(self.logits, self.nvec)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -164,67 +168,74 @@ def resolve_distribution(name: str) -> type:
 
 
 # --------------------------------------------------------------------------------------------------
-# Heads
+# Heads: latent -> output layer (logits or mean) -> the distribution's maths in ppo2/network.py
 # --------------------------------------------------------------------------------------------------
 
-def _linear(in_dim: int, out_dim: int) -> nn.Linear:
-    return nn.Linear(in_dim, out_dim)
+def _rand(out, shape: tuple) -> Any:
+    """Uniforms in [0, 1) from torch's generator, as an array of `out`'s kind (numpy arrays get the numbers a
+    CPU float32 tensor of that shape would: the collector's numpy step and the torch path draw the same)."""
+    if isinstance(out, torch.Tensor):
+        return torch.rand(shape, device=out.device, dtype=out.dtype)
+    return torch.rand(shape).numpy()
+
+
+def _randn(out) -> Any:
+    if isinstance(out, torch.Tensor):
+        return torch.randn_like(out)
+    # randn_like's draws for a float32 CPU tensor of this shape (drawn one call at a time: torch fills 16 or
+    # more normals at once in another order, so they cannot be drawn ahead for a rollout)
+    return torch.randn(out.shape).numpy()
 
 
 class ActionHead(nn.Module):
-    """Maps a latent vector to a distribution over actions. Subclasses fill in the space-specific parts."""
+    """Maps a latent vector to a distribution over actions. The built-in distributions' maths is
+    ppo2/network.py's, run on torch tensors here and on numpy arrays by predict's and the collector's numpy
+    path (`output` computes the logits or mean; `sample`, `mode` and `log_prob_entropy` take either kind).
+    A distribution class of your own (`distribution=...`) runs through torch.distributions instead."""
 
     spec: dict
     dist_cls: type
     action_shape: tuple[int, ...]  # shape of one action
     action_dtype: torch.dtype
-
-    def distribution(self, latent: torch.Tensor) -> Distribution:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def mode(self, dist: Distribution) -> torch.Tensor:  # pragma: no cover - abstract
-        """The most likely action: what a deterministic policy plays."""
-        raise NotImplementedError
+    builtin: bool  # the distribution's maths is ppo2/network.py's (else torch.distributions' dist_cls)
 
     def output_layer(self) -> nn.Linear:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def sample(self, latent: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(sampled action, its negative log-probability). Heads may override with a fused version."""
-        dist = self.distribution(latent)
-        action = dist.sample()
-        return action, -dist.log_prob(action)
+    def output(self, latent):
+        """The output layer's values (logits or Gaussian mean) for a batch of latents (tensor or numpy array)."""
+        layer = self.output_layer()
+        return network.dense(latent, layer.weight.T, layer.bias)
 
-    def sample_output(self, out: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """`sample` from the output layer's values (logits or mean) instead of the latent (ppo2.fused)."""
-        raise NotImplementedError(f"{type(self).__name__} samples from the latent only")
+    def distribution_from_output(self, out: torch.Tensor) -> Distribution:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def distribution(self, latent: torch.Tensor) -> Distribution:
+        """The policy as a torch.distributions object (for your own use; the package's paths call the maths)."""
+        return self.distribution_from_output(self.output(latent))
+
+    def log_prob_entropy(self, out, action):
+        """(log pi(action), entropy), one number per row."""
+        dist = self.distribution_from_output(out)
+        return dist.log_prob(action), dist.entropy()
+
+    def sample(self, out, uniforms: UniformBlock | None = None):
+        """A sampled action per row, from torch's generator (a head whose draw takes one uniform per row
+        takes them from `uniforms` where given)."""
+        return self.distribution_from_output(out).sample()
+
+    def mode(self, out):  # pragma: no cover - abstract
+        """The most likely action: what a deterministic policy plays."""
+        raise NotImplementedError
+
+    def has_numpy_path(self) -> bool:
+        """Whether `sample`, `mode` and `to_env` take numpy arrays (the built-in distributions')."""
+        return self.builtin
 
     def evaluate(self, latent: torch.Tensor, action: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """(negative log-probability of `action`, entropy). Heads may override with a fused version."""
-        dist = self.distribution(latent)
-        return -dist.log_prob(action), dist.entropy()
-
-    def deterministic(self, latent: torch.Tensor) -> torch.Tensor:
-        return self.mode(self.distribution(latent))
-
-    def mode_numpy(self, out: np.ndarray) -> np.ndarray:  # pragma: no cover - abstract
-        """The most likely action from the output layer's values, in numpy (PPO2.predict's fast path)."""
-        raise NotImplementedError
-
-    def has_numpy_sampler(self) -> bool:
-        return False
-
-    def sample_numpy(self, out: np.ndarray, uniforms: UniformBlock | None = None) -> np.ndarray:  # pragma: no cover
-        """A sampled action from the output layer's values, in numpy (the collector's fast path on CPU),
-        drawing the same torch random numbers as `sample_output`; a head that draws one uniform per row takes
-        them from `uniforms` where given (the block draws nothing until asked). Only where `has_numpy_sampler()`."""
-        raise NotImplementedError
-
-    def act_and_evaluate(self, latent: torch.Tensor, deterministic: bool = False):
-        """(action, its negative log-probability, entropy) from one pass over the head."""
-        dist = self.distribution(latent)
-        action = self.mode(dist) if deterministic else dist.sample()
-        return action, -dist.log_prob(action), dist.entropy()
+        """(negative log-probability of `action`, entropy): what the update differentiates."""
+        log_prob, entropy = self.log_prob_entropy(self.output(latent), action)
+        return -log_prob, entropy
 
     def check_action(self, action: Any, batch: int | None) -> torch.Tensor:
         """Validate an action batch against the space; `batch=None` means one unbatched action."""
@@ -253,33 +264,12 @@ class ActionHead(nn.Module):
         return action
 
 
-_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
-
-
-def _sample_categorical(probs: torch.Tensor) -> torch.Tensor:
-    """One draw per row of `probs` (N, n), shape (N, 1), by inverting the CDF with one uniform per row.
-
-    The same distribution as torch.multinomial(probs, 1), at a fraction of its cost on small batches
-    (33 us vs ~10 us for 8 rows here). u * total < total, so the index is at most n - 1, and an action
-    of probability 0 (an empty CDF step) is never drawn."""
-    cdf = probs.cumsum(-1)
-    u = torch.rand(cdf.shape[:-1] + (1,), device=cdf.device, dtype=cdf.dtype) * cdf[..., -1:]
-    return (cdf <= u).sum(-1, keepdim=True)
-
-
-def _sample_categorical_numpy(weights: np.ndarray, uniforms: np.ndarray | None = None) -> np.ndarray:
-    """`_sample_categorical` in numpy for unnormalised `weights` (N, n): the same torch uniform per row (drawn
-    here, or `uniforms` (N, 1) drawn ahead by a `UniformBlock`), the same CDF inversion; returns (N,) int64."""
-    cdf = weights.cumsum(-1)
-    u = (torch.rand(cdf.shape[0], 1).numpy() if uniforms is None else uniforms) * cdf[:, -1:]
-    return (cdf <= u).sum(-1)
-
-
 class UniformBlock:
     """The uniforms of `steps` successive `torch.rand(N, 1)` calls, drawn as one `torch.rand(steps, N, 1)` at the
     first call. The CPU generator fills a tensor element by element in order, so these are the numbers the calls
     one by one would get (tests/test_model.py checks the actions and the generator state after), for one torch
-    call per rollout instead of one per step. Calls beyond `steps` draw one by one again."""
+    call per rollout instead of one per step (a speed device: ppo2/speed.py lists it). Calls beyond `steps` draw
+    one by one again."""
 
     def __init__(self, steps: int):
         self.steps, self.used = int(steps), 0
@@ -301,59 +291,33 @@ class CategoricalHead(ActionHead):
         super().__init__()
         self.spec = {"type": "Discrete", "n": n}
         self.dist_cls = dist_cls
+        self.builtin = dist_cls is Categorical
         self.n = n
         self.action_shape = ()
         self.action_dtype = torch.int64
-        self.logits = _linear(latent_dim, n)
+        self.logits = nn.Linear(latent_dim, n)
 
     def output_layer(self) -> nn.Linear:
         return self.logits
 
-    def distribution(self, latent):
-        return self.dist_cls(logits=F.linear(latent, self.logits.weight, self.logits.bias), validate_args=False)
+    def distribution_from_output(self, logits):
+        return self.dist_cls(logits=logits, validate_args=False)
 
-    def mode(self, dist):
-        return dist.logits.argmax(-1)
+    def log_prob_entropy(self, logits, action):
+        if not self.builtin:
+            return super().log_prob_entropy(logits, action)
+        hot = network.one_hot(action, self.n, like=logits)
+        return network.categorical_log_prob_entropy(logits, hot)[:2]
 
-    # Categorical.sample / log_prob / entropy written out with fewer tensor operations (the small-MLP
-    # regime is dominated by per-operation overhead); tests check they equal torch.distributions'.
-    def sample(self, latent):
-        if self.dist_cls is not Categorical:
-            return super().sample(latent)
-        return self.sample_output(F.linear(latent, self.logits.weight, self.logits.bias))
+    def sample(self, logits, uniforms=None):
+        if not self.builtin:
+            return super().sample(logits)
+        n = logits.shape[:-1]
+        u = uniforms(n[0]) if uniforms is not None and len(n) == 1 else _rand(logits, (*n, 1))
+        return network.categorical_sample(logits, u)
 
-    def sample_output(self, logits):
-        log_p = logits.log_softmax(-1)
-        action = _sample_categorical(log_p.exp())
-        return action.squeeze(-1), -log_p.gather(-1, action).squeeze(-1)
-
-    def evaluate(self, latent, action):
-        if self.dist_cls is not Categorical:
-            return super().evaluate(latent, action)
-        log_p = F.linear(latent, self.logits.weight, self.logits.bias).log_softmax(-1)
-        entropy = -(log_p.exp() * log_p).sum(-1)
-        return -log_p.gather(-1, action.unsqueeze(-1)).squeeze(-1), entropy
-
-    def deterministic(self, latent):
-        return F.linear(latent, self.logits.weight, self.logits.bias).argmax(-1)
-
-    def mode_numpy(self, out):
-        return out.argmax(-1)
-
-    def has_numpy_sampler(self):
-        return self.dist_cls is Categorical
-
-    def sample_numpy(self, out, uniforms=None):
-        p = np.exp(out - out.max(-1, keepdims=True))  # softmax up to its normaliser, which the CDF draw scales away
-        return _sample_categorical_numpy(p, None if uniforms is None else uniforms(out.shape[0]))
-
-    def act_and_evaluate(self, latent, deterministic=False):
-        if self.dist_cls is not Categorical:
-            return super().act_and_evaluate(latent, deterministic)
-        log_p = F.linear(latent, self.logits.weight, self.logits.bias).log_softmax(-1)
-        p = log_p.exp()
-        action = log_p.argmax(-1, keepdim=True) if deterministic else _sample_categorical(p)
-        return action.squeeze(-1), -log_p.gather(-1, action).squeeze(-1), -(p * log_p).sum(-1)
+    def mode(self, logits):
+        return network.categorical_mode(logits)
 
     def _check_range(self, action):
         if action.numel() and (int(action.min()) < 0 or int(action.max()) >= self.n):
@@ -366,23 +330,27 @@ class MultiCategoricalHead(ActionHead):
         super().__init__()
         self.spec = {"type": "MultiDiscrete", "nvec": list(nvec)}
         self.dist_cls = MultiCategorical
+        self.builtin = True
         self.register_buffer("nvec", torch.tensor(nvec, dtype=torch.int64), persistent=False)
         self.action_shape = (len(nvec),)
         self.action_dtype = torch.int64
-        self.logits = _linear(latent_dim, int(sum(nvec)))
+        self.logits = nn.Linear(latent_dim, int(sum(nvec)))
 
     def output_layer(self):
         return self.logits
 
-    def distribution(self, latent):
-        return MultiCategorical(self.logits(latent), tuple(self.spec["nvec"]))
+    def distribution_from_output(self, logits):
+        return MultiCategorical(logits, tuple(self.spec["nvec"]))
 
-    def mode(self, dist):
-        return dist.mode
+    def log_prob_entropy(self, logits, action):
+        return network.multi_categorical_log_prob_entropy(logits, action, self.spec["nvec"])
 
-    def mode_numpy(self, out):
-        bounds = np.cumsum([0] + self.spec["nvec"])
-        return np.stack([out[..., a:b].argmax(-1) for a, b in zip(bounds[:-1], bounds[1:])], -1)
+    def sample(self, logits, uniforms=None):
+        return network.multi_categorical_sample(logits, _rand(logits, (*logits.shape[:-1], len(self.spec["nvec"]))),
+                                                self.spec["nvec"])
+
+    def mode(self, logits):
+        return network.multi_categorical_mode(logits, self.spec["nvec"])
 
     def _check_range(self, action):
         if action.numel() and (bool((action < 0).any()) or bool((action >= self.nvec).any())):
@@ -390,25 +358,28 @@ class MultiCategoricalHead(ActionHead):
 
 
 class BernoulliHead(ActionHead):
+    """MultiBinary: independent Bernoullis, through torch.distributions.Bernoulli (its maths, written by torch)."""
+
     def __init__(self, latent_dim: int, n: int):
         super().__init__()
         self.spec = {"type": "MultiBinary", "n": n}
         self.dist_cls = Bernoulli
+        self.builtin = False
         self.action_shape = (n,)
         self.action_dtype = torch.float32
-        self.logits = _linear(latent_dim, n)
+        self.logits = nn.Linear(latent_dim, n)
 
     def output_layer(self):
         return self.logits
 
-    def distribution(self, latent):
-        return Independent(Bernoulli(logits=self.logits(latent), validate_args=False), 1, validate_args=False)
+    def distribution_from_output(self, logits):
+        return Independent(Bernoulli(logits=logits, validate_args=False), 1, validate_args=False)
 
-    def mode(self, dist):
-        return (dist.base_dist.logits > 0).to(torch.float32)
+    def mode(self, logits):
+        return (logits > 0) * 1.0
 
-    def mode_numpy(self, out):
-        return (out > 0).astype(np.float32)
+    def has_numpy_path(self) -> bool:
+        return True  # (mode and to_env)
 
     def _check_range(self, action):
         if action.numel() and not bool(((action == 0) | (action == 1)).all()):
@@ -425,10 +396,11 @@ class GaussianHead(ActionHead):
         super().__init__()
         self.spec = dict(spec)
         self.dist_cls = dist_cls
+        self.builtin = dist_cls is Normal
         d = int(spec["shape"][0])
         self.action_shape = (d,)
         self.action_dtype = torch.float32
-        self.mean = _linear(latent_dim, d)
+        self.mean = nn.Linear(latent_dim, d)
         self.log_std = nn.Parameter(torch.full((d,), float(log_std_init)))
         self._low = np.asarray(spec["low"], np.float32)
         self._high = np.asarray(spec["high"], np.float32)
@@ -436,39 +408,31 @@ class GaussianHead(ActionHead):
     def output_layer(self):
         return self.mean
 
-    def distribution(self, latent):
-        return self.distribution_from_mean(F.linear(latent, self.mean.weight, self.mean.bias))
+    def _log_std_like(self, mean):
+        return self.log_std.detach() if isinstance(mean, torch.Tensor) else self.log_std.detach().numpy()
 
-    def distribution_from_mean(self, mean):
+    def distribution_from_output(self, mean):
         scale = self.log_std.exp().expand_as(mean)
         return Independent(self.dist_cls(mean, scale, validate_args=False), 1, validate_args=False)
 
-    def mode(self, dist):
-        return dist.base_dist.loc
+    def log_prob_entropy(self, mean, action):
+        if not self.builtin:
+            return super().log_prob_entropy(mean, action)
+        log_prob = network.gaussian_log_prob(mean, self.log_std, action)[0]
+        return log_prob, network.gaussian_entropy(self.log_std).expand_as(log_prob)
 
-    def sample(self, latent):
-        if self.dist_cls is not Normal:
-            return super().sample(latent)
-        return self.sample_output(F.linear(latent, self.mean.weight, self.mean.bias))
+    def sample(self, mean, uniforms=None):
+        if not self.builtin:
+            return super().sample(mean)
+        if isinstance(mean, torch.Tensor):
+            mean = mean.detach()  # (a sample is data, as torch.distributions' sample(): no gradient flows into it)
+        return network.gaussian_sample(mean, self._log_std_like(mean), _randn(mean))
 
-    def sample_output(self, mean):
-        # mean + std * noise, and log N(a; mean, std) from the noise: torch.distributions' numbers, fewer operations
-        noise = torch.randn_like(mean)
-        action = mean + self.log_std.exp() * noise
-        neg_log_prob = 0.5 * (noise * noise).sum(-1) + (self.log_std.sum() + mean.shape[-1] * _HALF_LOG_2PI)
-        return action, neg_log_prob
+    def mode(self, mean):
+        return mean  # (also a user class's: the location of a location-scale distribution)
 
-    def mode_numpy(self, out):
-        return out.astype(np.float32)  # the Gaussian's mean
-
-    def has_numpy_sampler(self):
-        return self.dist_cls is Normal
-
-    def sample_numpy(self, out, uniforms=None):
-        # randn_like's draws for a float32 CPU tensor of this shape (one by one: torch fills 16 or more normals
-        # at once in another order, so they cannot be drawn ahead for a rollout)
-        noise = torch.randn(out.shape).numpy()
-        return out + np.exp(self.log_std.detach().numpy()) * noise
+    def has_numpy_path(self) -> bool:
+        return True  # (mode and to_env; sample only for the built-in Normal)
 
     def to_env(self, action):
         # The policy is an unbounded Gaussian; the environment gets the action clipped to its bounds

@@ -7,8 +7,8 @@ class NonFiniteError(RuntimeError):
     """Training met a NaN/inf and stopped before it could reach the weights."""
 
 
-class NonFiniteLossError(NonFiniteError):
-    """The loss became NaN/inf; training stopped before applying it."""
+class NonFiniteLossError(NonFiniteError, FloatingPointError):
+    """The loss (or its gradient) became NaN/inf; the step was not applied."""
 
 
 class NonFiniteEnvError(NonFiniteError):

@@ -16,7 +16,8 @@ import numpy as np
 import torch
 
 from .envs import check_env_id, make_vector_env, refuse_file_named_module
-from .model import NUMPY_MAX_BATCH
+from .speed import NUMPY_MAX_BATCH, numpy_policy
+from .validation import check_compatible
 
 __all__ = ["evaluate_policy", "run_episodes", "record_replay", "load_policy", "main", "EvaluationInterrupted"]
 
@@ -39,22 +40,20 @@ def run_episodes(model, envs, seed: int, deterministic: bool = True,
     running = np.ones(n, dtype=bool)
     # predict's numpy path for small MLP batches, its weights looked up once: the first step goes through
     # predict (which checks the observations' shape and values), the rest straight to the numpy policy
-    actor = model.numpy_actor() if deterministic and isinstance(obs, np.ndarray) and n <= NUMPY_MAX_BATCH else None
+    policy = numpy_policy(model) if deterministic and isinstance(obs, np.ndarray) and n <= NUMPY_MAX_BATCH else None
     first = True
     try:
         while running.any():
             if stop is not None and stop():
                 raise EvaluationInterrupted(f"evaluation stopped after {int(lengths.max())} steps")
-            if actor is not None and not first:
+            if policy is not None and not first:
                 if not np.isfinite(obs).all():
                     model.predict(obs)  # raises, naming the NaN/inf
-                action = actor(obs)
+                action = policy.act(obs)
             elif deterministic:  # predict: numpy for small MLP batches (a few us per step), else torch
                 action, _ = model.predict(obs, deterministic=True)
             else:
-                obs_t = model._check_obs(obs)[0]
-                sampled = model.action_head.sample(model.latent_features(obs_t)[0])[0]
-                action = model.action_head.to_env(sampled.cpu().numpy())
+                action, _ = model.predict(obs, deterministic=False)
             first = False
             obs, reward, terminated, truncated, _ = envs.step(action)
             returns += reward * running
@@ -225,7 +224,7 @@ def check_policy_env(model, env_id: str) -> None:
     it: through `make_vector_env`, so an Atari policy is checked against the preprocessed frame stack it plays."""
     envs = make_vector_env(env_id, 1)
     try:
-        model.check_compatible(envs.single_observation_space, envs.single_action_space, env_id)
+        check_compatible(model, envs.single_observation_space, envs.single_action_space, env_id)
     finally:
         envs.close()
 

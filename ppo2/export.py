@@ -45,7 +45,7 @@ class DeterministicPolicy(nn.Module):
             self.register_buffer("high", torch.tensor(spec["high"], dtype=torch.float32))
 
     def forward(self, obs: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
-        action = self.model.deterministic_action(obs)
+        action = self.model._mode(obs)
         if self.box:
             action = torch.maximum(torch.minimum(action, self.high), self.low)
         return action

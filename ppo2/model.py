@@ -10,46 +10,65 @@
 - latent: the MLP of the seed model, shared by both heads or one tower each (`shared_latent`); the Nature
   CNN feeds the heads directly, as in OpenAI baselines.
 
-`forward(obs, action=None)` is the one call the whole project uses: it samples (or evaluates the given
-action) and returns `(value_f, action, neg_log_prob, entropy)`. The collector, the update, `eval_fn` and
-`train_fn` all go through it. A recurrent (LSTM) policy would sit between the encoder and the heads, as a
-latent that also carries a state.
+The maths of the MLP and of each built-in distribution is written once, in ppo2/network.py: this module's
+forward (which autograd differentiates), predict's numpy path (ppo2/speed.py) and the hand-derived update
+(ppo2/fused.py) all run it. Checks on what comes in live in ppo2/validation.py.
+
+Public surface: `forward(obs, action=None)` (the seed contract: `(value_f, action, neg_log_prob, entropy)`),
+`loss(...)`, `predict(obs, state, episode_start)` (stable-baselines' contract), `value_and_evaluate(obs, actions)`
+(what the update differentiates), `value(obs)`, and persistence (`save_pretrained`, `from_pretrained`,
+`push_to_hub`, `get_config`). The underscored methods are the package's own hot paths on validated batches.
 """
 from __future__ import annotations
 
 import math
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .config import LOG_STD_BOUND
-from .distributions import ActionHead, UniformBlock, distribution_name, make_action_head
+from . import network
+from .distributions import ActionHead, distribution_name, make_action_head
 from .encoders import ENCODERS, build_encoder, default_encoder
-from .hub import from_pretrained as _from_pretrained
-from .hub import push_to_hub as _push_to_hub
-from .hub import save_pretrained as _save_pretrained
-from .init import orthogonal_
+from .hf_hub import from_pretrained as _from_pretrained
+from .hf_hub import push_to_hub as _push_to_hub
+from .hf_hub import save_pretrained as _save_pretrained
 from .losses import ppo_loss
-from .speed import Precision, resolve_precision, run_encoder, scale_frames
-from .observations import MAX_VECTOR_DIM as MAX_INPUT_DIM
-from .observations import Preprocessed, _is_int, _need, describe, image_chw, image_keys, obs_spec_from_space, validate_obs_spec, vector_dim, vector_keys
+from .moments import merge_moments
+from .observations import Preprocessed, describe, image_chw, image_keys, vector_dim, vector_keys
+from .speed import NUMPY_MAX_BATCH, Precision, numpy_policy, resolve_precision, run_encoder, scale_frames
+from .validation import (check_dropout, check_int, check_loss_coefficients, check_loss_inputs, check_numpy_obs, check_obs, check_obs_shape,
+                         resolve_obs_spec, validate_config)
 
-__all__ = ["PPO2"]
-
-# Batches up to this size run the built-in MLP through numpy on CPU (predict, the collector's policy step): on a few
-# rows a numpy call's fixed cost is a fraction of a torch dispatch, on large batches torch's kernels win
-# (benchmarks/profile_cartpole.py shows policy inference's share of a run).
-NUMPY_MAX_BATCH = 32
+__all__ = ["PPO2", "MLP"]
 
 
-def _mlp(input_dim: int, hidden_dim: int, dropout: float, layers: int = 2) -> nn.Sequential:
-    modules: list[nn.Module] = []
-    for i in range(layers):
-        modules += [nn.Linear(input_dim if i == 0 else hidden_dim, hidden_dim), nn.Tanh(), nn.Dropout(dropout)]
-    return nn.Sequential(*modules)
+class MLP(nn.Sequential):
+    """The latent MLP: `layers` x (Linear, Tanh, Dropout), an nn.Sequential so that its state dict keeps the seed
+    model's names (latent.0.weight, latent.3.weight, ...). Its forward is ppo2/network.py's `mlp`."""
+
+    def __init__(self, input_dim: int, hidden_dim: int, dropout: float, layers: int = 2):
+        modules: list[nn.Module] = []
+        for i in range(layers):
+            modules += [nn.Linear(input_dim if i == 0 else hidden_dim, hidden_dim), nn.Tanh(), nn.Dropout(dropout)]
+        super().__init__(*modules)
+        self.dropout_p = float(dropout)
+
+    def linears(self) -> list[nn.Linear]:
+        return [m for m in self if isinstance(m, nn.Linear)]
+
+    def layers(self) -> list[tuple[torch.Tensor, torch.Tensor]]:
+        """[(W', b), ...]: each layer's weight as a transposed view, as network.mlp takes them."""
+        return [(layer.weight.T, layer.bias) for layer in self.linears()]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not len(self):
+            return x
+        p = self.dropout_p
+        dropout = (lambda h: F.dropout(h, p, training=True)) if p > 0 and self.training else None
+        return network.mlp(x, self.layers(), dropout=dropout)[-1]
 
 
 class PPO2(nn.Module):
@@ -106,10 +125,9 @@ class PPO2(nn.Module):
         latent_layers: int | None = None,
     ):
         super().__init__()
-        self.obs_spec = _resolve_obs_spec(input_dim, observation_space)
-        _check_int("hidden_dim", hidden_dim, minimum=1)
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(f"dropout must be a float in [0, 1), got {dropout!r}")
+        self.obs_spec = resolve_obs_spec(input_dim, observation_space)
+        check_int("hidden_dim", hidden_dim, minimum=1)
+        check_dropout(dropout)
         if not (isinstance(obs_clip, (int, float)) and obs_clip > 0):
             raise ValueError(f"obs_clip must be a positive number, got {obs_clip!r}")
         kind = self.obs_spec["type"]
@@ -133,7 +151,7 @@ class PPO2(nn.Module):
         elif isinstance(encoder, str) and (encoder == "auto" or encoder in ENCODERS):
             self.encoder_name = default_encoder(self.obs_spec) if encoder == "auto" else encoder
             if features_dim is not None:
-                _check_int("features_dim", features_dim, minimum=1)
+                check_int("features_dim", features_dim, minimum=1)
             width = int(features_dim) if features_dim is not None else (512 if self.encoder_name == "nature_cnn" else 256)
             self.encoder = build_encoder(self.encoder_name, self.obs_spec, width)
             feat = self.encoder.features_dim if self.encoder is not None else self.input_dim
@@ -144,7 +162,7 @@ class PPO2(nn.Module):
         self.cnn_features = width if self.encoder_name in ("nature_cnn", "multi_input") else None
         if latent_layers is None:
             latent_layers = _default_latent_layers(self.encoder_name)
-        _check_int("latent_layers", latent_layers, minimum=0)
+        check_int("latent_layers", latent_layers, minimum=0)
         self.latent_layers = int(latent_layers)
 
         # ---- latent: features -> the heads' input
@@ -159,8 +177,8 @@ class PPO2(nn.Module):
             pi_dim = _latent_dim(policy_net, self.input_dim, "policy_net")
             vf_dim = _latent_dim(value_net, self.input_dim, "value_net")
         else:
-            policy_net = _mlp(self.features_dim, self.hidden_dim, self.dropout, self.latent_layers)
-            value_net = policy_net if self.shared_latent else _mlp(self.features_dim, self.hidden_dim, self.dropout,
+            policy_net = MLP(self.features_dim, self.hidden_dim, self.dropout, self.latent_layers)
+            value_net = policy_net if self.shared_latent else MLP(self.features_dim, self.hidden_dim, self.dropout,
                                                                    self.latent_layers)
             pi_dim = vf_dim = self.hidden_dim if self.latent_layers else self.features_dim
         # A shared latent is registered once (as `latent`), so the state dict holds no duplicate tensors.
@@ -185,9 +203,6 @@ class PPO2(nn.Module):
         if reset_param:
             self.reset_parameters()
 
-    # ------------------------------------------------------------------------------------------
-    # construction helpers
-    # ------------------------------------------------------------------------------------------
     @property
     def action_spec(self) -> dict:
         return dict(self.action_head.spec)
@@ -207,14 +222,13 @@ class PPO2(nn.Module):
             self.encoder.reset_parameters()
         if not self.custom_latent:
             for latent in self.latents():
-                for layer in latent:
-                    if isinstance(layer, nn.Linear):
-                        orthogonal_(layer.weight, gain=math.sqrt(2))
-                        nn.init.zeros_(layer.bias)
+                for layer in latent.linears():
+                    nn.init.orthogonal_(layer.weight, gain=math.sqrt(2))
+                    nn.init.zeros_(layer.bias)
         head = self.action_head.output_layer()
-        orthogonal_(head.weight, gain=0.01)
+        nn.init.orthogonal_(head.weight, gain=0.01)
         nn.init.zeros_(head.bias)
-        orthogonal_(self.value_head.weight, gain=1.0)
+        nn.init.orthogonal_(self.value_head.weight, gain=1.0)
         nn.init.zeros_(self.value_head.bias)
         if hasattr(self.action_head, "log_std"):
             nn.init.constant_(self.action_head.log_std, self.log_std_init)
@@ -271,45 +285,12 @@ class PPO2(nn.Module):
             raise ValueError("policy_net/value_net given, but this policy uses the built-in MLP")
         return cls(reset_param=False, **config)
 
-    def check_state(self) -> None:
-        """Raise ValueError unless the weights and statistics are usable: every float tensor finite, the observation
-        normaliser's variances >= 0 and its count > 0 (what loading a file checks: a NaN mean or a negative
-        variance would otherwise give garbage actions without a sound)."""
-        for name, t in self.state_dict().items():
-            if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-                raise ValueError(f"{name} holds {int((~torch.isfinite(t)).sum())} NaN/inf value(s); expected finite numbers")
-        if self.normalize_obs:
-            if bool((self.obs_var < 0).any()):
-                raise ValueError(f"obs_var holds negative variances (min {float(self.obs_var.min()):.4g}); expected >= 0")
-            if not float(self.obs_count) > 0:
-                raise ValueError(f"obs_count is {float(self.obs_count)}; expected a count > 0")
-
     @property
     def observation_space(self):
         from .observations import spec_to_space
 
         return spec_to_space(self.obs_spec)
 
-    def check_compatible(self, observation_space: Any, action_space: Any, env_id: str | None = None) -> None:
-        """Raise ValueError unless this model can act in an env with these spaces: the observation kind and
-        shape (image layout, Dict keys), the action-space type and its size (n, nvec, shape) and, for Box
-        actions, the bounds it clips to."""
-        from .distributions import space_to_spec
-
-        where = f"{env_id}" if env_id else "the environment"
-        try:
-            env_obs = obs_spec_from_space(observation_space, where)
-        except ValueError:
-            env_obs = None
-        if env_obs != self.obs_spec:
-            raise ValueError(f"this policy takes {describe(self.obs_spec)}, but {where} has observation space "
-                             f"{observation_space}")
-        env_spec, mine = space_to_spec(action_space), self.action_spec
-        same = env_spec.keys() == mine.keys() and all(
-            np.allclose(np.asarray(env_spec[k], np.float64), np.asarray(mine[k], np.float64), rtol=1e-6, atol=1e-6)
-            if k in ("low", "high") else env_spec[k] == mine[k] for k in env_spec)
-        if not same:
-            raise ValueError(f"this policy acts in {_spec_text(mine)}, but {where} has action space {action_space}")
 
     # ------------------------------------------------------------------------------------------
     # observation normalisation (statistics live in buffers, so they travel with the weights)
@@ -322,12 +303,11 @@ class PPO2(nn.Module):
     def _obs_stats_key(self) -> tuple:
         return (self.obs_mean.data_ptr(), self.obs_mean._version, self.obs_var.data_ptr(), self.obs_var._version)
 
-    def _sync_obs_scale(self) -> None:
-        """Recompute the float32 normaliser if its buffers were replaced or written since (a cheap check)."""
-        if torch.compiler.is_compiling():  # (tracing for export: fake tensors have no storage to compare)
-            return
-        if self._obs_scale_key != self._obs_stats_key():
-            self._refresh_obs_scale()
+    def obs_scale(self) -> list[torch.Tensor]:
+        """[mean, 1 / sqrt(var + 1e-8)] in float32, recomputed if the buffers were replaced or written since."""
+        if not torch.compiler.is_compiling() and self._obs_scale_key != self._obs_stats_key():
+            self._refresh_obs_scale()  # (tracing for export: fake tensors have no storage to compare)
+        return [self._obs_mean32, self._obs_inv_std32]
 
     def _apply(self, fn, recurse=True):  # keep the float32 copies on the model's device
         out = super()._apply(fn, recurse)
@@ -342,137 +322,24 @@ class PPO2(nn.Module):
 
     @torch.no_grad()
     def update_obs_stats(self, batch_mean: torch.Tensor, batch_var: torch.Tensor, batch_count: float) -> None:
-        """Merge a batch's moments into the running statistics (Chan et al. parallel algorithm)."""
+        """Merge a batch's moments into the running statistics (ppo2/moments.py)."""
         if not self.normalize_obs:
             return
-        batch_mean = batch_mean.to(self.obs_mean)
-        batch_var = batch_var.to(self.obs_var)
-        delta = batch_mean - self.obs_mean
-        total = self.obs_count + batch_count
-        new_mean = self.obs_mean + delta * batch_count / total
-        m2 = self.obs_var * self.obs_count + batch_var * batch_count + delta.pow(2) * self.obs_count * batch_count / total
-        self.obs_mean.copy_(new_mean)
-        self.obs_var.copy_(m2 / total)
-        self.obs_count.copy_(total)
+        merged = merge_moments(self.obs_mean, self.obs_var, self.obs_count, batch_mean.to(self.obs_mean),
+                               batch_var.to(self.obs_var), batch_count)
+        for buffer, value in zip((self.obs_mean, self.obs_var, self.obs_count), merged):
+            buffer.copy_(value)
         self._refresh_obs_scale()
 
     def normalize(self, obs: torch.Tensor) -> torch.Tensor:
         if not self.normalize_obs:
             return obs
-        self._sync_obs_scale()
-        return ((obs - self._obs_mean32) * self._obs_inv_std32).clamp(-self.obs_clip, self.obs_clip)
+        mean, inv_std = self.obs_scale()
+        return ((obs - mean) * inv_std).clamp(-self.obs_clip, self.obs_clip)
 
     # ------------------------------------------------------------------------------------------
-    # the one forward path
+    # the network: preprocess -> encoder -> latent MLP -> heads
     # ------------------------------------------------------------------------------------------
-    def _check_obs_shape(self, shape: tuple, spec: dict | None = None, name: str = "observation") -> bool:
-        """Whether `shape` is one unbatched observation; raises unless it is `spec`'s shape or (N, *shape)."""
-        want = tuple((spec or self.obs_spec)["shape"])
-        if tuple(shape) == want:
-            return True
-        if len(shape) == len(want) + 1 and tuple(shape[1:]) == want:
-            return False
-        raise ValueError(f"{name} has shape {tuple(shape)}, expected (N, {', '.join(map(str, want))}) or {want}")
-
-    @staticmethod
-    def _check_numpy_obs(obs: np.ndarray, name: str = "observation") -> None:
-        if obs.dtype.kind not in "fiub":
-            raise TypeError(f"{name}s must be real numbers, got dtype {obs.dtype}")
-        if obs.dtype.kind == "f" and not np.isfinite(obs).all():
-            raise ValueError(f"{name} contains {int((~np.isfinite(obs)).sum())} NaN/inf value(s); expected finite numbers")
-        if obs.dtype.itemsize > 4 and obs.size and np.abs(obs).max() > _FLOAT32_MAX:
-            raise ValueError(f"{name} contains values up to {float(np.abs(obs).max()):.3g}, beyond float32's range "
-                             f"(+-{_FLOAT32_MAX:.3g}): they would become inf inside the model")
-
-    def _check_array(self, obs: Any, spec: dict, name: str) -> tuple[torch.Tensor, bool]:
-        """One array of observations -> (batched tensor on the model's device, single?). Vectors become float32.
-        Images keep their meaning in their dtype (`_check_image_values`): uint8 pixels stay uint8 (scaled inside
-        the model), other integers must be pixel values in [0, 255], floats must be already scaled to [0, 1]."""
-        image = spec["type"] == "Image"
-        if not isinstance(obs, (torch.Tensor, np.ndarray)):
-            obs = np.asarray(obs) if image else np.asarray(obs, dtype=np.float32)
-        single = self._check_obs_shape(tuple(obs.shape), spec, name)
-        if isinstance(obs, np.ndarray):
-            self._check_numpy_obs(obs, name)
-            dtype = self._check_image_values(obs, obs.dtype.kind == "f", name) if image else torch.float32
-            as_numpy = np.uint8 if dtype is torch.uint8 else np.float32
-            obs = torch.from_numpy(np.ascontiguousarray(obs[None] if single else obs, dtype=as_numpy))
-        else:
-            if not (obs.is_floating_point() or obs.dtype in (torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8, torch.bool)):
-                raise TypeError(f"{name}s must be real numbers, got dtype {obs.dtype}")
-            if obs.is_floating_point() and not bool(torch.isfinite(obs).all()):
-                bad = int((~torch.isfinite(obs)).sum())
-                raise ValueError(f"{name} contains {bad} NaN/inf value(s); expected finite numbers")
-            if obs.element_size() > 4 and obs.numel() and float(obs.abs().max()) > _FLOAT32_MAX:
-                raise ValueError(f"{name} contains values up to {float(obs.abs().max()):.3g}, beyond float32's "
-                                 f"range (+-{_FLOAT32_MAX:.3g}): they would become inf inside the model")
-            if single:
-                obs = obs.unsqueeze(0)
-            dtype = self._check_image_values(obs, obs.is_floating_point(), name) if image else torch.float32
-        device = self.value_head.weight.device
-        if obs.dtype != dtype or obs.device != device:
-            obs = obs.to(device=device, dtype=dtype)
-        return obs, single
-
-    @staticmethod
-    def _check_image_values(obs: Any, floating: bool, name: str) -> torch.dtype:
-        """The dtype an image batch enters the model as: uint8 for pixel values (uint8, or other integers within
-        [0, 255]), float32 for floats, which mean pixels already scaled to [0, 1] (as a VecTransposeImage/255
-        pipeline gives) and are used as they are. Anything else is refused: a float frame of 0..255 values, or
-        integers outside a byte, would otherwise be scaled wrongly without a sound."""
-        empty = obs.size == 0 if isinstance(obs, np.ndarray) else obs.numel() == 0
-        if obs.dtype in (np.uint8, torch.uint8) or empty:
-            return torch.uint8 if not floating else torch.float32
-        lo, hi = float(obs.min()), float(obs.max())
-        if floating:
-            if lo < 0.0 or hi > 1.0:
-                raise ValueError(f"{name} is a float image with values in [{lo:.4g}, {hi:.4g}]; float images must be "
-                                 "already scaled to [0, 1]. Pass uint8 pixels (0-255) as they come from the env, or "
-                                 "divide by 255 yourself")
-            return torch.float32
-        if lo < 0 or hi > 255:
-            raise ValueError(f"{name} is an integer image with values in [{lo:.0f}, {hi:.0f}]; expected pixel values "
-                             "in [0, 255] (uint8)")
-        return torch.uint8
-
-    def _check_obs(self, obs: Any) -> tuple[Any, bool]:
-        """Validate and convert observations: a (N, ...) tensor (a dict of them for Dict observations) on
-        the model's device, and whether a single unbatched observation came in."""
-        spec = self.obs_spec
-        if spec["type"] != "Dict":
-            return self._check_array(obs, spec, "observation")
-        from collections.abc import Mapping
-
-        if not isinstance(obs, Mapping):
-            raise TypeError(f"this policy takes {describe(spec)}; got {type(obs).__name__}, expected a dict")
-        if set(obs) != set(spec["spaces"]):
-            missing, extra = sorted(set(spec["spaces"]) - set(obs)), sorted(set(obs) - set(spec["spaces"]))
-            raise ValueError(f"observation dict has keys {sorted(obs)}, expected {sorted(spec['spaces'])}"
-                             + (f" (missing {missing})" if missing else "") + (f" (unexpected {extra})" if extra else ""))
-        out, singles, sizes = {}, set(), set()
-        for key, sub in spec["spaces"].items():
-            out[key], single = self._check_array(obs[key], sub, f"observation[{key!r}]")
-            singles.add(single)
-            sizes.add(out[key].shape[0])
-        if len(singles) > 1 or len(sizes) > 1:
-            raise ValueError("observation dict mixes batched and unbatched entries or batch sizes "
-                             f"({ {k: tuple(v.shape) for k, v in out.items()} }); give every key the same leading N")
-        return out, singles.pop()
-
-    @staticmethod
-    def _batch_size(obs: Any) -> int:
-        return next(iter(obs.values())).shape[0] if isinstance(obs, dict) else obs.shape[0]
-
-    def _zero_features_input(self) -> Any:
-        """A batch of two preprocessed observations (what an encoder receives), for probing its width."""
-        def zeros(spec):
-            if spec["type"] == "Image":
-                return torch.zeros(2, *image_chw(spec))
-            return torch.zeros(2, spec["shape"][0])
-        if self.obs_spec["type"] == "Dict":
-            return {k: zeros(s) for k, s in self.obs_spec["spaces"].items()}
-        return zeros(self.obs_spec)
-
     def preprocess(self, obs: Any) -> Any:
         """Validated observations -> the encoder's input: vectors normalised (normalize_obs), uint8 images
         to float32 (N, C, H, W) in [0, 1]; Dicts key by key (their vector keys normalised together)."""
@@ -504,67 +371,67 @@ class PPO2(nn.Module):
         "bfloat16" (autocast, float32 weights) or "auto" (bfloat16 where `device` has it natively); frames go in
         channels-last either way (ppo2/speed.py). A runtime choice: nothing of it is saved with the weights."""
         has_cnn = self.encoder is not None and self.encoder_name in ("nature_cnn", "multi_input")
-        self.precision = resolve_precision(precision, device or self.value_head.weight.device, has_cnn)
+        self.precision = resolve_precision(precision, device or self._device(), has_cnn)
         return self
 
-    def _latent(self, net: nn.Module, x: torch.Tensor) -> torch.Tensor:
-        """Run a built-in latent MLP with functional calls (a module call costs more than the matmul here);
-        user-supplied networks are called normally."""
-        if self.custom_latent:
-            return net(x)
-        for layer in net:
-            if isinstance(layer, nn.Linear):
-                x = F.linear(x, layer.weight, layer.bias)
-            elif isinstance(layer, nn.Tanh):
-                x = torch.tanh(x)
-            elif layer.p > 0 and self.training:  # nn.Dropout
-                x = F.dropout(x, layer.p, training=True)
-        return x
+    def _zero_features_input(self) -> Any:
+        """A batch of two preprocessed observations (what an encoder receives), for probing its width."""
+        def zeros(spec):
+            if spec["type"] == "Image":
+                return torch.zeros(2, *image_chw(spec))
+            return torch.zeros(2, spec["shape"][0])
+        if self.obs_spec["type"] == "Dict":
+            return {k: zeros(s) for k, s in self.obs_spec["spaces"].items()}
+        return zeros(self.obs_spec)
 
-    def _value(self, vf_latent: torch.Tensor) -> torch.Tensor:
-        return F.linear(vf_latent, self.value_head.weight, self.value_head.bias).squeeze(-1)
+    def _device(self) -> torch.device:
+        return self.value_head.weight.device
 
-    def latent_features(self, obs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+    def _latents(self, obs: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """(policy latent, value latent) for a validated batch."""
         x = self.features(obs)
         if self.shared_latent:
-            pi_latent = self._latent(self.latent, x)
+            pi_latent = self.latent(x)
             return pi_latent, pi_latent
-        return self._latent(self.policy_latent, x), self._latent(self.value_latent, x)
+        return self.policy_latent(x), self.value_latent(x)
 
-    def distribution_and_value(self, obs: torch.Tensor):
-        """(action distribution, V(s) of shape (N,)) for an already-validated (N, input_dim) float tensor."""
-        pi_latent, vf_latent = self.latent_features(obs)
-        value = self._value(vf_latent)
-        return self.action_head.distribution(pi_latent), value
+    def _value_out(self, vf_latent: torch.Tensor) -> torch.Tensor:
+        return network.dense(vf_latent, self.value_head.weight.T, self.value_head.bias).squeeze(-1)
 
-    def value_of(self, obs: torch.Tensor) -> torch.Tensor:
-        """V(s) of shape (N,) for a validated batch (the bootstrap value after a rollout)."""
-        vf_latent = self.latent_features(obs)[1]
-        return self._value(vf_latent)
-
-    def value_and_evaluate(self, obs: torch.Tensor, action: torch.Tensor):
-        """(V(s), neg_log_prob of `action`, entropy) for a validated batch: what the update differentiates."""
-        pi_latent, vf_latent = self.latent_features(obs)
-        value = self._value(vf_latent)
-        neg_log_prob, entropy = self.action_head.evaluate(pi_latent, action)
-        return value, neg_log_prob, entropy
-
-    def deterministic_action(self, obs: torch.Tensor) -> torch.Tensor:
-        """The most likely action for a validated batch (evaluation's hot path)."""
-        return self.action_head.deterministic(self.latent_features(obs)[0])
-
-    def sample_action(self, obs: torch.Tensor) -> torch.Tensor:
-        """A sampled action for a validated (N, input_dim) batch: the collector's hot path. Only the policy
-        runs; values and log-probabilities of a rollout come afterwards, in one batch (value_and_evaluate)."""
+    def _policy_out(self, obs: Any) -> torch.Tensor:
+        """The policy's output layer (logits or Gaussian mean) for a validated batch; only the policy tower runs."""
         x = self.features(obs)
-        pi_latent = self._latent(self.latent if self.shared_latent else self.policy_latent, x)
-        return self.action_head.sample(pi_latent)[0]
+        return self.action_head.output(self.latent(x) if self.shared_latent else self.policy_latent(x))
+
+    def _value_of(self, obs: Any) -> torch.Tensor:
+        """V(s) of shape (N,) for a validated batch (the bootstrap value after a rollout)."""
+        return self._value_out(self._latents(obs)[1])
+
+    def _sample(self, obs: Any) -> torch.Tensor:
+        """A sampled action for a validated batch (the collector's policy step in torch)."""
+        return self.action_head.sample(self._policy_out(obs))
+
+    def _mode(self, obs: Any) -> torch.Tensor:
+        """The most likely action for a validated batch (evaluation, export)."""
+        return self.action_head.mode(self._policy_out(obs))
+
+    def _check_obs(self, obs: Any) -> tuple[Any, bool]:
+        return check_obs(obs, self.obs_spec, self._device())
+
+    # ------------------------------------------------------------------------------------------
+    # the public ways to run it
+    # ------------------------------------------------------------------------------------------
+    def value_and_evaluate(self, obs: Any, action: torch.Tensor):
+        """(V(s), neg_log_prob of `action`, entropy) for a validated batch: what the update differentiates."""
+        pi_latent, vf_latent = self._latents(obs)
+        neg_log_prob, entropy = self.action_head.evaluate(pi_latent, action)
+        return self._value_out(vf_latent), neg_log_prob, entropy
 
     def forward(self, obs: Any, action: Any = None, deterministic: bool = False):
         """Sample an action (or evaluate the given one).
 
         Args:
-            obs: (N, input_dim) or (input_dim,) array/tensor.
+            obs: (N, *obs_shape) or one unbatched observation: array, tensor, or a dict of them for Dicts.
             action: optional batch of actions to evaluate instead of sampling.
             deterministic: play the most likely action instead of sampling (ignored when `action` is given).
 
@@ -573,131 +440,41 @@ class PPO2(nn.Module):
         """
         obs, single = self._check_obs(obs)
         if action is not None:
-            action = self.action_head.check_action(action, None if single else self._batch_size(obs))
+            action = self.action_head.check_action(action, None if single else _batch_size(obs))
             if single:
                 action = action.unsqueeze(0)
-        pi_latent, vf_latent = self.latent_features(obs)
-        value = self._value(vf_latent)
+        pi_latent, vf_latent = self._latents(obs)
+        out = self.action_head.output(pi_latent)
         if action is None:
-            action, neg_log_prob, entropy = self.action_head.act_and_evaluate(pi_latent, deterministic)
-        else:
-            neg_log_prob, entropy = self.action_head.evaluate(pi_latent, action)
+            action = self.action_head.mode(out) if deterministic else self.action_head.sample(out)
+        log_prob, entropy = self.action_head.log_prob_entropy(out, action)
+        value = self._value_out(vf_latent)
         if single:
-            return value[0], action[0], neg_log_prob[0], entropy[0]
-        return value, action, neg_log_prob, entropy
-
-    @torch.no_grad()
-    def act(self, obs: Any, deterministic: bool = True) -> torch.Tensor:
-        """Actions only (what a deployed policy needs)."""
-        obs, single = self._check_obs(obs)
-        if deterministic:
-            action = self.deterministic_action(obs)
-        else:
-            action = self.action_head.sample(self.latent_features(obs)[0])[0]
-        return action[0] if single else action
+            return value[0], action[0], -log_prob[0], entropy[0]
+        return value, action, -log_prob, entropy
 
     def predict(self, obs: Any, state: Any = None, episode_start: Any = None, deterministic: bool = True):
         """stable-baselines-style `(action, state)` with numpy in and out; actions are what the env
         accepts (Box actions clipped to the bounds). `state` is always None (the policy has no memory)."""
         if self.training and self.dropout > 0:  # dropout must be off to act; toggling costs, so only if needed
             self.eval()
-        small = isinstance(obs, np.ndarray) and (obs.ndim == 1 or len(obs) <= NUMPY_MAX_BATCH)
-        if deterministic and small:
-            policy = self._numpy_policy()
+        if deterministic and isinstance(obs, np.ndarray) and (obs.ndim == 1 or len(obs) <= NUMPY_MAX_BATCH):
+            policy = numpy_policy(self)  # (small CPU batches: ppo2/speed.py)
             if policy is not None:
-                return self._predict_numpy(obs, policy), None
+                check_obs_shape(tuple(obs.shape), self.obs_spec)
+                check_numpy_obs(obs)
+                return policy.act(obs), None
         obs, single = self._check_obs(obs)
         with torch.no_grad():
-            if deterministic:
-                action = self.deterministic_action(obs)
-            else:
-                action = self.action_head.sample(self.latent_features(obs)[0])[0]
+            action = self._mode(obs) if deterministic else self._sample(obs)
         action = action.numpy() if action.device.type == "cpu" else action.cpu().numpy()
         return self.action_head.to_env(action[0] if single else action), None
 
-    # Deterministic predict() on CPU runs the same weights through numpy for batches up to NUMPY_MAX_BATCH, where a
-    # 64-unit MLP's operations cost less than a torch dispatch each (see NUMPY_MAX_BATCH).
-    # The arrays are zero-copy views of the parameters, so optimizer steps and load_state_dict (an in-place
-    # copy) are seen at once; they are rebuilt when tensors are replaced (.to(), .double(), a new normaliser
-    # buffer). tests/test_model.py checks that both paths choose the same actions.
-    def _policy_sources(self) -> list[torch.Tensor]:
-        """The tensors predict's numpy path reads, looked up on the module now (never remembered)."""
-        latent = self.latent if self.shared_latent else self.policy_latent
-        head = self.action_head.output_layer()
-        sources = [t for layer in latent if isinstance(layer, nn.Linear) for t in (layer.weight, layer.bias)]
-        return sources + [head.weight, head.bias]
-
-    def _numpy_policy(self):
-        """Numpy views of the current policy weights. The views are reused only while every parameter is
-        still the same storage (data_ptr), so weights replaced in any way torch allows (`load_state_dict`,
-        with or without assign=True, `vector_to_parameters`, `p.data = ...`, `.to()`) are seen at the next
-        call; in-place changes (optimizer steps) are seen through the views themselves."""
-        if self.custom_latent or self.encoder is not None or self.latent_layers == 0:
-            return None
-        sources = self._policy_sources()
-        if self.normalize_obs:
-            self._sync_obs_scale()
-        key = tuple(t.data_ptr() for t in sources)
-        if self.normalize_obs:
-            key += (self._obs_mean32.data_ptr(), self._obs_inv_std32.data_ptr())
-        cached = self.__dict__.get("_np_policy")
-        if cached is not None and cached[0] == key:
-            return cached[1]
-        if any(t.dtype != torch.float32 or t.device.type != "cpu" for t in sources):
-            return None
-        arrays = [t.detach().numpy() for t in sources]
-        layers = [(arrays[i].T, arrays[i + 1]) for i in range(0, len(arrays), 2)]
-        norm = (self._obs_mean32.numpy(), self._obs_inv_std32.numpy()) if self.normalize_obs else None
-        self.__dict__["_np_policy"] = (key, (layers, norm))
-        return layers, norm
-
-    def _predict_numpy(self, obs: np.ndarray, policy) -> np.ndarray:
-        self._check_obs_shape(tuple(obs.shape))
-        self._check_numpy_obs(obs)
-        return self._act_numpy(obs, policy)
-
-    def _act_numpy(self, obs: np.ndarray, policy) -> np.ndarray:
-        """The deterministic action the env takes, through numpy (no checks: predict's and numpy_actor's)."""
-        return self.action_head.to_env(self.action_head.mode_numpy(self._numpy_output(obs, policy)))
-
-    def _numpy_output(self, obs: np.ndarray, policy) -> np.ndarray:
-        """The policy's output layer (logits or Gaussian mean) for raw observations, through numpy."""
-        x = np.asarray(obs, dtype=np.float32)
-        layers, norm = policy
-        if norm is not None:
-            x = np.clip((x - norm[0]) * norm[1], -self.obs_clip, self.obs_clip)
-        for w, b in layers[:-1]:
-            x = np.tanh(x @ w + b)
-        return x @ layers[-1][0] + layers[-1][1]
-
-    def numpy_actor(self) -> Callable[[np.ndarray], np.ndarray] | None:
-        """Deterministic `predict` for (N, input_dim) numpy batches of checked, finite observations with
-        N <= NUMPY_MAX_BATCH, bound to the current weights' views (evaluation builds it once per run of
-        episodes instead of looking the views up at every step); None where predict's numpy path does not apply."""
-        policy = self._numpy_policy()
-        if policy is None:
-            return None
-        return lambda obs: self._act_numpy(obs, policy)
-
-    def numpy_sampler(self, steps: int | None = None) -> Callable[[np.ndarray], np.ndarray] | None:
-        """`sample_action` for (N, input_dim) numpy batches of raw observations on CPU, through numpy: the
-        collector's policy step for up to NUMPY_MAX_BATCH envs. It reads the current weights through views
-        (build it again after replacing them) and draws the same torch random numbers as `sample_action`
-        (tests/test_model.py checks the actions agree). With `steps` (a rollout's length), a Categorical policy
-        draws the uniforms of that many calls at the first (`ppo2.distributions.UniformBlock`): the same
-        numbers, one torch call. None where the numpy path does not apply: an encoder, custom networks,
-        non-float32 or non-CPU weights, or a head without a numpy sampler."""
-        policy = self._numpy_policy()
-        head = self.action_head
-        if policy is None or not head.has_numpy_sampler():
-            return None
-        uniforms = None if steps is None else UniformBlock(steps)
-        return lambda obs: head.sample_numpy(self._numpy_output(obs, policy), uniforms)
-
     @torch.no_grad()
     def value(self, obs: Any) -> torch.Tensor:
+        """V(s): (N,) for a batch, a scalar for one observation."""
         obs, single = self._check_obs(obs)
-        value = self.value_of(obs)
+        value = self._value_of(obs)
         return value[0] if single else value
 
     # ------------------------------------------------------------------------------------------
@@ -710,20 +487,16 @@ class PPO2(nn.Module):
 
         For the clip fraction too, call `ppo2.losses.ppo_loss` with the same arguments. Raises ValueError for
         tensors of different shapes or holding NaN/inf, and for a non-finite or negative clip_range."""
-        _check_loss_inputs(returns=returns, value_f=value_f, neg_log_probs=neg_log_probs, entropy=entropy,
+        check_loss_inputs(returns=returns, value_f=value_f, neg_log_probs=neg_log_probs, entropy=entropy,
                            advantages=advantages, old_values=old_values, old_neg_log_prbs=old_neg_log_prbs)
-        for name, v in (("clip_range", clip_range), ("ent_coef", ent_coef), ("vf_coef", vf_coef)):
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+        check_loss_coefficients(clip_range, ent_coef, vf_coef)
         out = ppo_loss(returns, value_f, neg_log_probs, entropy, advantages, old_values, old_neg_log_prbs,
                        clip_range, ent_coef, vf_coef)
         return out.loss, out.pg_loss, out.value_loss, out.entropy_mean, out.approx_kl
 
     # ------------------------------------------------------------------------------------------
-    # persistence (safetensors + JSON) and the Hugging Face Hub; implemented in ppo2.hub
+    # persistence (safetensors + JSON) and the Hugging Face Hub; implemented in ppo2.hf_hub
     # ------------------------------------------------------------------------------------------
-    validate_config = staticmethod(lambda config: validate_config(config))
-
     def save_pretrained(self, save_directory, **kwargs):
         """Write `model.safetensors` + `config.json` (with the weights' sha256) to a directory."""
         return _save_pretrained(self, save_directory, **kwargs)
@@ -744,9 +517,8 @@ class PPO2(nn.Module):
         return f"{obs}, action_space={self.action_spec['type']}, normalize_obs={self.normalize_obs}"
 
 
-def _check_int(name: str, value: Any, minimum: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}, got {value!r}")
+def _batch_size(obs: Any) -> int:
+    return next(iter(obs.values())).shape[0] if isinstance(obs, dict) else obs.shape[0]
 
 
 def _default_latent_layers(encoder_name: str) -> int:
@@ -755,27 +527,9 @@ def _default_latent_layers(encoder_name: str) -> int:
     return 0 if encoder_name in ("nature_cnn", "custom") else 2
 
 
-def _resolve_obs_spec(input_dim: Any, observation_space: Any) -> dict:
-    """The observation spec from `input_dim` (the seed call) and/or `observation_space`; they must agree."""
-    if observation_space is None:
-        if input_dim is None:
-            raise ValueError("give input_dim (the size of a flat observation) or observation_space")
-        _check_int("input_dim", input_dim, minimum=1)
-        return validate_obs_spec({"type": "Box", "shape": [int(input_dim)]})
-    if isinstance(observation_space, dict) and "type" in observation_space:
-        spec = validate_obs_spec(observation_space)
-    else:
-        spec = obs_spec_from_space(observation_space, "observation_space")
-    if input_dim is not None:
-        _check_int("input_dim", input_dim, minimum=1)
-        if spec != {"type": "Box", "shape": [int(input_dim)]}:
-            raise ValueError(f"input_dim={input_dim} disagrees with observation_space ({describe(spec)}); give one of them")
-    return spec
-
-
 def _nchw(x: torch.Tensor, spec: dict) -> torch.Tensor:
     """(N, H, W[, C]) or (N, C, H, W) images as an (N, C, H, W) view (no copy); `ppo2.speed.scale_frames` then
-    scales uint8 pixels to [0, 1] (floats are already scaled: `PPO2._check_image_values`)."""
+    scales uint8 pixels to [0, 1] (floats are already scaled: `ppo2.validation.check_image_values`)."""
     if len(spec["shape"]) == 2:
         return x.unsqueeze(1)
     return x.permute(0, 3, 1, 2) if spec["channels_last"] else x
@@ -808,103 +562,3 @@ def _latent_dim(net: nn.Module, input_dim: int, name: str) -> int:
     return int(out.shape[1])
 
 
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
-
-
-def _spec_text(spec: dict) -> str:
-    return f"{spec['type']}(" + ", ".join(f"{k}={v}" for k, v in spec.items() if k != "type") + ")"
-
-# ------------------------------------------------------------------------------------------------------
-# config.json validation: strict JSON types and size limits, checked before anything is allocated
-# ------------------------------------------------------------------------------------------------------
-MAX_HIDDEN_DIM = 1 << 14
-MAX_ACTIONS = 1 << 16
-
-
-def _is_number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool)
-
-
-def validate_action_spec(spec: Any, key: str = "action_space") -> dict:
-    """Strictly check an action-space spec read from JSON (types, sizes, bounds); returns a copy."""
-    _need(isinstance(spec, dict), key, "an object such as {\"type\": \"Discrete\", \"n\": 2}", spec)
-    kind = spec.get("type")
-    fields = {"Discrete": {"type", "n"}, "MultiBinary": {"type", "n"}, "MultiDiscrete": {"type", "nvec"},
-              "Box": {"type", "shape", "low", "high"}}
-    _need(kind in fields, f"{key}.type", "one of Discrete, Box, MultiDiscrete, MultiBinary", kind)
-    _need(set(spec) == fields[kind], key, f"exactly the keys {sorted(fields[kind])} for {kind}", sorted(spec))
-    if kind in ("Discrete", "MultiBinary"):
-        _need(_is_int(spec["n"]) and 1 <= spec["n"] <= MAX_ACTIONS, f"{key}.n", f"an int in [1, {MAX_ACTIONS}]", spec["n"])
-    elif kind == "MultiDiscrete":
-        nvec = spec["nvec"]
-        _need(isinstance(nvec, list) and 1 <= len(nvec) <= MAX_ACTIONS
-              and all(_is_int(n) and 1 <= n <= MAX_ACTIONS for n in nvec) and sum(nvec) <= MAX_ACTIONS,
-              f"{key}.nvec", f"a list of ints in [1, {MAX_ACTIONS}] (at most {MAX_ACTIONS} logits in all)", nvec)
-    else:
-        shape = spec["shape"]
-        _need(isinstance(shape, list) and len(shape) == 1 and _is_int(shape[0]) and 1 <= shape[0] <= MAX_ACTIONS,
-              f"{key}.shape", f"[d] with d an int in [1, {MAX_ACTIONS}]", shape)
-        for bound in ("low", "high"):
-            b = spec[bound]
-            _need(isinstance(b, list) and len(b) == shape[0] and all(_is_number(x) and not math.isnan(x) for x in b),
-                  f"{key}.{bound}", f"a list of {shape[0]} numbers", b)
-        _need(all(lo <= hi for lo, hi in zip(spec["low"], spec["high"])), key, "low <= high everywhere",
-              [spec["low"], spec["high"]])
-    return dict(spec)
-
-
-def validate_config(config: Any) -> dict:
-    """The PPO2 constructor arguments in a config (e.g. config.json), checked with strict JSON types: an
-    int field takes no float or bool, a bool field no string or number, sizes stay within limits."""
-    if not isinstance(config, dict):
-        raise ValueError(f"model config must be a JSON object, got {type(config).__name__}")
-    known = {"input_dim", "hidden_dim", "action_space", "dropout", "distribution", "shared_latent",
-             "normalize_obs", "obs_clip", "log_std_init", "custom_latent", "observation_space", "encoder",
-             "features_dim", "latent_layers"}
-    unknown = set(config) - known
-    if unknown:
-        raise ValueError(f"unknown model config keys {sorted(unknown)}; expected a subset of {sorted(known)}")
-    if "input_dim" not in config and "observation_space" not in config:
-        raise ValueError("model config lacks 'input_dim' (or 'observation_space')")
-    c = dict(config)
-    if "input_dim" in c:
-        _need(_is_int(c["input_dim"]) and 1 <= c["input_dim"] <= MAX_INPUT_DIM, "input_dim", f"an int in [1, {MAX_INPUT_DIM}]", c["input_dim"])
-    if "observation_space" in c:
-        c["observation_space"] = validate_obs_spec(c["observation_space"])
-    if "encoder" in c:
-        _need(c["encoder"] in (*ENCODERS, "custom"), "encoder", f"one of {', '.join((*ENCODERS, 'custom'))}", c["encoder"])
-    if "features_dim" in c:
-        _need(_is_int(c["features_dim"]) and 1 <= c["features_dim"] <= MAX_HIDDEN_DIM, "features_dim",
-              f"an int in [1, {MAX_HIDDEN_DIM}]", c["features_dim"])
-    if "latent_layers" in c:
-        _need(_is_int(c["latent_layers"]) and 0 <= c["latent_layers"] <= 16, "latent_layers", "an int in [0, 16]",
-              c["latent_layers"])
-    if "hidden_dim" in c:
-        _need(_is_int(c["hidden_dim"]) and 1 <= c["hidden_dim"] <= MAX_HIDDEN_DIM, "hidden_dim",
-              f"an int in [1, {MAX_HIDDEN_DIM}]", c["hidden_dim"])
-    if "action_space" in c:
-        c["action_space"] = validate_action_spec(c["action_space"])
-    if "dropout" in c:
-        _need(_is_number(c["dropout"]) and 0.0 <= c["dropout"] < 1.0, "dropout", "a number in [0, 1)", c["dropout"])
-    if "distribution" in c:
-        _need(c["distribution"] is None or isinstance(c["distribution"], str), "distribution",
-              "a class name such as 'torch.distributions.Normal'", c["distribution"])
-    for key in ("shared_latent", "normalize_obs", "custom_latent"):
-        if key in c:
-            _need(isinstance(c[key], bool), key, "true or false", c[key])
-    if "obs_clip" in c:
-        _need(_is_number(c["obs_clip"]) and 0 < c["obs_clip"] < float("inf"), "obs_clip", "a finite number > 0", c["obs_clip"])
-    if "log_std_init" in c:
-        _need(_is_number(c["log_std_init"]) and abs(c["log_std_init"]) <= LOG_STD_BOUND, "log_std_init",
-              f"a number in [-{LOG_STD_BOUND:g}, {LOG_STD_BOUND:g}]",
-              c["log_std_init"])
-    return c
-
-
-def _check_loss_inputs(**tensors: Any) -> None:
-    """Tensors, finite; their shapes are checked by the loss itself (ppo2.losses)."""
-    for name, t in tensors.items():
-        if not isinstance(t, torch.Tensor):
-            raise TypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
-            raise ValueError(f"{name} contains {int((~torch.isfinite(t)).sum())} NaN/inf value(s); expected finite numbers")

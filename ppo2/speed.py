@@ -16,22 +16,45 @@ The built-in image encoder (the Nature CNN in ppo2/encoders.py) is one definitio
   encoder's input is a pass over all of them; `preprocess_once` does it once for the whole rollout (while it fits
   in PREPROCESS_ONCE_BYTES) and the minibatches slice the result. The same numbers, computed once.
 
-`Precision` says which of these a model uses; `PPO2.set_precision` applies it. Vectors (the MLP) never change:
-their speed devices are in ppo2/fused.py.
+`Precision` says which of these a model uses; `PPO2.set_precision` applies it.
+
+The built-in MLP (ppo2/network.py) is one definition too. On a 64-unit MLP every torch operation costs more in
+dispatch than in arithmetic, so:
+
+- numpy for small batches (`numpy_policy`): predict, evaluation and the collector's policy step run
+  ppo2/network.py's functions on numpy views of the weights for up to NUMPY_MAX_BATCH rows on the CPU, where a
+  numpy call costs a fraction of a torch dispatch. The same functions, the same weights, the same torch random
+  numbers (tests/test_model.py checks the actions agree). Batches above that size, and other devices, run torch.
+- one uniform draw per rollout (`ppo2.distributions.UniformBlock`): the rollout's categorical draws in one call.
+- the hand-derived update (ppo2/fused.py): autograd, torch.distributions, clip_grad_norm_ and torch.optim dispatch
+  dozens of small operations per step; the fused update keeps parameters, gradients and Adam's moments in flat
+  buffers and writes the backward out (tested equal to autograd).
+- `tanh_`: torch 2.13's CPU tanh is not vectorised; numpy's is where numpy has AVX512_SKX, else
+  2*sigmoid(2x)-1 through torch's vectorised sigmoid. For tensors outside autograd only (the fused update).
+- three private torch kernels, each behind a public fallback that computes the same numbers (tests/test_speed.py
+  runs both): `tanh_backward_` (aten's tanh_backward; fallback grad * (1 - h^2)), `adam_step_` (the kernel of
+  torch.optim.Adam(fused=True); fallback: that optimizer, built on first use), `copy_tensors_`
+  (torch._foreach_copy_; fallback: one copy_ per tensor). USE_PRIVATE_KERNELS switches them off.
+
+benchmarks/update_step.py, benchmarks/fused_ab.py and benchmarks/profile_cartpole.py measure these.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
+import numpy as np
 import torch
 from torch import nn
+
+from . import network
 
 from .config import PRECISIONS
 from .rundir import cpu_model_and_isa
 
 __all__ = ["Precision", "native_bfloat16", "resolve_precision", "run_encoder", "scale_frames", "preprocess_once",
-           "select_rows", "PREPROCESS_ONCE_BYTES", "PRECISIONS"]
+           "select_rows", "PREPROCESS_ONCE_BYTES", "PRECISIONS", "NUMPY_MAX_BATCH", "numpy_policy", "NumpyPolicy",
+           "tanh_", "tanh_backward_", "adam_step_", "copy_tensors_", "USE_PRIVATE_KERNELS"]
 
 
 
@@ -126,3 +149,160 @@ def select_rows(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
     if t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last):
         return t.permute(0, 2, 3, 1).index_select(0, idx).permute(0, 3, 1, 2)
     return t.index_select(0, idx)
+
+
+# ------------------------------------------------------------------------------------------------------
+# The built-in MLP on small CPU batches: numpy
+# ------------------------------------------------------------------------------------------------------
+NUMPY_MAX_BATCH = 32
+
+
+class NumpyPolicy:
+    """The policy tower of a `PPO2` with the built-in MLP, on numpy views of its current weights: ppo2/network.py's
+    functions run on arrays instead of tensors. Views share memory with the parameters, so optimizer steps and
+    `load_state_dict` (an in-place copy) are seen at once; `numpy_policy` makes a new one when a tensor is replaced."""
+
+    def __init__(self, model, layers: list, head_layer: tuple, norm: tuple | None):
+        self.model, self.layers, self.head_layer, self.norm = model, layers, head_layer, norm
+        self.head = model.action_head
+        self.obs_clip = model.obs_clip
+
+    def output(self, obs: np.ndarray) -> np.ndarray:
+        """The output layer (logits or Gaussian mean) for raw (N, input_dim) observations."""
+        x = np.asarray(obs, dtype=np.float32)
+        if self.norm is not None:
+            x = np.clip((x - self.norm[0]) * self.norm[1], -self.obs_clip, self.obs_clip)
+        return network.dense(network.mlp(x, self.layers)[-1], *self.head_layer)
+
+    def act(self, obs: np.ndarray) -> np.ndarray:
+        """The deterministic action the env takes."""
+        return self.head.to_env(self.head.mode(self.output(obs)))
+
+    def sample(self, obs: np.ndarray, uniforms: Callable | None = None) -> np.ndarray:
+        """A sampled action (unclipped), from torch's generator as the torch path draws it; built-in distributions
+        only (`head.builtin`)."""
+        return self.head.sample(self.output(obs), uniforms)
+
+
+def numpy_policy(model) -> NumpyPolicy | None:
+    """A `NumpyPolicy` for `model`'s current weights, or None where the numpy path does not apply: an encoder or
+    networks of your own, no hidden layers, weights that are not float32 on the CPU, a head without a numpy path.
+    Cached on the model while every tensor it views is the same storage (data_ptr)."""
+    if (model.custom_latent or model.encoder is not None or model.latent_layers == 0
+            or not model.action_head.has_numpy_path()):
+        return None
+    latent = model.latent if model.shared_latent else model.policy_latent
+    head = model.action_head.output_layer()
+    sources = [t for layer in latent.linears() for t in (layer.weight, layer.bias)] + [head.weight, head.bias]
+    if model.action_head.spec["type"] == "Box":
+        sources.append(model.action_head.log_std)
+    if model.normalize_obs:
+        sources += model.obs_scale()
+    key = tuple(t.data_ptr() for t in sources)
+    cached = model.__dict__.get("_numpy_policy")
+    if cached is not None and cached.key == key:
+        return cached
+    if any(t.dtype != torch.float32 or t.device.type != "cpu" for t in sources):
+        return None
+    arrays = [t.detach().numpy() for t in sources]
+    n = 2 * (model.latent_layers + 1)
+    layers = [(arrays[i].T, arrays[i + 1]) for i in range(0, n, 2)]
+    norm = (arrays[-2], arrays[-1]) if model.normalize_obs else None
+    policy = NumpyPolicy(model, layers[:-1], layers[-1], norm)
+    policy.key = key
+    model.__dict__["_numpy_policy"] = policy
+    return policy
+
+
+# ------------------------------------------------------------------------------------------------------
+# tanh on the CPU, outside autograd
+# ------------------------------------------------------------------------------------------------------
+def _numpy_tanh_is_simd() -> bool:
+    """numpy 2.x vectorises float32 tanh with AVX512_SKX; on AVX2-only x86 hosts (an AMD EPYC, measured) it is
+    scalar, and 2*sigmoid(2x)-1 through torch's vectorised sigmoid is faster for large batches. A CPU feature,
+    not a timing, picks the formula: the same on every run on a given platform."""
+    try:
+        from numpy._core._multiarray_umath import __cpu_features__
+    except ImportError:  # numpy < 2
+        return True
+    return bool(__cpu_features__.get("AVX512_SKX", False)) or not any(
+        __cpu_features__.get(k, False) for k in ("AVX2", "AVX"))  # non-x86 (NEON, ...): keep numpy's
+
+
+NUMPY_SIMD_TANH = _numpy_tanh_is_simd()
+SIGMOID_FORM_MIN_NUMEL = 4096  # below this numpy's one call is cheaper than three torch operations
+_MINUS_ONE = torch.tensor(-1.0)
+
+
+def tanh_formula(numel: int) -> str:
+    """Which formula `tanh_` uses on the CPU for a contiguous float32 tensor of `numel` elements."""
+    return "numpy tanh" if NUMPY_SIMD_TANH or numel < SIGMOID_FORM_MIN_NUMEL else "2*sigmoid(2x)-1"
+
+
+def tanh_(z: torch.Tensor) -> torch.Tensor:
+    """tanh, in place (tensors outside autograd). On the CPU: numpy's SIMD tanh (within 1.4 ulp of the exact
+    tanh; torch's: 0.5 ulp) where numpy has one, else for large batches 2*sigmoid(2x) - 1 (absolute error
+    <= 2.5e-7). Elsewhere torch's."""
+    if z.device.type == "cpu" and z.dtype == torch.float32 and z.is_contiguous():
+        if tanh_formula(z.numel()) == "numpy tanh":
+            a = z.numpy()  # the same memory
+            np.tanh(a, out=a)
+            return z
+        z.mul_(2.0).sigmoid_()
+        return torch.add(_MINUS_ONE, z, alpha=2, out=z)
+    return z.tanh_()
+
+
+# ------------------------------------------------------------------------------------------------------
+# private torch kernels, each behind its public equivalent
+# ------------------------------------------------------------------------------------------------------
+USE_PRIVATE_KERNELS = True
+
+
+def _aten_tanh_backward():
+    try:
+        return torch.ops.aten.tanh_backward.grad_input
+    except (AttributeError, RuntimeError):
+        return None
+
+
+_TANH_BACKWARD = _aten_tanh_backward()
+
+
+def tanh_backward_(grad: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+    """d tanh(z)/dz applied to `grad`, in place: grad * (1 - h^2) with h = tanh(z) (autograd's own kernel)."""
+    if USE_PRIVATE_KERNELS and _TANH_BACKWARD is not None:
+        return _TANH_BACKWARD(grad, h, grad_input=grad)
+    return grad.mul_(1.0 - h * h)
+
+
+def adam_step_(state, lr: float, betas: tuple[float, float], eps: float) -> None:
+    """One Adam step (Kingma & Ba, torch.optim.Adam's definition) on flat buffers, in place: `state` has
+    .flat, .grad, .exp_avg, .exp_avg_sq and .step_t, the step count after this step (a float32 scalar tensor).
+    The private kernel is torch.optim.Adam(fused=True)'s own; the fallback is that optimizer (building one
+    imports torch._dynamo, ~1.4 s, hence not the default)."""
+    fused = getattr(torch, "_fused_adam_", None)
+    if USE_PRIVATE_KERNELS and fused is not None:
+        fused([state.flat], [state.grad], [state.exp_avg], [state.exp_avg_sq], [], [state.step_t], lr=lr,
+              beta1=betas[0], beta2=betas[1], weight_decay=0.0, eps=eps, amsgrad=False, maximize=False)
+        return
+    opt = state.__dict__.get("_public_adam")
+    if opt is None:
+        param = nn.Parameter(state.flat)  # (the same memory)
+        opt = torch.optim.Adam([param], lr=lr, betas=betas, eps=eps, fused=state.flat.device.type in ("cpu", "cuda"))
+        state.__dict__["_public_adam"] = opt
+    param = opt.param_groups[0]["params"][0]
+    param.grad = state.grad
+    opt.param_groups[0].update(lr=lr, betas=betas, eps=eps)
+    state.step_t.sub_(1.0)  # (the optimizer counts this step itself)
+    opt.state[param] = {"step": state.step_t, "exp_avg": state.exp_avg, "exp_avg_sq": state.exp_avg_sq}
+    opt.step()
+
+
+def copy_tensors_(dst: list[torch.Tensor], src: list[torch.Tensor]) -> None:
+    """dst[i].copy_(src[i]) for every i, as one multi-tensor operation where torch has one."""
+    if USE_PRIVATE_KERNELS and hasattr(torch, "_foreach_copy_"):
+        torch._foreach_copy_(dst, src)
+        return
+    for d, s_ in zip(dst, src):
+        d.copy_(s_)

@@ -30,19 +30,21 @@ from .checkpoint import load_checkpoint, optimizer_state_from_flat, save_checkpo
 from .collector import Collector, RewardScaler, RolloutStorage
 from .config import TrainConfig, config_from_args, given_options, resume_conflicts
 from .distributed import DistContext
+from .distributions import UniformBlock
 from .envs import check_env_id, check_spaces, make_vector_env, refuse_file_named_module
 from .errors import NonFiniteEnvError, NonFiniteError, NonFiniteLossError
 from .evaluate import EvaluationInterrupted, evaluate_policy
 from .fused import FusedPPO
 from .gae import compute_gae
-from .hub import build_model, publish_pretrained, save_pretrained
-from .model import NUMPY_MAX_BATCH, PPO2
+from .hf_hub import build_model, publish_pretrained, save_pretrained
+from .model import PPO2
 from .observations import tree_map, vector_part
 from .optim import AdamState
 from .outputs import METRICS, RunOutputs
 from .rundir import holds_run, provenance
-from .speed import preprocess_once
+from .speed import NUMPY_MAX_BATCH, numpy_policy, preprocess_once
 from .update import Batch, explained_variance, ppo_update
+from .validation import check_compatible
 
 __all__ = ["Trainer", "train", "main", "cli", "NonFiniteError", "NonFiniteLossError", "NonFiniteEnvError", "RolloutStorage",
            "Batch", "ppo_update"]
@@ -88,7 +90,7 @@ class Trainer:
                          shared_latent=cfg.shared_latent, normalize_obs=cfg.normalize_obs,
                          log_std_init=cfg.log_std_init, policy_net=policy_net, value_net=value_net,
                          encoder=encoder if encoder is not None else cfg.encoder)
-        model.check_compatible(self.envs.single_observation_space, action_space, cfg.env_id)
+        check_compatible(model, self.envs.single_observation_space, action_space, cfg.env_id)
         self.model = model.to(self.device).set_precision(cfg.precision, self.device)
         self.dist.broadcast_module(self.model)
         # the hand-derived update (ppo2/fused.py) where it applies; else the autograd reference, ppo_update
@@ -105,9 +107,9 @@ class Trainer:
                                                  foreach=True)
         self.fused = FusedPPO(self.model, self.optimizer) if reason is None else None
         self.update_path = "fused" if reason is None else f"autograd ({reason})"
-        self.sample_action = self.fused.sample_action if self.fused else self.model.sample_action
+        self.sample_action = self.fused.sample_action if self.fused else self.model._sample
         self.evaluate_rollout = self.fused.evaluate if self.fused else self._evaluate_rollout
-        self.value_of = self.fused.value_of if self.fused else self.model.value_of
+        self.value_of = self.fused.value_of if self.fused else self.model._value_of
         RolloutStorage.check_memory(cfg.num_steps, self.num_envs, model.obs_spec, cfg.env_id)
         self.storage = RolloutStorage(cfg.num_steps, self.num_envs, model.obs_spec, model.action_head.action_shape,
                                       model.action_head.action_dtype)
@@ -179,9 +181,10 @@ class Trainer:
         built-in MLP on CPU with up to NUMPY_MAX_BATCH envs per process (a numpy call costs a fraction of a
         torch call at these sizes; the same weights and random numbers), else `sample_action` in torch."""
         if self.device.type == "cpu" and self.num_envs <= NUMPY_MAX_BATCH:
-            sampler = self.model.numpy_sampler(steps=self.storage.values.shape[0])  # one rollout's uniforms at once
-            if sampler is not None:
-                return sampler
+            policy = numpy_policy(self.model)
+            if policy is not None and self.model.action_head.builtin:
+                uniforms = UniformBlock(self.storage.values.shape[0])  # one rollout's uniforms at once
+                return lambda obs: policy.sample(obs, uniforms)
         sample, to_device, on_cpu = self.sample_action, self.collector.to_device, self.device.type == "cpu"
         return lambda obs: sample(to_device(obs)).numpy() if on_cpu else sample(to_device(obs)).cpu().numpy()
 
@@ -511,7 +514,7 @@ class Trainer:
     def push_to_hub(self, repo_id: str):
         """Upload the trained policy with its evaluation, a replay GIF and a model card."""
         from .evaluate import record_replay
-        from .hub import push_to_hub
+        from .hf_hub import push_to_hub
 
         replay = self.output_dir / "replay.gif"
         record_replay(self.model, self.config.env_id, replay, seed=self.config.eval_seed)

@@ -17,7 +17,7 @@ from .losses import a2c_loss, normalize_advantages, ppo_loss
 from .observations import tree_map
 from .speed import select_rows
 
-__all__ = ["Batch", "ppo_update", "explained_variance"]
+__all__ = ["Batch", "ppo_update", "gradient_step", "explained_variance"]
 
 
 @dataclass
@@ -37,6 +37,28 @@ class Batch:
         return Batch(tree_map(lambda t: select_rows(t, idx), self.obs),
                      *(t.index_select(0, idx) for t in (self.actions, self.neg_log_probs, self.values,
                                                         self.advantages, self.returns)))
+
+
+def gradient_step(model: nn.Module, optimizer: torch.optim.Optimizer, out: Any, max_grad_norm: float,
+                  average_gradients: Callable[[nn.Module], None] | None = None) -> torch.Tensor:
+    """One optimizer step on `out.loss` (a `ppo2.losses.PPOLoss`): backward, the gradients averaged across ranks
+    (torchrun), the global norm clipped to `max_grad_norm`, the step. Returns the norm before clipping. A NaN/inf
+    loss or gradient raises NonFiniteLossError with nothing applied (the update keeps the last good weights).
+    `ppo_update`, the hub's `train_fn` and nothing else step the autograd path through here."""
+    if not torch.isfinite(out.loss):
+        raise NonFiniteLossError(
+            f"loss is {out.loss.item()} (pg_loss {out.pg_loss.item()}, value_loss {out.value_loss.item()}, "
+            f"entropy {out.entropy_mean.item()}); the update was not applied")
+    optimizer.zero_grad(set_to_none=True)
+    out.loss.backward()
+    if average_gradients is not None:
+        average_gradients(model)
+    norm = nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm, foreach=True)
+    if not torch.isfinite(norm):
+        optimizer.zero_grad(set_to_none=True)
+        raise NonFiniteLossError(f"the gradient norm is {norm.item()}; the update was not applied")
+    optimizer.step()
+    return norm
 
 
 def ppo_update(model: nn.Module, optimizer: torch.optim.Optimizer, batch: Batch, *, algo: str, update_epochs: int,
@@ -67,16 +89,7 @@ def ppo_update(model: nn.Module, optimizer: torch.optim.Optimizer, batch: Batch,
             else:
                 out = ppo_loss(mb.returns, value_f, neg_log_probs, entropy, advantages, mb.values, mb.neg_log_probs,
                                clip_range, ent_coef, vf_coef, clip_value=clip_value_loss)
-            if not torch.isfinite(out.loss):
-                raise NonFiniteLossError(
-                    f"loss is {out.loss.item()} (pg_loss {out.pg_loss.item()}, value_loss {out.value_loss.item()}, "
-                    f"entropy {out.entropy_mean.item()}); the update was not applied")
-            optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
-            if average_gradients is not None:
-                average_gradients(model)
-            nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm, foreach=True)
-            optimizer.step()
+            gradient_step(model, optimizer, out, max_grad_norm, average_gradients)
             terms.append(torch.stack(out).detach())
             epoch_kl.append(out.approx_kl)
         epochs_run += 1

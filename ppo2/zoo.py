@@ -11,7 +11,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .hub import CONFIG_NAME, WEIGHTS_NAME, build_model, split_config
+from .hf_hub import CONFIG_NAME, WEIGHTS_NAME, build_model, split_config
 from .io import read_json
 from .model import PPO2
 

@@ -23,7 +23,7 @@ sys.path.insert(0, str(REPO))
 import gymnasium as gym  # noqa: E402
 
 from ppo2.evaluate import evaluate_policy, record_replay  # noqa: E402
-from ppo2.hub import save_pretrained  # noqa: E402
+from ppo2.hf_hub import save_pretrained  # noqa: E402
 from ppo2.model import PPO2  # noqa: E402
 from ppo2.io import atomic_write_json, read_json, sha256_file  # noqa: E402
 

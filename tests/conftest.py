@@ -20,3 +20,11 @@ def repo() -> Path:
 def hub_load(*args, **kwargs):
     """torch.hub.load from this checkout (no network)."""
     return torch.hub.load(str(REPO), *args, source="local", **kwargs)
+
+
+def act(model, obs):
+    """The deterministic action for `obs` through the module forward (the reference for the fast paths)."""
+    import torch
+
+    with torch.no_grad():
+        return model(obs, deterministic=True)[1]

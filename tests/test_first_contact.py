@@ -8,6 +8,7 @@ import pytest
 import torch
 from gymnasium import spaces
 
+from ppo2.validation import check_compatible
 from ppo2 import PPO2
 
 
@@ -128,9 +129,9 @@ def test_check_compatible_compares_both_action_bounds(field, value):
     model = PPO2(input_dim=3, action_space=spaces.Box(-2.0, 2.0, (1,), np.float32))
     bounds = {"low": -2.0, "high": 2.0, field: value}
     with pytest.raises(ValueError, match="this policy acts in Box"):
-        model.check_compatible(spaces.Box(-np.inf, np.inf, (3,), np.float32),
+        check_compatible(model, spaces.Box(-np.inf, np.inf, (3,), np.float32),
                                spaces.Box(bounds["low"], bounds["high"], (1,), np.float32))
-    model.check_compatible(spaces.Box(-np.inf, np.inf, (3,), np.float32), spaces.Box(-2.0, 2.0, (1,), np.float32))
+    check_compatible(model, spaces.Box(-np.inf, np.inf, (3,), np.float32), spaces.Box(-2.0, 2.0, (1,), np.float32))
 
 
 # ---- an honest "solved" -----------------------------------------------------------------------------------------

@@ -11,8 +11,8 @@ import torch
 
 from ppo2 import PPO2, ppo_loss
 from ppo2.config import TrainConfig
-from ppo2.distributions import _sample_categorical
-from ppo2.fused import STAT_SCALE, FusedPPO, _tanh_
+from ppo2.fused import STAT_SCALE, FusedPPO
+from ppo2.speed import tanh_
 from ppo2.trainer import Batch, NonFiniteLossError, Trainer, ppo_update
 
 BOX = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
@@ -140,7 +140,7 @@ def test_sampling_and_rollout_evaluation_are_the_models(kind, device, head_array
     torch.manual_seed(7)
     action = fused.sample_action(obs)
     torch.manual_seed(7)
-    ref_action = model.sample_action(obs)
+    ref_action = model._sample(obs)
     torch.testing.assert_close(action, ref_action, rtol=1e-5, atol=1e-6)  # the same draws
     torch.manual_seed(7)
     _, fwd_action, fwd_nlp, _ = model(obs)
@@ -153,26 +153,6 @@ def test_sampling_and_rollout_evaluation_are_the_models(kind, device, head_array
     torch.testing.assert_close(value, ref_value, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(nlp, ref_nlp, rtol=1e-5, atol=1e-5)
     torch.testing.assert_close(fused.value_of(obs), ref_value, rtol=1e-5, atol=1e-6)
-
-
-def test_gaussian_sample_log_prob_is_torch_distributions():
-    model = _model(True, "box")
-    latent = torch.randn(32, 16)
-    action, nlp = model.action_head.sample(latent)
-    dist = model.action_head.distribution(latent)
-    torch.testing.assert_close(nlp, -dist.log_prob(action), rtol=1e-5, atol=1e-5)
-
-
-def test_categorical_sampler_frequencies_and_zero_probabilities():
-    torch.manual_seed(0)
-    probs = torch.tensor([[0.1, 0.0, 0.6, 0.3], [0.0, 0.0, 0.0, 1.0]]).repeat(50_000, 1)
-    draws = _sample_categorical(probs).squeeze(1).view(50_000, 2)
-    freq = torch.bincount(draws[:, 0], minlength=4).float() / 50_000
-    torch.testing.assert_close(freq, torch.tensor([0.1, 0.0, 0.6, 0.3]), atol=0.01, rtol=0)
-    assert int((draws[:, 0] == 1).sum()) == 0  # probability 0 is never drawn
-    assert bool((draws[:, 1] == 3).all())
-    # the largest uniform below 1 still lands on the last action with non-zero probability
-    assert _sample_categorical(torch.tensor([[0.5, 0.5, 0.0]])).item() in (0, 1)
 
 
 def test_unsupported_setups_name_their_reason_and_train_with_autograd():
@@ -296,14 +276,14 @@ def test_fused_gradient_is_as_accurate_as_autograds_against_float64():
 
 @pytest.mark.parametrize("numpy_simd", [True, False])
 def test_cpu_tanh_formulas_are_accurate_and_other_tensors_take_torchs(monkeypatch, numpy_simd):
-    """_tanh_ takes numpy's tanh where numpy vectorises it (within 2 ulp), else 2*sigmoid(2x)-1 on batches of
+    """tanh_ takes numpy's tanh where numpy vectorises it (within 2 ulp), else 2*sigmoid(2x)-1 on batches of
     >= 4096 elements (within 2.5e-7 absolute); both against float64 tanh, whichever this host would pick."""
-    from ppo2 import fused
+    from ppo2 import speed
 
-    monkeypatch.setattr(fused, "_NUMPY_SIMD_TANH", numpy_simd)
+    monkeypatch.setattr(speed, "NUMPY_SIMD_TANH", numpy_simd)
     z = torch.linspace(-12, 12, 2 * 256 * 64).view(2, 256, 64)[:, torch.randperm(256)].contiguous()
     exact = torch.tanh(z.double())
-    got = _tanh_(z.clone())
+    got = tanh_(z.clone())
     err = (got.double() - exact).abs()
     assert float(err.max()) > 0  # float32, rounded: not a silent float64 pass-through
 
@@ -313,17 +293,17 @@ def test_cpu_tanh_formulas_are_accurate_and_other_tensors_take_torchs(monkeypatc
 
     if numpy_simd:
         assert max_ulp_error(got, exact) <= 2.0
-        assert fused._tanh_name(z.numel()) == "numpy tanh"
+        assert speed.tanh_formula(z.numel()) == "numpy tanh"
     else:
         assert float(err.max()) <= 2.5e-7
         assert float(got.abs().max()) <= 1.0  # saturates at +-1, never beyond
-        assert fused._tanh_name(z.numel()) == "2*sigmoid(2x)-1"
+        assert speed.tanh_formula(z.numel()) == "2*sigmoid(2x)-1"
         small = z[:, :8].contiguous()  # the collector's batch: numpy's call, cheaper than three torch ops
-        assert max_ulp_error(_tanh_(small.clone()), torch.tanh(small.double())) <= 2.0
+        assert max_ulp_error(tanh_(small.clone()), torch.tanh(small.double())) <= 2.0
     # off the fast path (not contiguous, not float32): torch's kernel, in place
     for t in (z.transpose(1, 2), z.double()):
         want = torch.tanh(t)
-        out = _tanh_(t)
+        out = tanh_(t)
         assert out is t and torch.equal(out, want)
 
 

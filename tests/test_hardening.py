@@ -14,7 +14,7 @@ import pytest
 import torch
 
 import toy_envs  # noqa: F401  (registers ppo2test/*)
-from conftest import REPO, hub_load
+from conftest import REPO, act, hub_load
 from ppo2 import PPO2
 from ppo2.checkpoint import save_checkpoint
 from ppo2.config import TrainConfig
@@ -299,7 +299,7 @@ def test_predict_follows_weights_replaced_every_way(normalize_obs):
 
     def reference():
         with torch.no_grad():
-            return model.deterministic_action(torch.from_numpy(obs)).numpy()
+            return act(model, torch.from_numpy(obs)).numpy()
 
     model.predict(obs)  # warm predict's numpy views
     others = [PPO2(4, 16, 3, normalize_obs=normalize_obs) for _ in range(4)]

@@ -10,7 +10,7 @@ import pytest
 import torch
 from huggingface_hub import HfApi, ModelCard
 
-from conftest import REPO
+from conftest import REPO, act
 from ppo2 import PPO2
 from ppo2.io import IntegrityError
 
@@ -39,7 +39,7 @@ def test_save_pretrained_round_trip_keeps_distribution_and_normaliser(tmp_path):
     assert loaded.action_head.dist_cls is torch.distributions.Laplace and _same(model, loaded)
     assert loaded.env_id == "Pendulum-v1"
     obs = torch.randn(4, 3)
-    torch.testing.assert_close(loaded.act(obs), model.act(obs))
+    torch.testing.assert_close(act(loaded, obs), act(model, obs))
 
 
 def _fill_cache(cache, repo_id, src):
@@ -157,7 +157,7 @@ def test_train_py_push_to_hub(tmp_path, uploads):
 def test_model_card_metadata_parses_as_the_hub_reads_it():
     from huggingface_hub import ModelCard
 
-    from ppo2.hub import model_card
+    from ppo2.hf_hub import model_card
 
     card = ModelCard(model_card("someone/x", "Pendulum-v1", {"mean_reward": -150.25, "std_reward": 80.5,
                                                              "n_episodes": 100, "seed": 7}))

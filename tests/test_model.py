@@ -8,9 +8,10 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import REPO, hub_load
+from conftest import REPO, act, hub_load
 from ppo2 import PPO2
-from ppo2.distributions import space_to_spec
+from ppo2.distributions import UniformBlock, space_to_spec
+from ppo2.speed import numpy_policy
 
 SPACES = {
     "discrete": (gym.spaces.Discrete(3), ()),
@@ -92,7 +93,7 @@ def test_deterministic_action_is_the_mode():
     model = PPO2(4, 16, 3)
     obs = torch.randn(20, 4)
     logits = model.action_head.logits(model.latent(obs))
-    assert torch.equal(model.act(obs, deterministic=True), logits.argmax(-1))
+    assert torch.equal(act(model, obs), logits.argmax(-1))
     _, a, _, _ = model(obs, deterministic=True)
     assert torch.equal(a, logits.argmax(-1))
     action, state = model.predict(obs.numpy())
@@ -115,25 +116,6 @@ def test_reset_param_gives_baselines_initialisation():
     torch.testing.assert_close(head @ head.T, 0.01 ** 2 * torch.eye(2), atol=1e-7, rtol=0)
     torch.testing.assert_close((model.value_head.weight ** 2).sum(), torch.tensor(1.0))
     assert all(float(b.detach().abs().max()) == 0 for n, b in model.named_parameters() if n.endswith("bias"))
-
-
-@pytest.mark.parametrize("shape", [(64, 4), (64, 64), (2, 64), (1, 64), (32, 4, 8, 8)])
-def test_orthogonal_init_is_torchs_up_to_rounding(shape):
-    from ppo2.init import orthogonal_
-
-    torch.manual_seed(3)
-    ours = orthogonal_(torch.empty(shape), gain=math.sqrt(2))
-    after_ours = torch.rand(3)  # the same draw was consumed: later random numbers are unchanged
-    torch.manual_seed(3)
-    theirs = nn.init.orthogonal_(torch.empty(shape), gain=math.sqrt(2))
-    assert torch.equal(torch.rand(3), after_ours)
-    torch.testing.assert_close(ours, theirs, atol=2e-6, rtol=0)
-    flat = ours.reshape(shape[0], -1).double()
-    small = min(flat.shape)
-    gram = flat.T @ flat if flat.shape[0] >= flat.shape[1] else flat @ flat.T
-    torch.testing.assert_close(gram, 2 * torch.eye(small, dtype=torch.float64), atol=1e-6, rtol=0)
-    with pytest.raises(ValueError, match=r"at least 2 dimensions, got shape \(5,\)"):
-        orthogonal_(torch.empty(5))
 
 
 def test_separate_towers_and_custom_latents():
@@ -224,6 +206,12 @@ def test_bad_constructor_arguments(kwargs, exc, match):
         PPO2(**args)
 
 
+def numpy_sampler(model, steps=None):
+    """The collector's numpy policy step (ppo2.trainer.Trainer.policy_step)."""
+    policy, uniforms = numpy_policy(model), (UniformBlock(steps) if steps else None)
+    return lambda obs: policy.sample(obs, uniforms)
+
+
 def test_space_spec_round_trip():
     for space, _ in SPACES.values():
         spec = space_to_spec(space)
@@ -241,9 +229,9 @@ def test_predict_numpy_path_matches_torch_path(kind, normalize_obs):
     obs = np.random.default_rng(0).normal(size=(32, 6)).astype(np.float32) * 3  # <= 32: the numpy path
     for _ in range(2):  # also after an optimizer step: the numpy views must see the new weights
         fast, _ = model.predict(obs)
-        assert model._numpy_policy() is not None
+        assert numpy_policy(model) is not None
         with torch.no_grad():
-            slow = model.action_head.to_env(model.act(torch.from_numpy(obs), deterministic=True).numpy())
+            slow = model.action_head.to_env(act(model, torch.from_numpy(obs)).numpy())
         np.testing.assert_allclose(fast, slow, atol=1e-5)
         single, _ = model.predict(obs[0])
         np.testing.assert_allclose(single, slow[0], atol=1e-5)
@@ -251,7 +239,7 @@ def test_predict_numpy_path_matches_torch_path(kind, normalize_obs):
         model(torch.from_numpy(obs))[0].sum().backward()
         opt.step()
     model.double()  # replaced parameter tensors: the fast path steps aside instead of reading stale views
-    assert model._numpy_policy() is None
+    assert numpy_policy(model) is None
 
 
 @pytest.mark.parametrize("kind", ["discrete", "box"])
@@ -269,14 +257,14 @@ def test_numpy_sampler_draws_the_torch_samplers_actions(kind, normalize_obs):
         if kind == "box":  # standard deviations other than 1, and unequal: the sampler must scale each by its own
             log_std = model.action_head.log_std
             log_std.copy_(torch.linspace(-1.5, 0.7, log_std.numel()))
-    sampler = model.numpy_sampler()
+    sampler = numpy_sampler(model)
     obs = np.random.default_rng(1).normal(size=(32, 6)).astype(np.float32) * 3
     for seed in range(20):
         torch.manual_seed(seed)
         fast = sampler(obs)
         torch.manual_seed(seed)
         with torch.inference_mode():
-            slow = model.sample_action(torch.from_numpy(obs)).numpy()
+            slow = model._sample(torch.from_numpy(obs)).numpy()
         assert fast.shape == slow.shape and fast.dtype == slow.dtype
         if kind == "discrete":
             assert np.array_equal(fast, slow)
@@ -288,7 +276,7 @@ def test_numpy_sampler_draws_the_torch_samplers_actions(kind, normalize_obs):
         np.testing.assert_allclose(draws.std(0), model.action_head.log_std.detach().exp().numpy(), rtol=0.06)
     if kind == "discrete":  # and the draws follow softmax(logits): 4,000 draws per row against the probabilities
         with torch.no_grad():
-            probs = model.distribution_and_value(torch.from_numpy(obs))[0].probs.numpy()
+            probs = model.action_head.distribution(model._latents(torch.from_numpy(obs))[0]).probs.numpy()
         draws = np.stack([sampler(obs) for _ in range(4000)])
         freq = np.stack([(draws == a).mean(0) for a in range(probs.shape[1])], 1)
         assert np.abs(freq - probs).max() < 0.035
@@ -296,7 +284,7 @@ def test_numpy_sampler_draws_the_torch_samplers_actions(kind, normalize_obs):
 
 @pytest.mark.parametrize("kind", ["discrete", "box"])
 def test_numpy_sampler_for_a_rollout_draws_the_same_numbers_step_by_step(kind):
-    """numpy_sampler(steps=T), the collector's: T calls give the actions of T sample_action calls from the same
+    """The collector's numpy step with a UniformBlock of T steps: T calls give the actions of T _sample calls from the same
     seed and leave the torch generator where they leave it (Categorical draws the T steps' uniforms at once);
     a call beyond T draws afresh, and a batch of another size is refused."""
     torch.manual_seed(0)
@@ -305,12 +293,12 @@ def test_numpy_sampler_for_a_rollout_draws_the_same_numbers_step_by_step(kind):
         model.action_head.output_layer().weight.mul_(20)
     rows = np.random.default_rng(1).normal(size=(9, 8, 6)).astype(np.float32) * 3
     torch.manual_seed(3)
-    sampler = model.numpy_sampler(steps=8)
+    sampler = numpy_sampler(model, steps=8)
     fast = np.stack([sampler(obs) for obs in rows])
     fast_next = torch.rand(5)
     torch.manual_seed(3)
     with torch.inference_mode():
-        slow = np.stack([model.sample_action(torch.from_numpy(obs)).numpy() for obs in rows])
+        slow = np.stack([model._sample(torch.from_numpy(obs)).numpy() for obs in rows])
     slow_next = torch.rand(5)
     if kind == "discrete":
         assert np.array_equal(fast, slow) and len(set(fast.ravel().tolist())) > 1
@@ -318,19 +306,22 @@ def test_numpy_sampler_for_a_rollout_draws_the_same_numbers_step_by_step(kind):
         np.testing.assert_allclose(fast, slow, rtol=1e-5, atol=1e-5)
     assert torch.equal(fast_next, slow_next)
     if kind == "discrete":
-        sampler = model.numpy_sampler(steps=3)
+        sampler = numpy_sampler(model, steps=3)
         sampler(rows[0])
         with pytest.raises(ValueError, match="batches of 8 was asked for 4"):
             sampler(rows[1][:4])
 
 
-def test_numpy_sampler_steps_aside_where_it_does_not_apply():
-    assert PPO2(4, 8, 2).numpy_sampler() is not None
-    assert PPO2(4, 8, 2).double().numpy_sampler() is None  # float64 weights
-    assert PPO2(4, 8, SPACES["multidiscrete"][0]).numpy_sampler() is None  # a head without a numpy sampler
+def test_numpy_path_steps_aside_where_it_does_not_apply():
+    assert numpy_policy(PPO2(4, 8, 2)) is not None
+    assert numpy_policy(PPO2(4, 8, 2).double()) is None  # float64 weights
+    assert numpy_policy(PPO2(4, 8, 2, encoder=torch.nn.Flatten())) is None  # an encoder of your own
+    laplace = PPO2(4, 8, SPACES["box"][0], distribution=torch.distributions.Laplace)
+    assert numpy_policy(laplace) is not None and not laplace.action_head.builtin  # acts in numpy, samples in torch
+    assert not PPO2(4, 8, SPACES["multibinary"][0]).action_head.builtin  # (Bernoulli: torch.distributions')
 
 
-def test_evaluation_through_the_numpy_actor_plays_exactly_as_predict(monkeypatch):
+def test_evaluation_through_the_numpy_policy_plays_exactly_as_predict(monkeypatch):
     """run_episodes binds predict's numpy path once per evaluation: the same episodes as calling predict at
     every step, and a NaN observation mid-episode still raises (naming it) instead of choosing an action."""
     from ppo2.evaluate import run_episodes
@@ -338,9 +329,9 @@ def test_evaluation_through_the_numpy_actor_plays_exactly_as_predict(monkeypatch
 
     model = load_pretrained("Pendulum-v1")  # Box actions: clipped to the bounds on both paths
     envs = gym.make_vec("Pendulum-v1", 6)
-    assert model.numpy_actor() is not None
+    assert numpy_policy(model) is not None
     fast = run_episodes(model, envs, seed=5)
-    monkeypatch.setattr(model, "numpy_actor", lambda: None)
+    monkeypatch.setattr("ppo2.evaluate.numpy_policy", lambda model: None)
     slow = run_episodes(model, envs, seed=5)
     np.testing.assert_array_equal(fast[0], slow[0])
     np.testing.assert_array_equal(fast[1], slow[1])

@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from gymnasium import spaces
 
-from conftest import REPO, hub_load
+from conftest import REPO, act, hub_load
+from ppo2.validation import check_compatible
 from ppo2 import PPO2
 from ppo2.io import IntegrityError
 from ppo2.observations import obs_spec_from_space
@@ -103,7 +104,7 @@ def test_cnn_policy_matches_hand_written_reference(space):
     v, nlp, ent = model.value_and_evaluate(obs, actions)
     torch.testing.assert_close(v, value)
     torch.testing.assert_close(nlp, -torch.log_softmax(logits, -1).gather(1, actions[:, None]).squeeze(1))
-    assert torch.equal(model.act(obs), logits.argmax(-1))
+    assert torch.equal(act(model, obs), logits.argmax(-1))
     # baselines' cnn policy: 3 convs + 512 units, shared by both heads, orthogonal init with zero biases
     assert model.encoder.fc.out_features == 512 and model.latent_layers == 0
     assert all(float(p.detach().abs().sum()) == 0 for n, p in model.encoder.named_parameters() if n.endswith("bias"))
@@ -127,17 +128,17 @@ def test_dict_encoder_matches_hand_written_reference():
     for i in (0, 3):
         latent = torch.tanh(latent @ model.latent[i].weight.T + model.latent[i].bias)
     mean_action = latent @ model.action_head.mean.weight.T + model.action_head.mean.bias
-    torch.testing.assert_close(model.act(obs), mean_action)
+    torch.testing.assert_close(act(model, obs), mean_action)
     np.testing.assert_allclose(model.predict(obs)[0], mean_action.detach().clamp(-1, 1).numpy(), rtol=1e-6, atol=1e-6)
     # one observation (no batch axis) and key checks
     one = {k: v[0] for k, v in obs.items()}
-    torch.testing.assert_close(model.act(one), mean_action[0])
+    torch.testing.assert_close(act(model, one), mean_action[0])
     with pytest.raises(ValueError, match=r"missing \['vel'\]"):
-        model.act({"screen": obs["screen"], "pos": obs["pos"]})
+        act(model, {"screen": obs["screen"], "pos": obs["pos"]})
     with pytest.raises(ValueError, match=r"observation\['pos'\] has shape \(3, 4\)"):
-        model.act({**obs, "pos": np.zeros((3, 4), np.float32)})
+        act(model, {**obs, "pos": np.zeros((3, 4), np.float32)})
     with pytest.raises(TypeError, match="expected a dict"):
-        model.act(obs["pos"])
+        act(model, obs["pos"])
 
 
 def test_own_encoder_for_any_observation():
@@ -194,12 +195,12 @@ def test_config_with_a_wrong_observation_spec_is_refused(tmp_path):
 
 def test_compatibility_checks_layout_and_keys():
     model = PPO2(observation_space=STACK)
-    model.check_compatible(STACK, spaces.Discrete(2))
+    check_compatible(model, STACK, spaces.Discrete(2))
     with pytest.raises(ValueError, match=r"takes uint8 image observations of shape \(4, 36, 36\) \(CHW\)"):
-        model.check_compatible(spaces.Box(0, 255, (36, 36, 4), np.uint8), spaces.Discrete(2))
+        check_compatible(model, spaces.Box(0, 255, (36, 36, 4), np.uint8), spaces.Discrete(2))
     dmodel = PPO2(observation_space=DICT)
     with pytest.raises(ValueError, match="takes Dict observations"):
-        dmodel.check_compatible(spaces.Dict({"screen": DICT["screen"], "pos": DICT["pos"]}), spaces.Discrete(2))
+        check_compatible(dmodel, spaces.Dict({"screen": DICT["screen"], "pos": DICT["pos"]}), spaces.Discrete(2))
 
 
 @pytest.mark.parametrize("space", [IMAGE, STACK, DICT], ids=["HWC", "CHW", "dict"])
@@ -279,7 +280,7 @@ def test_dict_task_is_learned_through_train_py(tmp_path):
     best = PPO2.from_pretrained(out / "best")
     for _ in range(8):
         action, _ = model.predict(obs)
-        assert np.array_equal(action, model.act(obs).numpy())
+        assert np.array_equal(action, act(model, obs).numpy())
         obs, *_ = envs.step(best.predict(obs)[0])
     from ppo2.evaluate import evaluate_policy
 

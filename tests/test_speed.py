@@ -7,6 +7,7 @@ from gymnasium import spaces
 import ppo2.speed as speed
 from ppo2 import PPO2
 from ppo2.speed import Precision, native_bfloat16, resolve_precision
+from conftest import act
 
 FRAMES = spaces.Box(0, 255, (4, 84, 84), np.uint8)
 
@@ -44,8 +45,8 @@ def test_resolve_precision(monkeypatch):
 
 def _outputs(model, obs):
     with torch.no_grad():
-        dist, value = model.distribution_and_value(model._check_obs(obs)[0])
-    return dist.logits, value
+        x = model._check_obs(obs)[0]
+        return model._policy_out(x), model._value_of(x)
 
 
 def test_channels_last_frames_give_the_float32_outputs():
@@ -104,7 +105,7 @@ def test_export_is_the_float32_reference_and_leaves_the_model_as_it_was(tmp_path
     program = export_program(model).module()
     obs = torch.from_numpy(np.random.default_rng(1).integers(0, 256, (3, 4, 84, 84), dtype=np.uint8))
     model.precision = Precision()
-    assert torch.equal(program(obs), model.act(obs))
+    assert torch.equal(program(obs), act(model, obs))
     assert before == Precision(None, channels_last=True)
 
 

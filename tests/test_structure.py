@@ -43,5 +43,5 @@ def test_no_import_cycles():
     for node in sorted(graph):
         if node not in state:
             visit(node)
-    assert {"trainer", "collector", "update", "outputs", "fused", "model", "hub"} <= set(graph)
-    assert "model" not in graph["hub"] and "trainer" not in graph["fused"]
+    assert {"trainer", "collector", "update", "outputs", "fused", "model", "hf_hub", "torch_hub"} <= set(graph)
+    assert "model" not in graph["hf_hub"] and "trainer" not in graph["fused"]

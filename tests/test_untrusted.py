@@ -12,7 +12,7 @@ import torch
 from gymnasium import spaces
 from torch import nn
 
-from conftest import hub_load
+from conftest import act, hub_load
 from ppo2 import PPO2
 from ppo2.io import IntegrityError, sha256_file
 
@@ -263,7 +263,7 @@ def test_torch_export_of_a_dict_policy_takes_its_inputs_by_key():
     model = PPO2(observation_space=DICT, action_space=4)
     program = export_program(model).module()
     obs = {"a": torch.randn(32, 3), "b": torch.randn(32, 3)}
-    want = model.act(obs)
+    want = act(model, obs)
     assert torch.equal(program(obs), want)
     assert torch.equal(program({"b": obs["b"], "a": obs["a"]}), want)  # the order of the keys does not matter
     assert not torch.equal(program({"a": obs["b"], "b": obs["a"]}), want)  # the names do
@@ -287,7 +287,7 @@ def test_onnx_refuses_a_key_named_like_its_output(tmp_path):
 # ---- best/ is swapped in whole; the hub loads policies with their own encoder --------------------------------
 
 def test_a_reader_of_best_never_sees_a_mix_of_two_versions(tmp_path):
-    from ppo2.hub import publish_pretrained
+    from ppo2.hf_hub import publish_pretrained
 
     models = [PPO2(input_dim=4, action_space=2) for _ in range(2)]
     best = tmp_path / "best"

@@ -105,7 +105,9 @@ def build_model(model_cls, config_path: Path, weights_path: Path, weights_sha256
     deserialising. (The class comes in as an argument: this module never imports the model.)"""
     from safetensors.torch import load as st_load
 
-    PPO2, validate_config = model_cls, model_cls.validate_config
+    from .validation import check_state, validate_config
+
+    PPO2 = model_cls
     meta, kwargs = split_config(read_json(config_path, expected_sha256=config_sha256))
     try:
         kwargs = validate_config(kwargs)
@@ -136,7 +138,7 @@ def build_model(model_cls, config_path: Path, weights_path: Path, weights_sha256
     model = PPO2.from_config(kwargs, policy_net=policy_net, value_net=value_net, encoder=encoder)
     model.load_state_dict(state)
     try:
-        model.check_state()
+        check_state(model)
     except ValueError as exc:
         raise IntegrityError(f"{weights_path}: {exc}") from None
     model.env_id = meta.get("env_id")

@@ -1,4 +1,5 @@
-"""The functions hubconf.py exposes. Docstrings are written for `torch.hub.help`."""
+"""The torch.hub entry points hubconf.py exposes (the Hugging Face Hub is ppo2/hf_hub.py). Docstrings are written for
+`torch.hub.help`."""
 from __future__ import annotations
 
 from typing import Any, Callable
@@ -6,8 +7,10 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .losses import normalize_advantages
+from .losses import normalize_advantages, ppo_loss
 from .model import PPO2
+from .update import gradient_step
+from .validation import check_loss_coefficients, check_loss_inputs
 
 __all__ = ["ppo2", "eval_fn", "train_fn"]
 
@@ -132,20 +135,14 @@ def train_fn(model: PPO2, optimizer: torch.optim.Optimizer, clip_range: float = 
             raise FloatingPointError("train_fn: the normalised advantages (returns - old_values) overflow float32; "
                                      "the step was not applied")
         model.train()
-        optimizer.zero_grad()
         value_f, _, neg_log_probs, entropy = model(obs, action=old_actions)  # (validates obs and actions)
-        loss, pg_loss, value_loss, entropy_mean, approx_kl = model.loss(
-            returns, value_f, neg_log_probs, entropy, advantages, old_values, old_neg_log_prbs,
-            clip_range, ent_coef, vf_coef)
-        if not bool(torch.isfinite(loss)):
-            optimizer.zero_grad()
-            raise FloatingPointError(f"train_fn: the loss is {float(loss)}; the step was not applied")
-        loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm)
-        if not bool(torch.isfinite(norm)):
-            optimizer.zero_grad()
-            raise FloatingPointError(f"train_fn: the gradient norm is {float(norm)}; the step was not applied")
-        optimizer.step()
+        check_loss_coefficients(clip_range, ent_coef, vf_coef)
+        check_loss_inputs(returns=returns, value_f=value_f, neg_log_probs=neg_log_probs, entropy=entropy,
+                          advantages=advantages, old_values=old_values, old_neg_log_prbs=old_neg_log_prbs)
+        out = ppo_loss(returns, value_f, neg_log_probs, entropy, advantages, old_values, old_neg_log_prbs,
+                       clip_range, ent_coef, vf_coef)
+        gradient_step(model, optimizer, out, max_grad_norm)
+        loss, pg_loss, value_loss, entropy_mean, approx_kl = out[:5]
         return tuple(float(x.detach()) for x in (loss, pg_loss, value_loss, entropy_mean, approx_kl))
 
     return _train_fn
