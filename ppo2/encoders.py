@@ -19,6 +19,7 @@ import math
 import torch
 from torch import nn
 
+from .init import orthogonal_
 from .observations import image_chw, image_keys, vector_keys
 
 __all__ = ["NatureCNN", "MultiInputEncoder", "build_encoder", "ENCODERS", "MIN_CNN_SIDE"]
@@ -64,7 +65,7 @@ class NatureCNN(nn.Module):
         """baselines' initialisation: orthogonal with gain sqrt(2), zero biases."""
         for layer in (*self.convs, self.fc):
             if isinstance(layer, (nn.Conv2d, nn.Linear)):
-                nn.init.orthogonal_(layer.weight, gain=math.sqrt(2))
+                orthogonal_(layer.weight, gain=math.sqrt(2))
                 nn.init.zeros_(layer.bias)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:

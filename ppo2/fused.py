@@ -156,7 +156,7 @@ class FusedPPO:
         self.heads = (self.Wh.transpose(1, 2), p["bh"].view(T, 1, -1))
         self.policy_layers = [(w[0], b[0]) for w, b in self.layers]
         self.policy_head = (self.Wh[0, :A].t(), p["bh"].view(T, -1)[0, :A])
-        self._g_head: dict[int, torch.Tensor] = {}  # see _head_gradient_buffer
+        self._g_head: dict[int, dict] = {}  # see _buffers
         # each model parameter's slice of the parameter, first- and second-moment buffers, shaped like it
         self._flat_views = [[buf[offset:offset + n].view_as(param) for param, offset, n in self._pairs]
                             for buf in (self.flat, self.exp_avg, self.exp_avg_sq)]
@@ -220,11 +220,12 @@ class FusedPPO:
     # ---------------------------------------------------------------------------------------------
     # forward: ppo2/network.py's, on the flat parameters
     # ---------------------------------------------------------------------------------------------
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, buffers: dict | None = None):
         """(h1, h2, policy output (n, A), value (n,)) for normalised observations; h1, h2 are (T, n, H), both
-        towers in one batched matmul per layer."""
-        h1, h2 = network.mlp(x, self.layers, tanh=tanh_)
-        out = network.dense(h2, *self.heads)  # (T, n, K)
+        towers in one batched matmul per layer; written into `buffers` (`_buffers`) where given."""
+        b = buffers or {}
+        h1, h2 = network.mlp(x, self.layers, tanh=tanh_, out=buffers and (b["h1"], b["h2"]))
+        out = network.dense(h2, *self.heads, out=b.get("out"))  # (T, n, K)
         if self.T == 1:
             return h1, h2, out[0, :, :self.A], out[0, :, self.A]
         return h1, h2, out[0], out[1, :, 0]
@@ -273,13 +274,20 @@ class FusedPPO:
     # ---------------------------------------------------------------------------------------------
     # one gradient step
     # ---------------------------------------------------------------------------------------------
-    def _head_gradient_buffer(self, n: int) -> torch.Tensor:
-        """d loss / d both heads' outputs for n rows, laid out as `forward` computes them, (T, n, K): a zeroed
-        buffer per minibatch size whose value-tower padding is never written, so it stays 0 without a fill."""
-        buf = self._g_head.get(n)
-        if buf is None:
-            buf = self._g_head[n] = self.flat.new_zeros((self.T, n, self.Wh.shape[1]))
-        return buf
+    def _buffers(self, n: int) -> dict:
+        """A gradient step's arrays for n rows, made once per minibatch size (allocating them at every step costs
+        more than the step's arithmetic): the activations h1, h2 and the heads' output as `forward` lays them out,
+        d loss / d each (g_h1, g_h2, g_head: zeroed once; its value-tower padding is never written, so it stays 0),
+        and 1/n per row for the statistics' means."""
+        bufs = self._g_head.get(n)
+        if bufs is None:
+            T, H, K = self.T, self.H, self.Wh.shape[1]
+            new = self.flat.new_empty
+            bufs = self._g_head[n] = {"h1": new((T, n, H)), "h2": new((T, n, H)), "out": new((T, n, K)),
+                                      "g_h1": new((T, n, H)), "g_h2": new((T, n, H)),
+                                      "g_head": self.flat.new_zeros((T, n, K)),
+                                      "mean": self._as_xp(self.flat.new_full((n,), 1.0 / n))}
+        return bufs
 
     def _loss_and_grad(self, x, act, old_nlp, old_v, adv, ret, clip_range, ent_coef, vf_coef, clip_value):
         """Fill self.grad with d loss / d parameters for one minibatch; return the minibatch means of
@@ -291,26 +299,32 @@ class FusedPPO:
         through numpy views on the CPU)."""
         p, g, T, A = self.p, self.g, self.T, self.A
         act, old_nlp, old_v, adv, ret = (self._as_xp(t) for t in (act, old_nlp, old_v, adv, ret))
-        h1, h2, out, v = self.forward(x)
-        g_head = self._head_gradient_buffer(x.shape[0])
+        bufs = self._buffers(x.shape[0])
+        h1, h2, out, v = self.forward(x, bufs)
+        g_head = bufs["g_head"]
         g_out, g_v = (g_head[0, :, :A], g_head[0, :, A]) if T == 1 else (g_head[0], g_head[1, :, 0])
         stats = self._head_loss_and_gradient(self._as_xp(out), self._as_xp(v), act, old_nlp, old_v, adv, ret,
                                              self._as_xp(g_out), self._as_xp(g_v), clip_range, ent_coef, vf_coef,
-                                             clip_value)
+                                             clip_value, bufs["mean"])
         # backward through the heads (out = h2 Wh' + bh) into h2 ...
-        torch.matmul(g_head.transpose(1, 2), h2, out=g["Wh"].view(T, -1, self.H))
+        torch.bmm(g_head.transpose(1, 2), h2, out=g["Wh"].view(T, -1, self.H))
         torch.sum(g_head, 1, out=g["bh"].view(T, -1))
         # ... and through both tanh layers (d tanh(z) / dz = 1 - tanh(z)^2), in place
-        g_z2 = tanh_backward_(g_head @ self.Wh, h2)
-        torch.matmul(g_z2.transpose(1, 2), h1, out=g["W2"])
+        g_z2 = tanh_backward_(torch.bmm(g_head, self.Wh, out=bufs["g_h2"]), h2)
+        torch.bmm(g_z2.transpose(1, 2), h1, out=g["W2"])
         torch.sum(g_z2, 1, out=g["b2"])
-        g_z1 = tanh_backward_(g_z2 @ p["W2"], h1)
-        torch.matmul(g_z1.transpose(1, 2), x, out=g["W1"])
+        g_z1 = tanh_backward_(torch.bmm(g_z2, p["W2"], out=bufs["g_h1"]), h1)
+        # d W1 = g_z1' x: with few inputs (D = 4 for CartPole) numpy's (T, H, n) x (n, D) product is the fastest form
+        # on the CPU, torch's batched one the slowest (benchmarks/update_step.py times both)
+        if self.xp is np:
+            np.matmul(g_z1.numpy().transpose(0, 2, 1), x.numpy(), out=self.named(np)[1]["W1"])
+        else:
+            torch.bmm(g_z1.transpose(1, 2), x.expand(T, *x.shape), out=g["W1"])
         torch.sum(g_z1, 1, out=g["b1"])
         return stats
 
     def _head_loss_and_gradient(self, out, v, act, old_nlp, old_v, adv, ret, g_out, g_value, clip_range: float,
-                                ent_coef: float, vf_coef: float, clip_value: bool):
+                                ent_coef: float, vf_coef: float, clip_value: bool, mean_weights):
         """The loss from the heads' outputs, per sample, and its gradient with respect to them (written into
         g_out, g_value and, for a Gaussian policy, the log-std's gradient); returns the statistics.
         Arrays of `self.xp`: a few hundred numbers per operation, where numpy's call overhead is torch's third."""
@@ -353,8 +367,9 @@ class FusedPPO:
             if ent_coef:  # - ent_coef * mean(H):  d/d logits = ent_coef / n * p * (log p + H)
                 g_out += (ent_coef / n) * p * (log_p + entropy[:, None])
 
-        rows = (pg_n * n, value_losses, entropy, log_ratio * log_ratio, (ratio != ratio_clipped) * 1.0)
-        return xp.stack([r.mean() for r in rows])
+        # the five means as one product with a vector of 1/n
+        rows = (pg_n * n, value_losses, entropy, log_ratio * log_ratio, ratio != ratio_clipped)
+        return xp.concatenate(rows).reshape(5, n) @ mean_weights
 
     def _clip_and_step(self, max_grad_norm: float, lr: float, check=None) -> torch.Tensor:
         """clip_grad_norm_ then Adam, on the flat buffers (ppo2.speed.adam_step_). Returns the norm.

@@ -36,6 +36,7 @@ from .hf_hub import from_pretrained as _from_pretrained
 from .hf_hub import push_to_hub as _push_to_hub
 from .hf_hub import save_pretrained as _save_pretrained
 from .losses import ppo_loss
+from .init import orthogonal_
 from .moments import merge_moments
 from .observations import Preprocessed, describe, image_chw, image_keys, vector_dim, vector_keys
 from .speed import NUMPY_MAX_BATCH, Precision, numpy_policy, resolve_precision, run_encoder, scale_frames
@@ -223,12 +224,12 @@ class PPO2(nn.Module):
         if not self.custom_latent:
             for latent in self.latents():
                 for layer in latent.linears():
-                    nn.init.orthogonal_(layer.weight, gain=math.sqrt(2))
+                    orthogonal_(layer.weight, gain=math.sqrt(2))
                     nn.init.zeros_(layer.bias)
         head = self.action_head.output_layer()
-        nn.init.orthogonal_(head.weight, gain=0.01)
+        orthogonal_(head.weight, gain=0.01)
         nn.init.zeros_(head.bias)
-        nn.init.orthogonal_(self.value_head.weight, gain=1.0)
+        orthogonal_(self.value_head.weight, gain=1.0)
         nn.init.zeros_(self.value_head.bias)
         if hasattr(self.action_head, "log_std"):
             nn.init.constant_(self.action_head.log_std, self.log_std_init)

@@ -52,21 +52,35 @@ def _sum_keep(x, axis: int):
 # ------------------------------------------------------------------------------------------------------
 # The MLP of the seed model: h_{k+1} = tanh(h_k W_k' + b_k)
 # ------------------------------------------------------------------------------------------------------
-def dense(x, w_t, b):
-    """x W' + b, with the weight given transposed, (inputs, outputs), as `nn.Linear.weight.T` (a view)."""
-    return x @ w_t + b
+def dense(x, w_t, b, out=None):
+    """b + x W', with the weight given transposed, (inputs, outputs), as `nn.Linear.weight.T` (a view). Stacked
+    weights (T, inputs, outputs) with biases (T, 1, outputs) compute T layers at once (one row batch x, or T).
+    torch computes it with its multiply-add kernels (addmm, baddbmm: one call, as nn.Linear does), numpy as a
+    product and a sum; `out`, where given, is written and returned (a step that allocates nothing)."""
+    if isinstance(x, torch.Tensor) and x.dim() >= 2:
+        if w_t.dim() == 2 and x.dim() == 2:
+            return torch.addmm(b, x, w_t) if out is None else torch.addmm(b, x, w_t, out=out)
+        if w_t.dim() == 3:
+            x = x.expand(w_t.shape[0], *x.shape) if x.dim() == 2 else x
+            return torch.baddbmm(b, x, w_t) if out is None else torch.baddbmm(b, x, w_t, out=out)
+    if out is None:
+        return x @ w_t + b
+    np.matmul(x, w_t, out=out)
+    out += b
+    return out
 
 
-def mlp(x, layers: Sequence[tuple[Any, Any]], tanh: Callable | None = None,
-        dropout: Callable | None = None) -> list:
+def mlp(x, layers: Sequence[tuple[Any, Any]], tanh: Callable | None = None, dropout: Callable | None = None,
+        out: Sequence | None = None) -> list:
     """The hidden activations [h1, ..., hL] of the tanh MLP; `layers` is [(W', b), ...] per layer.
 
     `tanh` defaults to the namespace's (ppo2/speed.py passes a faster kernel of the same function where one
-    exists); `dropout`, where given, runs after each activation (training with dropout > 0)."""
+    exists); `dropout`, where given, runs after each activation (training with dropout > 0); `out`, where given,
+    holds a buffer per layer to write the activations into."""
     tanh = tanh or namespace(x).tanh
     hidden = []
-    for w_t, b in layers:
-        x = tanh(dense(x, w_t, b))
+    for k, (w_t, b) in enumerate(layers):
+        x = tanh(dense(x, w_t, b, None if out is None else out[k]))
         if dropout is not None:
             x = dropout(x)
         hidden.append(x)

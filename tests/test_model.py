@@ -118,6 +118,25 @@ def test_reset_param_gives_baselines_initialisation():
     assert all(float(b.detach().abs().max()) == 0 for n, b in model.named_parameters() if n.endswith("bias"))
 
 
+@pytest.mark.parametrize("shape", [(64, 4), (64, 64), (2, 64), (1, 64), (32, 4, 8, 8)])
+def test_orthogonal_init_is_torchs_up_to_rounding(shape):
+    from ppo2.init import orthogonal_
+
+    torch.manual_seed(3)
+    ours = orthogonal_(torch.empty(shape), gain=math.sqrt(2))
+    after_ours = torch.rand(3)  # the same draw was consumed: later random numbers are unchanged
+    torch.manual_seed(3)
+    theirs = nn.init.orthogonal_(torch.empty(shape), gain=math.sqrt(2))
+    assert torch.equal(torch.rand(3), after_ours)
+    torch.testing.assert_close(ours, theirs, atol=2e-6, rtol=0)
+    flat = ours.reshape(shape[0], -1).double()
+    small = min(flat.shape)
+    gram = flat.T @ flat if flat.shape[0] >= flat.shape[1] else flat @ flat.T
+    torch.testing.assert_close(gram, 2 * torch.eye(small, dtype=torch.float64), atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match=r"at least 2 dimensions, got shape \(5,\)"):
+        orthogonal_(torch.empty(5))
+
+
 def test_separate_towers_and_custom_latents():
     model = PPO2(4, 16, 2, shared_latent=False)
     assert model.policy_latent is not model.value_latent
