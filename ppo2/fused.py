@@ -153,7 +153,7 @@ class FusedPPO:
         # the heads as (T, K, H) with K = A + 1 (one tower) or A (two), and the policy tower alone
         self.layers = [(p["W1"].transpose(1, 2), p["b1"].unsqueeze(1)), (p["W2"].transpose(1, 2), p["b2"].unsqueeze(1))]
         self.Wh = p["Wh"].view(T, -1, H)
-        self.heads = (self.Wh.transpose(1, 2), p["bh"].view(T, 1, -1))
+        self.bh = p["bh"].view(T, -1, 1)
         self.policy_layers = [(w[0], b[0]) for w, b in self.layers]
         self.policy_head = (self.Wh[0, :A].t(), p["bh"].view(T, -1)[0, :A])
         self._g_head: dict[int, dict] = {}  # see _buffers
@@ -225,19 +225,21 @@ class FusedPPO:
         towers in one batched matmul per layer; written into `buffers` (`_buffers`) where given."""
         b = buffers or {}
         h1, h2 = network.mlp(x, self.layers, tanh=tanh_, out=buffers and (b["h1"], b["h2"]))
-        out = network.dense(h2, *self.heads, out=b.get("out"))  # (T, n, K)
+        # the heads transposed, (T, K, n) = Wh h2' + bh: the same dense layer, its arguments' roles swapped
+        out = network.dense(self.Wh, h2.transpose(1, 2), self.bh, out=b.get("out"))
         if self.T == 1:
-            return h1, h2, out[0, :, :self.A], out[0, :, self.A]
-        return h1, h2, out[0], out[1, :, 0]
+            return h1, h2, out[0, :self.A], out[0, self.A]
+        return h1, h2, out[0], out[1, 0]
 
     def log_prob_entropy(self, out, act) -> tuple:
-        """(log pi(a|s), entropy, *pieces the gradient needs) for policy output (n, A): network.py's maths, on
-        arrays of the loss head's library. `act` is one-hot (n, A) for Categorical, the action for Gaussian."""
+        """(log pi(a|s), entropy, *pieces the gradient needs) for the transposed policy output (A, n): network.py's
+        maths along axis 0, on arrays of the loss head's library. `act` is one-hot (A, n) for Categorical, the
+        action (A, n) for Gaussian."""
         if self.gaussian:
             log_std = self.named(network.namespace(out))[0]["log_std"]
-            logp, z = network.gaussian_log_prob(out, log_std, act)
-            return logp, network.gaussian_entropy(log_std) + 0 * logp, z, network.namespace(out).exp(-log_std)
-        return network.categorical_log_prob_entropy(out, act)
+            logp, z = network.gaussian_log_prob(out, log_std[:, None], act, axis=0)
+            return logp, network.gaussian_entropy(log_std) + 0 * logp, z, network.namespace(out).exp(-log_std)[:, None]
+        return network.categorical_log_prob_entropy(out, act, axis=0)
 
     def named(self, xp) -> tuple[dict, dict]:
         """(parameters, gradients) by name, as arrays of `xp`: the tensors, or numpy views of them."""
@@ -253,6 +255,10 @@ class FusedPPO:
     def _as_xp(self, t: torch.Tensor):
         return t.numpy() if self.xp is np else t
 
+    def _head_inputs(self, act, old_nlp, old_v, adv, ret) -> tuple:
+        """The loss head's inputs as arrays of `xp`: actions transposed to (A, n) like the heads' outputs."""
+        return tuple(self._as_xp(t) for t in (act.t().contiguous(), old_nlp, old_v, adv, ret))
+
     @torch.inference_mode()
     def sample_action(self, obs: torch.Tensor) -> torch.Tensor:
         """`PPO2._sample` on the flat parameters: the policy tower alone, the same random numbers, the same actions."""
@@ -264,7 +270,7 @@ class FusedPPO:
         """(V(s), neg_log_prob of the actions) for a batch: a whole rollout in one pass, through the loss head's
         arithmetic, so the first gradient step's ratio is exactly 1."""
         _, _, out, value = self.forward(self.model.normalize(obs))
-        logp = self.log_prob_entropy(self._as_xp(out), self._as_xp(self.one_hot(actions)))[0]
+        logp = self.log_prob_entropy(self._as_xp(out), self._as_xp(self.one_hot(actions).t().contiguous()))[0]
         return value, -(torch.from_numpy(logp) if self.xp is np else logp)
 
     @torch.inference_mode()
@@ -283,10 +289,15 @@ class FusedPPO:
         if bufs is None:
             T, H, K = self.T, self.H, self.Wh.shape[1]
             new = self.flat.new_empty
-            bufs = self._g_head[n] = {"h1": new((T, n, H)), "h2": new((T, n, H)), "out": new((T, n, K)),
+            bufs = self._g_head[n] = {"h1": new((T, n, H)), "h2": new((T, n, H)), "out": new((T, K, n)),
                                       "g_h1": new((T, n, H)), "g_h2": new((T, n, H)),
-                                      "g_head": self.flat.new_zeros((T, n, K)),
+                                      "g_head": self.flat.new_zeros((T, K, n)),
                                       "mean": self._as_xp(self.flat.new_full((n,), 1.0 / n))}
+            # the loss head's views of the heads' outputs and their gradient, as arrays of `xp`
+            out, g_head, A = bufs["out"], bufs["g_head"], self.A
+            views = ((out[0, :A], out[0, A], g_head[0, :A], g_head[0, A]) if T == 1
+                     else (out[0], out[1, 0], g_head[0], g_head[1, 0]))
+            bufs["head"] = tuple(self._as_xp(v) for v in views)
         return bufs
 
     def _loss_and_grad(self, x, act, old_nlp, old_v, adv, ret, clip_range, ent_coef, vf_coef, clip_value):
@@ -297,20 +308,25 @@ class FusedPPO:
         x: normalised observations (n, D); act: one-hot actions (n, A) for Categorical, actions for Gaussian;
         adv: advantages, already normalised if the config asks for it. Tensors (the loss head reads the last five
         through numpy views on the CPU)."""
-        p, g, T, A = self.p, self.g, self.T, self.A
-        act, old_nlp, old_v, adv, ret = (self._as_xp(t) for t in (act, old_nlp, old_v, adv, ret))
+        return self._step_gradient(x, self._head_inputs(act, old_nlp, old_v, adv, ret), clip_range, ent_coef, vf_coef,
+                                   clip_value)
+
+    def _step_gradient(self, x, head_inputs, clip_range, ent_coef, vf_coef, clip_value):
+        """`_loss_and_grad` with the loss head's inputs already as `_head_inputs` gives them (update() makes them
+        once per minibatch, not once per step)."""
+        p, g, T = self.p, self.g, self.T
+        act, old_nlp, old_v, adv, ret = head_inputs
         bufs = self._buffers(x.shape[0])
-        h1, h2, out, v = self.forward(x, bufs)
+        h1, h2, _, _ = self.forward(x, bufs)
         g_head = bufs["g_head"]
-        g_out, g_v = (g_head[0, :, :A], g_head[0, :, A]) if T == 1 else (g_head[0], g_head[1, :, 0])
-        stats = self._head_loss_and_gradient(self._as_xp(out), self._as_xp(v), act, old_nlp, old_v, adv, ret,
-                                             self._as_xp(g_out), self._as_xp(g_v), clip_range, ent_coef, vf_coef,
-                                             clip_value, bufs["mean"])
+        out, v, g_out, g_v = bufs["head"]
+        stats = self._head_loss_and_gradient(out, v, act, old_nlp, old_v, adv, ret, g_out, g_v, clip_range,
+                                             ent_coef, vf_coef, clip_value, bufs["mean"])
         # backward through the heads (out = h2 Wh' + bh) into h2 ...
-        torch.bmm(g_head.transpose(1, 2), h2, out=g["Wh"].view(T, -1, self.H))
-        torch.sum(g_head, 1, out=g["bh"].view(T, -1))
+        torch.bmm(g_head, h2, out=g["Wh"].view(T, -1, self.H))
+        torch.sum(g_head, 2, out=g["bh"].view(T, -1))
         # ... and through both tanh layers (d tanh(z) / dz = 1 - tanh(z)^2), in place
-        g_z2 = tanh_backward_(torch.bmm(g_head, self.Wh, out=bufs["g_h2"]), h2)
+        g_z2 = tanh_backward_(torch.bmm(g_head.transpose(1, 2), self.Wh, out=bufs["g_h2"]), h2)
         torch.bmm(g_z2.transpose(1, 2), h1, out=g["W2"])
         torch.sum(g_z2, 1, out=g["b2"])
         g_z1 = tanh_backward_(torch.bmm(g_z2, p["W2"], out=bufs["g_h1"]), h1)
@@ -340,7 +356,7 @@ class FusedPPO:
         adv_n = adv * (-1.0 / n)
         pg1, pg2 = adv_n * ratio, adv_n * ratio_clipped
         pg_n = xp.maximum(pg1, pg2)
-        g_logp = (pg1 * (pg1 >= pg2))[:, None]
+        g_logp = pg1 * (pg1 >= pg2)
 
         # value loss 0.5 * max((v - R)^2, (v_clipped - R)^2)
         err = v - ret
@@ -360,12 +376,12 @@ class FusedPPO:
         if self.gaussian:
             z, inv_std = a, b
             g_out[...] = g_logp * inv_std * z
-            self.named(xp)[1]["log_std"][...] = (g_logp * (z * z - 1)).sum(0) - ent_coef
+            self.named(xp)[1]["log_std"][...] = (g_logp * (z * z - 1)).sum(1) - ent_coef
         else:
             log_p, p = a, b
             g_out[...] = g_logp * (act - p)
             if ent_coef:  # - ent_coef * mean(H):  d/d logits = ent_coef / n * p * (log p + H)
-                g_out += (ent_coef / n) * p * (log_p + entropy[:, None])
+                g_out += (ent_coef / n) * p * (log_p + entropy)
 
         # the five means as one product with a vector of 1/n
         rows = (pg_n * n, value_losses, entropy, log_ratio * log_ratio, ratio != ratio_clipped)
@@ -401,7 +417,7 @@ class FusedPPO:
         lr = self.optimizer.param_groups[0]["lr"]
         N, M = fields[0].shape[0], num_minibatches
         size = -(-N // M)  # torch.chunk's minibatch size (the last one is smaller when M does not divide N)
-        terms, epochs_run = [], 0
+        terms, epochs_run, head_inputs = [], 0, None
         for _ in range(update_epochs):
             # minibatches of a random permutation, as ppo_update draws them (one minibatch: the whole batch);
             # each field is gathered once per epoch, so every minibatch is a contiguous slice
@@ -416,7 +432,9 @@ class FusedPPO:
                 mb_x, mb_act, mb_nlp, mb_v, adv, mb_ret = minibatch
                 if norm_adv and adv.shape[0] > 1:
                     adv = normalize_advantages(adv)
-                stats = self._loss_and_grad(mb_x, mb_act, mb_nlp, mb_v, adv, mb_ret, *loss_args)
+                if M > 1 or head_inputs is None:  # (one minibatch: every epoch reads the same arrays)
+                    head_inputs = self._head_inputs(mb_act, mb_nlp, mb_v, adv, mb_ret)
+                stats = self._step_gradient(mb_x, head_inputs, *loss_args)
                 if all_reduce_mean is not None:
                     all_reduce_mean(self.grad)
                 try:

@@ -13,7 +13,8 @@ built-in network calls these and nothing else:
 tests/test_structure.py keeps it so: no other module of the package computes a tanh layer, a softmax, a
 categorical draw or a Gaussian log-density.
 
-Shapes: a batch of n rows; actions along the last axis: logits and Gaussian means are (..., n, A).
+Shapes: a batch of n rows; actions along the last axis, logits and Gaussian means (..., n, A), unless `axis` says
+otherwise (the fused update lays them out (A, n): its per-sample arithmetic then reduces over A rows).
 """
 from __future__ import annotations
 
@@ -155,11 +156,12 @@ def multi_categorical_mode(logits, nvec: Sequence[int]):
 # ------------------------------------------------------------------------------------------------------
 # Diagonal Gaussian N(mean, exp(log_std)^2) over the last axis, with a state-independent log-std
 # ------------------------------------------------------------------------------------------------------
-def gaussian_log_prob(mean, log_std, action):
-    """(log N(a; mean, std), z = (a - mean) / std): -1/2 sum z^2 - sum log std - d/2 log 2 pi. z is what the
-    hand-derived gradient reuses (d log p / d mean = z / std, d log p / d log std = z^2 - 1)."""
+def gaussian_log_prob(mean, log_std, action, axis: int = -1):
+    """(log N(a; mean, std), z = (a - mean) / std): -1/2 sum z^2 - sum log std - d/2 log 2 pi, summed over the
+    action axis (`log_std` shaped to broadcast along it). z is what the hand-derived gradient reuses
+    (d log p / d mean = z / std, d log p / d log std = z^2 - 1)."""
     z = (action - mean) * namespace(log_std).exp(-log_std)
-    return -0.5 * (z * z).sum(-1) - (log_std.sum() + mean.shape[-1] * HALF_LOG_2PI), z
+    return -0.5 * (z * z).sum(axis) - (log_std.sum() + mean.shape[axis] * HALF_LOG_2PI), z
 
 
 def gaussian_entropy(log_std):
