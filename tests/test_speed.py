@@ -143,3 +143,46 @@ def test_preprocessing_the_rollout_once_gives_the_same_update(precision):
                    vf_coef=0.5, max_grad_norm=0.5, norm_adv=True)
         results.append(torch.cat([p.detach().flatten() for p in m.parameters()]))
     assert torch.equal(results[0], results[1])
+
+
+def test_private_kernels_and_their_public_fallbacks_agree(monkeypatch):
+    """ppo2/speed.py's private torch kernels (aten's tanh_backward, torch._fused_adam_, torch._foreach_copy_) and
+    the public fallbacks they stand behind give the same fused update: parameters, Adam moments and step count."""
+    import copy
+
+    from ppo2 import speed
+    from ppo2.fused import FusedPPO
+    from ppo2.optim import AdamState
+    from ppo2.update import Batch
+
+    torch.manual_seed(0)
+    base = PPO2(5, 16, 3, shared_latent=False)
+    obs = torch.randn(64, 5)
+    with torch.no_grad():
+        values, actions, nlp, _ = base(obs)
+    batch = Batch(obs, actions, nlp + 0.1 * torch.randn(64), values, torch.randn(64), torch.randn(64))
+    kw = dict(update_epochs=3, num_minibatches=2, clip_range=0.2, ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.5,
+              norm_adv=True)
+    results = {}
+    for private in (True, False):
+        monkeypatch.setattr(speed, "USE_PRIVATE_KERNELS", private)
+        model = copy.deepcopy(base)
+        opt = AdamState(list(model.parameters()), lr=3e-3)
+        torch.manual_seed(1)
+        for _ in range(2):
+            FusedPPO(model, opt).update(batch, **kw)
+        results[private] = (model.state_dict(), opt.state_dict())
+    (p_on, o_on), (p_off, o_off) = results[True], results[False]
+    assert any(not torch.equal(p_on[k], base.state_dict()[k]) for k in p_on)  # the update moved the weights
+    for k in p_on:
+        torch.testing.assert_close(p_on[k], p_off[k], rtol=1e-6, atol=1e-7, msg=k)
+    for i, s in o_on["state"].items():
+        assert float(s["step"]) == float(o_off["state"][i]["step"]) == 12.0
+        torch.testing.assert_close(s["exp_avg"], o_off["state"][i]["exp_avg"], rtol=1e-6, atol=1e-9)
+        torch.testing.assert_close(s["exp_avg_sq"], o_off["state"][i]["exp_avg_sq"], rtol=1e-6, atol=1e-12)
+    g, h = torch.randn(2, 7, 3), torch.rand(2, 7, 3) * 2 - 1
+    monkeypatch.setattr(speed, "USE_PRIVATE_KERNELS", True)
+    on = speed.tanh_backward_(g.clone(), h)
+    monkeypatch.setattr(speed, "USE_PRIVATE_KERNELS", False)
+    torch.testing.assert_close(on, speed.tanh_backward_(g.clone(), h))
+    torch.testing.assert_close(on, g * (1 - h * h))
