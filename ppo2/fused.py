@@ -221,7 +221,7 @@ class FusedPPO:
     # forward: ppo2/network.py's, on the flat parameters
     # ---------------------------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, buffers: dict | None = None):
-        """(h1, h2, policy output (n, A), value (n,)) for normalised observations; h1, h2 are (T, n, H), both
+        """(h1, h2, policy output (A, n), value (n,)) for normalised observations; h1, h2 are (T, n, H), both
         towers in one batched matmul per layer; written into `buffers` (`_buffers`) where given."""
         b = buffers or {}
         h1, h2 = network.mlp(x, self.layers, tanh=tanh_, out=buffers and (b["h1"], b["h2"]))
