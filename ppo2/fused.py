@@ -53,10 +53,6 @@ def _scaled(stats: list[float]) -> list[float]:
     return [v * k for v, k in zip(stats, STAT_SCALE)]
 
 
-def _clip(x, low: float, high: float):
-    return x.clamp(low, high) if isinstance(x, torch.Tensor) else np.minimum(np.maximum(x, low), high)
-
-
 class FusedPPO:
     """PPO updates (and the collector's policy step) for a `PPO2` built with its own MLP.
 
@@ -156,7 +152,7 @@ class FusedPPO:
         self.bh = p["bh"].view(T, -1, 1)
         self.policy_layers = [(w[0], b[0]) for w, b in self.layers]
         self.policy_head = (self.Wh[0, :A].t(), p["bh"].view(T, -1)[0, :A])
-        self._g_head: dict[int, dict] = {}  # see _buffers
+        self._step_buffers: dict[int, dict] = {}  # see _buffers
         # each model parameter's slice of the parameter, first- and second-moment buffers, shaped like it
         self._flat_views = [[buf[offset:offset + n].view_as(param) for param, offset, n in self._pairs]
                             for buf in (self.flat, self.exp_avg, self.exp_avg_sq)]
@@ -285,11 +281,11 @@ class FusedPPO:
         more than the step's arithmetic): the activations h1, h2 and the heads' output as `forward` lays them out,
         d loss / d each (g_h1, g_h2, g_head: zeroed once; its value-tower padding is never written, so it stays 0),
         and 1/n per row for the statistics' means."""
-        bufs = self._g_head.get(n)
+        bufs = self._step_buffers.get(n)
         if bufs is None:
             T, H, K = self.T, self.H, self.Wh.shape[1]
             new = self.flat.new_empty
-            bufs = self._g_head[n] = {"h1": new((T, n, H)), "h2": new((T, n, H)), "out": new((T, K, n)),
+            bufs = self._step_buffers[n] = {"h1": new((T, n, H)), "h2": new((T, n, H)), "out": new((T, K, n)),
                                       "g_h1": new((T, n, H)), "g_h2": new((T, n, H)),
                                       "g_head": self.flat.new_zeros((T, K, n)),
                                       "mean": self._as_xp(self.flat.new_full((n,), 1.0 / n))}
@@ -352,7 +348,7 @@ class FusedPPO:
         # Computed as pg_i / n (advantages scaled by -1/n once): d mean(pg) / d log pi = -A r / n there.
         log_ratio = logp + old_nlp
         ratio = xp.exp(log_ratio)
-        ratio_clipped = _clip(ratio, 1.0 - clip_range, 1.0 + clip_range)
+        ratio_clipped = network.clip(ratio, 1.0 - clip_range, 1.0 + clip_range)
         adv_n = adv * (-1.0 / n)
         pg1, pg2 = adv_n * ratio, adv_n * ratio_clipped
         pg_n = xp.maximum(pg1, pg2)
@@ -362,7 +358,7 @@ class FusedPPO:
         err = v - ret
         if clip_value:
             dv = v - old_v
-            err_clipped = old_v + _clip(dv, -clip_range, clip_range) - ret
+            err_clipped = old_v + network.clip(dv, -clip_range, clip_range) - ret
             sq, sq_clipped = err * err, err_clipped * err_clipped
             value_losses = xp.maximum(sq, sq_clipped)
             inside = abs(dv) <= clip_range  # where clip passes the gradient through

@@ -40,8 +40,8 @@ from .init import orthogonal_
 from .moments import merge_moments
 from .observations import Preprocessed, describe, image_chw, image_keys, vector_dim, vector_keys
 from .speed import NUMPY_MAX_BATCH, Precision, numpy_policy, resolve_precision, run_encoder, scale_frames
-from .validation import (check_dropout, check_int, check_loss_coefficients, check_loss_inputs, check_numpy_obs, check_obs, check_obs_shape,
-                         resolve_obs_spec, validate_config)
+from .validation import (check_dropout, check_int, check_loss_coefficients, check_loss_inputs, check_numpy_obs,
+                         check_obs, check_obs_shape, resolve_obs_spec, validate_config)
 
 __all__ = ["PPO2", "MLP"]
 
@@ -55,7 +55,6 @@ class MLP(nn.Sequential):
         for i in range(layers):
             modules += [nn.Linear(input_dim if i == 0 else hidden_dim, hidden_dim), nn.Tanh(), nn.Dropout(dropout)]
         super().__init__(*modules)
-        self.dropout_p = float(dropout)
 
     def linears(self) -> list[nn.Linear]:
         return [m for m in self if isinstance(m, nn.Linear)]
@@ -67,7 +66,7 @@ class MLP(nn.Sequential):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not len(self):
             return x
-        p = self.dropout_p
+        p = self[2].p  # (every layer's Dropout has the same p)
         dropout = (lambda h: F.dropout(h, p, training=True)) if p > 0 and self.training else None
         return network.mlp(x, self.layers(), dropout=dropout)[-1]
 
@@ -336,7 +335,7 @@ class PPO2(nn.Module):
         if not self.normalize_obs:
             return obs
         mean, inv_std = self.obs_scale()
-        return ((obs - mean) * inv_std).clamp(-self.obs_clip, self.obs_clip)
+        return network.standardize(obs, mean, inv_std, self.obs_clip)
 
     # ------------------------------------------------------------------------------------------
     # the network: preprocess -> encoder -> latent MLP -> heads
@@ -405,8 +404,9 @@ class PPO2(nn.Module):
         return self.action_head.output(self.latent(x) if self.shared_latent else self.policy_latent(x))
 
     def _value_of(self, obs: Any) -> torch.Tensor:
-        """V(s) of shape (N,) for a validated batch (the bootstrap value after a rollout)."""
-        return self._value_out(self._latents(obs)[1])
+        """V(s) of shape (N,) for a validated batch (the bootstrap value after a rollout); only the value tower runs."""
+        x = self.features(obs)
+        return self._value_out(self.latent(x) if self.shared_latent else self.value_latent(x))
 
     def _sample(self, obs: Any) -> torch.Tensor:
         """A sampled action for a validated batch (the collector's policy step in torch)."""
@@ -488,12 +488,19 @@ class PPO2(nn.Module):
 
         For the clip fraction too, call `ppo2.losses.ppo_loss` with the same arguments. Raises ValueError for
         tensors of different shapes or holding NaN/inf, and for a non-finite or negative clip_range."""
-        check_loss_inputs(returns=returns, value_f=value_f, neg_log_probs=neg_log_probs, entropy=entropy,
-                           advantages=advantages, old_values=old_values, old_neg_log_prbs=old_neg_log_prbs)
-        check_loss_coefficients(clip_range, ent_coef, vf_coef)
-        out = ppo_loss(returns, value_f, neg_log_probs, entropy, advantages, old_values, old_neg_log_prbs,
-                       clip_range, ent_coef, vf_coef)
+        out = PPO2._checked_loss(returns, value_f, neg_log_probs, entropy, advantages, old_values, old_neg_log_prbs,
+                                 clip_range, ent_coef, vf_coef)
         return out.loss, out.pg_loss, out.value_loss, out.entropy_mean, out.approx_kl
+
+    @staticmethod
+    def _checked_loss(returns, value_f, neg_log_probs, entropy, advantages, old_values, old_neg_log_prbs,
+                      clip_range, ent_coef, vf_coef):
+        """`ppo2.losses.ppo_loss` (all six terms) after `loss`'s checks: what `loss` and the hub's `train_fn` run."""
+        check_loss_inputs(returns=returns, value_f=value_f, neg_log_probs=neg_log_probs, entropy=entropy,
+                          advantages=advantages, old_values=old_values, old_neg_log_prbs=old_neg_log_prbs)
+        check_loss_coefficients(clip_range, ent_coef, vf_coef)
+        return ppo_loss(returns, value_f, neg_log_probs, entropy, advantages, old_values, old_neg_log_prbs,
+                        clip_range, ent_coef, vf_coef)
 
     # ------------------------------------------------------------------------------------------
     # persistence (safetensors + JSON) and the Hugging Face Hub; implemented in ppo2.hf_hub

@@ -10,8 +10,8 @@ built-in network calls these and nothing else:
   autograd in tests/test_fused.py),
 - torch.export / ONNX, which trace the module forward.
 
-tests/test_structure.py keeps it so: no other module of the package computes a tanh layer, a softmax, a
-categorical draw or a Gaussian log-density.
+tests/test_network.py keeps it so: no other module of the package computes a tanh layer, a softmax, a
+categorical draw or a Gaussian log-density, and every path above is seen calling these.
 
 Shapes: a batch of n rows; actions along the last axis, logits and Gaussian means (..., n, A), unless `axis` says
 otherwise (the fused update lays them out (A, n): its per-sample arithmetic then reduces over A rows).
@@ -25,15 +25,16 @@ import numpy as np
 import torch
 
 __all__ = [
-    "namespace", "dense", "mlp", "log_softmax", "categorical_log_prob_entropy", "categorical_sample",
+    "namespace", "clip", "standardize", "dense", "mlp", "log_softmax", "categorical_log_prob_entropy", "categorical_sample",
     "categorical_mode", "one_hot", "multi_categorical_log_prob_entropy", "multi_categorical_sample", "multi_categorical_mode",
     "gaussian_log_prob", "gaussian_entropy", "gaussian_sample", "HALF_LOG_2PI", "MASKED_LOGIT",
 ]
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
-# The logit an illegal action gets (ppo2.masking): finite, so 0 * logit stays 0 in the sums below, and so far
-# below any real logit that exp() of it is exactly 0 in float32 (its probability, and its share of the entropy).
+# The logit an illegal action is to get (action masking, not built yet): finite, so 0 * logit stays 0 in the sums
+# below, and so far below any real logit that exp() of it is exactly 0 in float32 (its probability, and its share of
+# the entropy; tests/test_network.py checks both).
 MASKED_LOGIT = -1e8
 
 
@@ -48,6 +49,19 @@ def _max_keep(x, axis: int):
 
 def _sum_keep(x, axis: int):
     return x.sum(axis, keepdim=True) if isinstance(x, torch.Tensor) else x.sum(axis, keepdims=True)
+
+
+def clip(x, low, high):
+    """x limited to [low, high] (torch's clamp; numpy's minimum/maximum, which skip np.clip's wrapper)."""
+    return x.clamp(low, high) if isinstance(x, torch.Tensor) else np.minimum(np.maximum(x, low), high)
+
+
+# ------------------------------------------------------------------------------------------------------
+# The observation normaliser's output: (x - mean) / std, clipped
+# ------------------------------------------------------------------------------------------------------
+def standardize(x, mean, inv_std, limit: float):
+    """(x - mean) * inv_std clipped to +-limit, with inv_std = 1 / sqrt(var + eps) from the running moments."""
+    return clip((x - mean) * inv_std, -limit, limit)
 
 
 # ------------------------------------------------------------------------------------------------------

@@ -48,14 +48,12 @@ import torch
 from torch import nn
 
 from . import network
-
 from .config import PRECISIONS
 from .rundir import cpu_model_and_isa
 
 __all__ = ["Precision", "native_bfloat16", "resolve_precision", "run_encoder", "scale_frames", "preprocess_once",
            "select_rows", "PREPROCESS_ONCE_BYTES", "PRECISIONS", "NUMPY_MAX_BATCH", "numpy_policy", "NumpyPolicy",
            "tanh_", "tanh_backward_", "adam_step_", "copy_tensors_", "USE_PRIVATE_KERNELS"]
-
 
 
 @dataclass(frozen=True)
@@ -162,8 +160,8 @@ class NumpyPolicy:
     functions run on arrays instead of tensors. Views share memory with the parameters, so optimizer steps and
     `load_state_dict` (an in-place copy) are seen at once; `numpy_policy` makes a new one when a tensor is replaced."""
 
-    def __init__(self, model, layers: list, head_layer: tuple, norm: tuple | None):
-        self.model, self.layers, self.head_layer, self.norm = model, layers, head_layer, norm
+    def __init__(self, model, layers: list, head_layer: tuple, norm: tuple | None, key: tuple):
+        self.layers, self.head_layer, self.norm, self.key = layers, head_layer, norm, key
         self.head = model.action_head
         self.obs_clip = model.obs_clip
 
@@ -171,7 +169,7 @@ class NumpyPolicy:
         """The output layer (logits or Gaussian mean) for raw (N, input_dim) observations."""
         x = np.asarray(obs, dtype=np.float32)
         if self.norm is not None:
-            x = np.clip((x - self.norm[0]) * self.norm[1], -self.obs_clip, self.obs_clip)
+            x = network.standardize(x, *self.norm, self.obs_clip)
         return network.dense(network.mlp(x, self.layers)[-1], *self.head_layer)
 
     def act(self, obs: np.ndarray) -> np.ndarray:
@@ -208,8 +206,7 @@ def numpy_policy(model) -> NumpyPolicy | None:
     n = 2 * (model.latent_layers + 1)
     layers = [(arrays[i].T, arrays[i + 1]) for i in range(0, n, 2)]
     norm = (arrays[-2], arrays[-1]) if model.normalize_obs else None
-    policy = NumpyPolicy(model, layers[:-1], layers[-1], norm)
-    policy.key = key
+    policy = NumpyPolicy(model, layers[:-1], layers[-1], norm, key)
     model.__dict__["_numpy_policy"] = policy
     return policy
 

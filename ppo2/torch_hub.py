@@ -7,10 +7,9 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .losses import normalize_advantages, ppo_loss
+from .losses import normalize_advantages
 from .model import PPO2
 from .update import gradient_step
-from .validation import check_loss_coefficients, check_loss_inputs
 
 __all__ = ["ppo2", "eval_fn", "train_fn"]
 
@@ -136,11 +135,8 @@ def train_fn(model: PPO2, optimizer: torch.optim.Optimizer, clip_range: float = 
                                      "the step was not applied")
         model.train()
         value_f, _, neg_log_probs, entropy = model(obs, action=old_actions)  # (validates obs and actions)
-        check_loss_coefficients(clip_range, ent_coef, vf_coef)
-        check_loss_inputs(returns=returns, value_f=value_f, neg_log_probs=neg_log_probs, entropy=entropy,
-                          advantages=advantages, old_values=old_values, old_neg_log_prbs=old_neg_log_prbs)
-        out = ppo_loss(returns, value_f, neg_log_probs, entropy, advantages, old_values, old_neg_log_prbs,
-                       clip_range, ent_coef, vf_coef)
+        out = PPO2._checked_loss(returns, value_f, neg_log_probs, entropy, advantages, old_values, old_neg_log_prbs,
+                                 clip_range, ent_coef, vf_coef)
         gradient_step(model, optimizer, out, max_grad_norm)
         loss, pg_loss, value_loss, entropy_mean, approx_kl = out[:5]
         return tuple(float(x.detach()) for x in (loss, pg_loss, value_loss, entropy_mean, approx_kl))
