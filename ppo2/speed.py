@@ -29,8 +29,9 @@ dispatch than in arithmetic, so:
 - the hand-derived update (ppo2/fused.py): autograd, torch.distributions, clip_grad_norm_ and torch.optim dispatch
   dozens of small operations per step; the fused update keeps parameters, gradients and Adam's moments in flat
   buffers and writes the backward out (tested equal to autograd).
-- `tanh_`: torch 2.13's CPU tanh is not vectorised; numpy's is where numpy has AVX512_SKX, else
-  2*sigmoid(2x)-1 through torch's vectorised sigmoid. For tensors outside autograd only (the fused update).
+- `tanh_`: numpy's SIMD tanh where numpy has AVX512_SKX, else 2*sigmoid(2x)-1 through torch's vectorised sigmoid,
+  in place of torch's CPU tanh on the fused step's activations (benchmarks/update_step.py times both on the same
+  copy of the inputs; the margin depends on the host). For tensors outside autograd only (the fused update).
 - three private torch kernels, each behind a public fallback that computes the same numbers (tests/test_speed.py
   runs both): `tanh_backward_` (aten's tanh_backward; fallback grad * (1 - h^2)), `adam_step_` (the kernel of
   torch.optim.Adam(fused=True); fallback: that optimizer, built on first use), `copy_tensors_`
