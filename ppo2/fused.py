@@ -219,10 +219,10 @@ class FusedPPO:
     def forward(self, x: torch.Tensor, buffers: dict | None = None):
         """(h1, h2, policy output (A, n), value (n,)) for normalised observations; h1, h2 are (T, n, H), both
         towers in one batched matmul per layer; written into `buffers` (`_buffers`) where given."""
-        b = buffers or {}
-        h1, h2 = network.mlp(x, self.layers, tanh=tanh_, out=buffers and (b["h1"], b["h2"]))
+        hidden, out = ((buffers["h1"], buffers["h2"]), buffers["out"]) if buffers else (None, None)
+        h1, h2 = network.mlp(x, self.layers, tanh=tanh_, out=hidden)
         # the heads transposed, (T, K, n) = Wh h2' + bh: the same dense layer, its arguments' roles swapped
-        out = network.dense(self.Wh, h2.transpose(1, 2), self.bh, out=b.get("out"))
+        out = network.dense(self.Wh, h2.transpose(1, 2), self.bh, out=out)
         if self.T == 1:
             return h1, h2, out[0, :self.A], out[0, self.A]
         return h1, h2, out[0], out[1, 0]
