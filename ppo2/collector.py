@@ -116,7 +116,8 @@ class RolloutStorage:
                              f"but {available / 2**30:.1f} GiB is available. Use fewer --num-envs or --num-steps, or "
                              "smaller frames (gymnasium.wrappers.ResizeObservation)")
 
-    def __init__(self, num_steps: int, num_envs: int, obs_spec: dict, action_shape: tuple, action_dtype: torch.dtype):
+    def __init__(self, num_steps: int, num_envs: int, obs_spec: dict, action_shape: tuple, action_dtype: torch.dtype,
+                 mask_size: int = 0, memory_shape: tuple | None = None):
         T, N = num_steps, num_envs
         np_action_dtype = np.int64 if action_dtype == torch.int64 else np.float32
         self.obs = tree_zeros(obs_spec, (T, N))
@@ -128,6 +129,11 @@ class RolloutStorage:
         self.truncations = np.zeros((T, N), np.float32)
         self.valid = np.zeros((T, N), np.bool_)
         self.next_value = np.zeros(N, np.float32)
+        # action masks (N rows of mask_size 0/1 entries per step; ppo2/masks.py), where the env has them
+        self.masks = np.ones((T, N, mask_size), np.bool_) if mask_size else None
+        # recurrent policies (ppo2/memory.py): which rows begin an episode, and the LSTM state before row 0
+        self.starts = np.zeros((T, N), np.bool_) if memory_shape else None
+        self.state0 = (np.zeros(memory_shape, np.float32), np.zeros(memory_shape, np.float32)) if memory_shape else None
 
     def tensor(self, name: str) -> torch.Tensor:
         return torch.from_numpy(getattr(self, name))
@@ -142,13 +148,19 @@ class Collector:
     at a time into `storage`."""
 
     def __init__(self, envs, env_id: str, storage: RolloutStorage, device: torch.device, reset_seed: int,
-                 reward_scaler: RewardScaler | None = None, clip_reward: bool = False):
+                 reward_scaler: RewardScaler | None = None, clip_reward: bool = False, masks=None):
+        """`masks` (a `ppo2.masks.MaskSource`) splits action masks off the observations or asks the envs for them."""
         self.envs, self.env_id, self.storage, self.device = envs, env_id, storage, device
+        self.masks = masks
         self.reward_scaler = reward_scaler
         self.clip_reward = clip_reward  # train on sign(r) (then scale, if a scaler is set); log the env's r
         self.num_envs = envs.num_envs
         self.next_obs, _ = envs.reset(seed=reset_seed)
+        self.next_mask = self._split()
         self.prev_done = np.zeros(self.num_envs, np.bool_)
+        # recurrent policies: the LSTM state, and which envs' next observation begins an episode (all, after reset)
+        self.lstm_state = storage.state0 and tuple(np.zeros_like(a) for a in storage.state0)
+        self.next_start = np.ones(self.num_envs, np.bool_)
         self.ep_return = np.zeros(self.num_envs, np.float64)
         self.ep_length = np.zeros(self.num_envs, np.int64)
         self.recent_returns: deque = deque(maxlen=20)
@@ -174,15 +186,26 @@ class Collector:
         on_cpu = self.device.type == "cpu"
         return tree_map(lambda a: torch.from_numpy(a) if on_cpu else torch.from_numpy(a).to(self.device), obs)
 
+    def _split(self) -> np.ndarray | None:
+        """Take this step's action masks off the observations (or from the envs), checked; None without masks."""
+        if self.masks is None:
+            return None
+        self.next_obs, mask = self.masks.split(self.envs, self.next_obs)
+        return mask
+
     @torch.inference_mode()  # (cheaper per operation than no_grad; nothing collected here is differentiated)
     def collect(self, sample_action: Callable, evaluate: Callable, value_of: Callable, to_env: Callable,
                 where: str) -> None:
-        """Fill the storage with one rollout: actions sampled step by step (`sample_action`: the envs'
-        observations, numpy, in; numpy actions out), then V(s_t) and log pi(a_t|s_t) of every step in one
-        batched pass (the policy does not change during a rollout, so these are the numbers a per-step
-        computation would give, for one call instead of num_steps)."""
+        """Fill the storage with one rollout: actions sampled step by step (`sample_action(obs, mask, memory)`: the
+        envs' observations and action masks, numpy, and for a recurrent policy (LSTM state, episode starts), in;
+        numpy actions and the LSTM state after (None for other policies) out), then V(s_t) and log pi(a_t|s_t) of
+        every step in one batched pass (the policy does not change during a rollout, so these are the numbers a
+        per-step computation would give, for one call instead of num_steps; a recurrent policy runs the rollout's
+        sequences from the state they began with)."""
         s = self.storage
         T = s.values.shape[0]
+        if s.state0 is not None:
+            s.state0[0][:], s.state0[1][:] = self.lstm_state
         for t in range(T):
             obs = self.next_obs
             if isinstance(obs, dict):
@@ -192,11 +215,22 @@ class Collector:
             else:
                 s.obs[t] = obs
                 row = s.obs[t]
-            action_np = sample_action(row)
+            mask = None
+            if s.masks is not None:
+                s.masks[t] = self.next_mask
+                mask = s.masks[t]
+            memory = None
+            if s.starts is not None:
+                s.starts[t] = self.next_start
+                memory = (self.lstm_state, s.starts[t])
+            action_np, state = sample_action(row, mask, memory)
             s.actions[t] = action_np
+            if state is not None:
+                self.lstm_state = state
 
             self.next_obs, reward, terminated, truncated, _ = self.envs.step(to_env(action_np))
             self.check_finite(self.next_obs, f"{where}, rollout step {t}", reward)
+            self.next_mask = self._split()
             done = terminated | truncated
             s.valid[t] = ~self.prev_done  # False on the autoreset step: its action was ignored
             train_reward = np.sign(reward) if self.clip_reward else reward
@@ -212,14 +246,27 @@ class Collector:
                 self.episodes += int(done.sum())
                 self.ep_return[done] = 0.0
                 self.ep_length[done] = 0
+            # the next observation begins an episode where this row was the autoreset step (it returned the reset obs)
+            self.next_start = self.prev_done.copy()
             self.prev_done = done
         N = self.num_envs
         obs_t = tree_map(lambda x: x.to(self.device), s.flat_obs())
         actions_t = torch.from_numpy(s.actions.reshape(T * N, *s.actions.shape[2:])).to(self.device)
-        values, neg_log_probs = evaluate(obs_t, actions_t)
+        extra = {}
+        if s.masks is not None:
+            extra["mask"] = torch.from_numpy(s.masks.reshape(T * N, -1)).to(self.device)
+        if s.starts is not None:
+            extra["memory"] = self.memory_tensors(s.state0, s.starts)
+        values, neg_log_probs = evaluate(obs_t, actions_t, **extra)
         s.values[:] = values.view(T, N).cpu().numpy()
         s.neg_log_probs[:] = neg_log_probs.view(T, N).cpu().numpy()
-        s.next_value[:] = value_of(self.to_device(self._next_obs_array())).cpu().numpy()
+        next_memory = None if s.starts is None else self.memory_tensors(self.lstm_state, self.next_start[None])
+        s.next_value[:] = value_of(self.to_device(self._next_obs_array()), next_memory).cpu().numpy()
+
+    def memory_tensors(self, state: tuple, starts: np.ndarray) -> tuple:
+        """((h, c), starts) as float32 tensors on the training device."""
+        h, c = (torch.from_numpy(np.ascontiguousarray(a)).to(self.device) for a in state)
+        return (h, c), torch.from_numpy(starts.astype(np.float32)).to(self.device)
 
     def _next_obs_array(self) -> Any:
         return tree_map(lambda a: np.ascontiguousarray(a, a.dtype if a.dtype == np.uint8 else np.float32), self.next_obs)
@@ -245,6 +292,12 @@ class Collector:
         if self.reward_scaler is not None:
             state["reward_scaler"], scaler_tensors = self.reward_scaler.state()
             tensors.update(scaler_tensors)
+        if self.lstm_state is not None:  # a recurrent policy's memory of the episodes in flight
+            tensors["collector.lstm_h"] = torch.from_numpy(self.lstm_state[0].copy())
+            tensors["collector.lstm_c"] = torch.from_numpy(self.lstm_state[1].copy())
+            tensors["collector.next_start"] = torch.from_numpy(self.next_start.copy())
+        if self.next_mask is not None:
+            tensors["collector.next_mask"] = torch.from_numpy(np.ascontiguousarray(self.next_mask))
         return state, tensors
 
     def load_state(self, state: dict, tensors: dict[str, torch.Tensor]) -> bool:
@@ -262,11 +315,24 @@ class Collector:
             else:
                 next_obs = tensors["collector.next_obs"].numpy().copy()
                 same = next_obs.shape == np.shape(self.next_obs)
-            saved = {k: tensors[f"collector.{k}"].numpy().copy() for k in ("prev_done", "ep_return", "ep_length")}
+            names = ["prev_done", "ep_return", "ep_length"] + (["next_start"] if self.lstm_state is not None else [])
+            saved = {k: tensors[f"collector.{k}"].numpy().copy() for k in names}
+            memory = (tuple(tensors[f"collector.lstm_{k}"].numpy().copy() for k in "hc")
+                      if self.lstm_state is not None else None)
+            mask = tensors["collector.next_mask"].numpy().copy() if self.next_mask is not None else None
         except KeyError as exc:
             raise ValueError(f"the checkpoint's collector state lacks {exc}") from None
         if not same or any(v.shape != (self.num_envs,) for v in saved.values()):
             raise ValueError(f"the checkpoint's collector state does not fit {self.num_envs} environments of this run")
+        if memory is not None:
+            if any(m.shape != self.lstm_state[0].shape or not np.isfinite(m).all() for m in memory):
+                raise ValueError(f"the checkpoint's LSTM state must be finite, of shape {self.lstm_state[0].shape}; got "
+                                 f"{[m.shape for m in memory]}")
+            self.lstm_state, self.next_start = memory, saved.pop("next_start").astype(np.bool_)
+        if mask is not None:
+            if mask.shape != self.next_mask.shape:
+                raise ValueError(f"the checkpoint's action masks have shape {mask.shape}, expected {self.next_mask.shape}")
+            self.next_mask = mask.astype(np.bool_)
         self.check_finite(next_obs, "the checkpoint's observations", saved["ep_return"])
         set_env_state(self.envs, state["env"])
         self.next_obs = next_obs
@@ -278,3 +344,8 @@ class Collector:
 
     def restart(self, seed: int) -> None:
         self.next_obs, _ = self.envs.reset(seed=seed)
+        self.next_mask = self._split()
+        self.prev_done[:] = False
+        if self.lstm_state is not None:  # fresh episodes: fresh memory
+            self.lstm_state = tuple(np.zeros_like(a) for a in self.lstm_state)
+            self.next_start[:] = True

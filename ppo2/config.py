@@ -76,6 +76,13 @@ class TrainConfig:
     clip_reward: bool = _f(False, "train on the sign of each reward (-1, 0, +1), as baselines' Atari wrapper does; "
                                   "logged and evaluated returns stay the env's")
     log_std_init: float = _f(0.0, "initial log-std of Gaussian policies")
+    recurrent: bool = _f(False, "an LSTM between the encoder and the latent MLP (ppo2/memory.py): memory for partially "
+                                "observed envs; training runs each env's rollout as one sequence from its saved state")
+    lstm_hidden: int = _f(64, "the LSTM's size (with --recurrent)")
+    shared_lstm: bool = _f(True, "one LSTM for actor and critic (with --recurrent); --no-shared-lstm gives the critic "
+                                 "its own (and separate latent towers)")
+    action_mask: bool = _f(True, "mask illegal actions where the env gives masks: an 'action_mask' key in Dict "
+                                 "observations or an action_masks() method (ppo2/masks.py)")
     precision: str = _f("auto", "how the built-in image encoder computes: auto (bfloat16 autocast where the device has "
                                 "it natively: AMX/AVX512_BF16 CPUs, bf16 GPUs; else float32), float32, or bfloat16. "
                                 "Weights, heads, loss and optimizer stay float32; vectors are unaffected",
@@ -149,7 +156,7 @@ class TrainConfig:
                 raise ValueError(msg)
 
         for name in ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "hidden_dim",
-                     "eval_episodes", "torch_threads"):
+                     "eval_episodes", "torch_threads", "lstm_hidden"):
             v = getattr(self, name)
             need(isinstance(v, int) and not isinstance(v, bool) and v >= 1, f"{name} must be an int >= 1, got {v!r}")
         for name in ("eval_interval", "checkpoint_interval", "confirm_episodes"):
@@ -166,6 +173,10 @@ class TrainConfig:
         need(self.batch_size % self.num_minibatches == 0,
              f"batch size num_envs*num_steps = {self.num_envs}*{self.num_steps} = {self.batch_size} is not divisible "
              f"into num_minibatches={self.num_minibatches} equal minibatches")
+        need(not self.recurrent or self.num_envs % self.num_minibatches == 0,
+             f"a recurrent policy trains on whole env sequences: num_envs={self.num_envs} must be divisible into "
+             f"num_minibatches={self.num_minibatches} minibatches of environments")
+        need(self.recurrent or self.shared_lstm, "--no-shared-lstm needs --recurrent")
         need(not (self.norm_adv and self.minibatch_size < 2),
              f"advantage normalisation needs minibatches of at least 2 samples, got minibatch size {self.minibatch_size} "
              f"(batch {self.batch_size} / {self.num_minibatches} minibatches); use more envs/steps or --no-norm-adv")

@@ -210,6 +210,10 @@ class ActionHead(nn.Module):
     def distribution_from_output(self, out: torch.Tensor) -> Distribution:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def mask(self, out, mask):
+        """The output with illegal actions masked (ppo2/masks.py): for logits, ppo2/network.py's `mask_logits`."""
+        return network.mask_logits(out, mask)
+
     def distribution(self, latent: torch.Tensor) -> Distribution:
         """The policy as a torch.distributions object (for your own use; the package's paths call the maths)."""
         return self.distribution_from_output(self.output(latent))
@@ -378,6 +382,9 @@ class BernoulliHead(ActionHead):
     def mode(self, logits):
         return (logits > 0) * 1.0
 
+    def mask(self, logits, mask):
+        return network.mask_bernoulli_logits(logits, mask)
+
     def has_numpy_path(self) -> bool:
         return True  # (mode and to_env)
 
@@ -430,6 +437,9 @@ class GaussianHead(ActionHead):
 
     def mode(self, mean):
         return mean  # (also a user class's: the location of a location-scale distribution)
+
+    def mask(self, mean, mask):
+        raise ValueError("action masks need a discrete action space; this policy's actions are a Box")
 
     def has_numpy_path(self) -> bool:
         return True  # (mode and to_env; sample only for the built-in Normal)

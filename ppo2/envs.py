@@ -15,6 +15,8 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 
 from .distributions import space_to_spec
+from . import pomdp as _pomdp
+from .masks import mask_size, split_observation_space
 from .observations import obs_spec_from_space
 
 __all__ = ["ENV_ALIASES", "canonical_env_id", "check_env_id", "refuse_file_named_module", "make_vector_env", "check_spaces", "get_env_state",
@@ -25,6 +27,8 @@ __all__ = ["ENV_ALIASES", "canonical_env_id", "check_env_id", "refuse_file_named
 # baselines/RL-Zoo/CleanRL; ale-py's own vector env adds the standard preprocessing (84x84 gray, 4 stacked
 # frames, up to 30 no-op starts).
 ENV_ALIASES = {"Pong": "ALE/Pong-v5", "Breakout": "ALE/Breakout-v5"}
+
+_pomdp.register()  # the velocity-free classic-control tasks (ppo2/pomdp.py)
 
 
 def canonical_env_id(env_id: str) -> str:
@@ -101,12 +105,33 @@ def make_vector_env(env_id: str, num_envs: int, vectorization: str = "auto", **k
     return envs
 
 
-def check_spaces(envs: gym.vector.VectorEnv, env_id: str = "the environment") -> tuple[dict, Any]:
-    """(observation spec, single action space), or a ValueError naming the space that is unsupported:
-    observations are vectors, uint8 images or Dicts of those (ppo2/observations.py)."""
-    spec = obs_spec_from_space(envs.single_observation_space, env_id)
-    space_to_spec(envs.single_action_space)  # raises for unsupported action spaces
-    return spec, envs.single_action_space
+def check_spaces(envs: gym.vector.VectorEnv, env_id: str = "the environment",
+                 action_mask: bool = True) -> tuple[dict, Any, Any]:
+    """(observation spec of what the network reads, single action space, mask config or None), or a ValueError naming
+    the space that is unsupported: observations are vectors, uint8 images or Dicts of those (ppo2/observations.py);
+    an `action_mask` Dict key or an `action_masks()` method masks actions (ppo2/masks.py) unless `action_mask` is
+    False."""
+    has_method = _has_action_masks(envs)
+    mode = ("method" if has_method else "auto") if action_mask else False
+    space, masks = split_observation_space(envs.single_observation_space, mode)
+    spec = obs_spec_from_space(space, env_id)
+    action_spec = space_to_spec(envs.single_action_space)  # raises for unsupported action spaces
+    if masks is not None and masks.applied:
+        try:
+            mask_size(action_spec)
+        except ValueError as exc:
+            raise ValueError(f"{env_id}: {exc}") from None
+    return spec, envs.single_action_space, masks
+
+
+def _has_action_masks(envs: gym.vector.VectorEnv) -> bool:
+    """Whether the sub-environments have sb3-contrib's `action_masks()` method (looked up, not called)."""
+    base = envs.unwrapped if hasattr(envs, "unwrapped") else envs
+    if isinstance(base, gym.vector.SyncVectorEnv):
+        return all(env.has_wrapper_attr("action_masks") for env in base.envs)
+    if isinstance(base, gym.vector.AsyncVectorEnv):
+        return all(envs.call("has_wrapper_attr", "action_masks"))
+    return callable(getattr(envs, "action_masks", None))  # a vector env of your own that masks itself
 
 
 # --------------------------------------------------------------------------------------------------

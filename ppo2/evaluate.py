@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from .envs import check_env_id, make_vector_env, refuse_file_named_module
+from .masks import env_masks
 from .speed import NUMPY_MAX_BATCH, numpy_policy
 from .validation import check_compatible
 
@@ -24,6 +25,27 @@ __all__ = ["evaluate_policy", "run_episodes", "record_replay", "load_policy", "m
 
 class EvaluationInterrupted(Exception):
     """`stop()` asked the episodes to end early (a training run that received SIGTERM or Ctrl-C)."""
+
+
+class PolicyActor:
+    """`model.predict` step after step in n environments: a recurrent policy's LSTM state carried from each step
+    to the next and zeroed where an episode begins; action masks from the observations or, for a policy that takes
+    them from the env's `action_masks()`, from `masks()`."""
+
+    def __init__(self, model, deterministic: bool, n: int):
+        self.model, self.deterministic = model, deterministic
+        self.state, self.episode_start = None, np.ones(n, np.bool_)
+        cfg = getattr(model, "mask_config", None)
+        self.method_masks = cfg is not None and cfg.applied and cfg.source == "method"
+
+    def __call__(self, obs: Any, masks: Callable[[], Any]) -> np.ndarray:
+        action_masks = masks() if self.method_masks else None
+        if getattr(self.model, "memory", None) is None:
+            return self.model.predict(obs, deterministic=self.deterministic, action_masks=action_masks)[0]
+        action, self.state = self.model.predict(obs, state=self.state, episode_start=self.episode_start,
+                                                deterministic=self.deterministic, action_masks=action_masks)
+        self.episode_start = np.zeros_like(self.episode_start)
+        return action
 
 
 @torch.no_grad()
@@ -40,7 +62,11 @@ def run_episodes(model, envs, seed: int, deterministic: bool = True,
     running = np.ones(n, dtype=bool)
     # predict's numpy path for small MLP batches, its weights looked up once: the first step goes through
     # predict (which checks the observations' shape and values), the rest straight to the numpy policy
-    policy = numpy_policy(model) if deterministic and isinstance(obs, np.ndarray) and n <= NUMPY_MAX_BATCH else None
+    plain = getattr(model, "memory", None) is None and getattr(model, "mask_config", None) is None
+    policy = (numpy_policy(model) if plain and deterministic and isinstance(obs, np.ndarray) and n <= NUMPY_MAX_BATCH
+              else None)
+    actor = PolicyActor(model, deterministic, n)
+    prev_done = np.zeros(n, np.bool_)
     first = True
     try:
         while running.any():
@@ -50,12 +76,12 @@ def run_episodes(model, envs, seed: int, deterministic: bool = True,
                 if not np.isfinite(obs).all():
                     model.predict(obs)  # raises, naming the NaN/inf
                 action = policy.act(obs)
-            elif deterministic:  # predict: numpy for small MLP batches (a few us per step), else torch
-                action, _ = model.predict(obs, deterministic=True)
-            else:
-                action, _ = model.predict(obs, deterministic=False)
+            else:  # predict: numpy for small MLP batches (a few us per step), else torch
+                action = actor(obs, lambda: env_masks(envs))
             first = False
             obs, reward, terminated, truncated, _ = envs.step(action)
+            # autoreset on the next step: an episode begins with the observation after the one that ended it
+            actor.episode_start, prev_done = prev_done, terminated | truncated
             returns += reward * running
             lengths += running
             running &= ~(terminated | truncated)
@@ -108,8 +134,9 @@ def record_replay(model, env_id: str, path: str | Path, seed: int = 0, determini
         obs, _ = env.reset(seed=seed)
         frames, total, steps = [env.render()], 0.0, 0
         model.eval()
+        actor = PolicyActor(model, deterministic, 1)
         for steps in range(1, max_steps + 1):
-            action, _ = model.predict(obs, deterministic=deterministic)
+            action = actor(obs, lambda: np.asarray(env.get_wrapper_attr("action_masks")()))
             obs, reward, terminated, truncated, _ = env.step(action)
             total += float(reward)
             if steps % frame_skip == 0:

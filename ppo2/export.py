@@ -10,6 +10,12 @@ torch.export program, so inputs are always matched by name, never by position.
 Observation normalisation and image scaling are inside; Discrete actions are int64 indices, Box actions
 the Gaussian mean clipped to the action bounds (exactly what `model.predict(obs, deterministic=True)`
 returns).
+
+A policy that masks actions takes the mask as one more input, `action_mask` (N, mask size) bool (ppo2/masks.py).
+A recurrent policy takes its LSTM state and the episode starts as inputs, `state_h`, `state_c` (L, N, H) float32
+and `episode_start` (N,) float32 (1 where an episode begins: the state is zeroed there), and returns the state
+after as two more outputs, `next_state_h`, `next_state_c`: what `predict(obs, state, episode_start)` takes and
+returns (zeros for the first step).
 """
 from __future__ import annotations
 
@@ -43,12 +49,20 @@ class DeterministicPolicy(nn.Module):
         if self.box:
             self.register_buffer("low", torch.tensor(spec["low"], dtype=torch.float32))
             self.register_buffer("high", torch.tensor(spec["high"], dtype=torch.float32))
+        self.masked = bool(model.mask_size)
+        self.recurrent = model.memory is not None
 
-    def forward(self, obs: torch.Tensor | dict[str, torch.Tensor]) -> torch.Tensor:
-        action = self.model._mode(obs)
-        if self.box:
-            action = torch.maximum(torch.minimum(action, self.high), self.low)
-        return action
+    def forward(self, obs: torch.Tensor | dict[str, torch.Tensor], action_mask: torch.Tensor | None = None,
+                state_h: torch.Tensor | None = None, state_c: torch.Tensor | None = None,
+                episode_start: torch.Tensor | None = None):
+        if self.recurrent:
+            pi_latent, _, (h, c) = self.model._latents(obs, ((state_h, state_c), episode_start[None]))
+            out = self.model._masked(self.model.action_head.output(pi_latent), action_mask)
+            return self._clip(self.model.action_head.mode(out)), h, c
+        return self._clip(self.model._mode(obs, action_mask))
+
+    def _clip(self, action: torch.Tensor) -> torch.Tensor:
+        return torch.maximum(torch.minimum(action, self.high), self.low) if self.box else action
 
 
 class _KeyedInputs(nn.Module):
@@ -59,18 +73,35 @@ class _KeyedInputs(nn.Module):
         super().__init__()
         self.policy = policy
 
-    def forward(self, *obs: torch.Tensor) -> torch.Tensor:
-        return self.policy(dict(zip(self.policy.keys, obs)) if self.policy.keys else obs[0])
+    def forward(self, *inputs: torch.Tensor):
+        n = len(self.policy.keys) if self.policy.keys else 1
+        obs, extra = inputs[:n], list(inputs[n:])
+        mask = extra.pop(0) if self.policy.masked else None
+        return self.policy(dict(zip(self.policy.keys, obs)) if self.policy.keys else obs[0], mask, *extra)
 
 
 def example_inputs(model, batch: int = 2) -> tuple[tuple[torch.Tensor, ...], list[str]]:
-    """Zero observations in the dtypes the env gives (uint8 images), and the graph's input names."""
+    """Zero observations in the dtypes the env gives (uint8 images), then an all-legal action mask and the zero LSTM
+    state and episode starts where the policy takes them, and the graph's input names."""
     def zeros(spec):
         return torch.zeros(batch, *spec["shape"], dtype=torch.uint8 if spec["type"] == "Image" else torch.float32)
     spec = model.obs_spec
     if spec["type"] == "Dict":
-        return tuple(zeros(s) for s in spec["spaces"].values()), list(spec["spaces"])
-    return (zeros(spec),), ["obs"]
+        inputs, names = [zeros(s) for s in spec["spaces"].values()], list(spec["spaces"])
+    else:
+        inputs, names = [zeros(spec)], ["obs"]
+    if model.mask_size:
+        inputs.append(torch.ones(batch, model.mask_size, dtype=torch.bool))
+        names.append("action_mask")
+    if model.memory is not None:
+        h, c = model.memory.zero_state(batch, like=torch.zeros(()))
+        inputs += [h, c, torch.ones(batch)]
+        names += ["state_h", "state_c", "episode_start"]
+    return tuple(inputs), names
+
+
+def output_names(model, output_name: str = "action") -> list[str]:
+    return [output_name] + (["next_state_h", "next_state_c"] if model.memory is not None else [])
 
 
 def export_onnx(model, path: str | Path, opset: int = 17, output_name: str = "action") -> Path:
@@ -78,7 +109,8 @@ def export_onnx(model, path: str | Path, opset: int = 17, output_name: str = "ac
     output `output_name`."""
     path = Path(path)
     example, names = example_inputs(model)
-    if output_name in names:
+    outputs = output_names(model, output_name)
+    if output_name in names or output_name in outputs[1:]:
         raise ValueError(f"the observation key {output_name!r} is also the output's name, and ONNX names must be "
                          f"unique (the exporter would rename the input); pass output_name=... (--output-name) with "
                          f"another name, e.g. 'env_action'")
@@ -90,22 +122,30 @@ def export_onnx(model, path: str | Path, opset: int = 17, output_name: str = "ac
         # the TorchScript exporter needs no extra packages (the dynamo one needs onnxscript) and handles
         # this static MLP exactly; tests check the ONNX actions against the torch model's
         warnings.simplefilter("ignore", DeprecationWarning)
-        torch.onnx.export(policy, example, str(path), input_names=names, output_names=[output_name],
-                          dynamic_axes={**{n: {0: "batch"} for n in names}, output_name: {0: "batch"}},
-                          opset_version=opset, dynamo=False)
+        batch_axis = {n: {1: "batch"} if n.startswith(("state_", "next_state_")) else {0: "batch"}
+                      for n in names + outputs}
+        torch.onnx.export(policy, example, str(path), input_names=names, output_names=outputs,
+                          dynamic_axes=batch_axis, opset_version=opset, dynamo=False)
     return path
 
 
 def export_program(model) -> torch.export.ExportedProgram:
-    """The same policy as a `torch.export` program (dynamic batch), for torch-native deployment. It takes one
-    argument: the observation tensor, or for a Dict policy a dict of tensors by key (`program.module()(obs)`)."""
+    """The same policy as a `torch.export` program (dynamic batch), for torch-native deployment. Its first argument is
+    the observation tensor, or for a Dict policy a dict of tensors by key (`program.module()(obs)`); then, where the
+    policy takes them, `action_mask`, and `state_h`, `state_c`, `episode_start` (returning (action, h, c))."""
     policy = DeterministicPolicy(model.cpu())
     batch = torch.export.Dim("batch", min=1)
     example, names = example_inputs(model)
-    if policy.keys:
-        obs = dict(zip(names, example))
-        return torch.export.export(policy, (obs,), dynamic_shapes=({k: {0: batch} for k in names},))
-    return torch.export.export(policy, example, dynamic_shapes=({0: batch},))
+    n = len(policy.keys) if policy.keys else 1
+    obs, extra = example[:n], list(example[n:])
+    args = (dict(zip(names, obs)),) if policy.keys else (obs[0],)
+    shapes: list = [{k: {0: batch} for k in names[:n]} if policy.keys else {0: batch}]
+    kwargs, kw_shapes = {}, {}
+    for name, value in zip(names[n:], extra):
+        kwargs[name] = value
+        kw_shapes[name] = {1: batch} if name.startswith("state_") else {0: batch}
+    return torch.export.export(policy, args, kwargs=kwargs or None,
+                               dynamic_shapes={"obs": shapes[0], **kw_shapes} if kwargs else tuple(shapes))
 
 
 def main(argv: list[str] | None = None) -> int:

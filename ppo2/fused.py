@@ -69,6 +69,8 @@ class FusedPPO:
             return f"algo {algo!r} (the fused update implements PPO)"
         if model.custom_latent:
             return "custom policy_net/value_net"
+        if model.memory is not None:
+            return "a recurrent policy (fused: the feed-forward MLP)"
         if model.encoder is not None:
             return f"{model.encoder_name} encoder (fused: vectors through the built-in MLP)"
         if model.latent_layers != 2:
@@ -251,26 +253,32 @@ class FusedPPO:
     def _as_xp(self, t: torch.Tensor):
         return t.numpy() if self.xp is np else t
 
-    def _head_inputs(self, act, old_nlp, old_v, adv, ret) -> tuple:
-        """The loss head's inputs as arrays of `xp`: actions transposed to (A, n) like the heads' outputs."""
-        return tuple(self._as_xp(t) for t in (act.t().contiguous(), old_nlp, old_v, adv, ret))
+    def _head_inputs(self, act, old_nlp, old_v, adv, ret, mask=None) -> tuple:
+        """The loss head's inputs as arrays of `xp`: actions (and action masks) transposed to (A, n) like the heads'
+        outputs."""
+        return (*(self._as_xp(t) for t in (act.t().contiguous(), old_nlp, old_v, adv, ret)),
+                None if mask is None else self._as_xp(mask.t().contiguous()))
 
     @torch.inference_mode()
-    def sample_action(self, obs: torch.Tensor) -> torch.Tensor:
+    def sample_action(self, obs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """`PPO2._sample` on the flat parameters: the policy tower alone, the same random numbers, the same actions."""
         h2 = network.mlp(self.model.normalize(obs), self.policy_layers, tanh=tanh_)[-1]
-        return self.model.action_head.sample(network.dense(h2, *self.policy_head))
+        return self.model.action_head.sample(self.model._masked(network.dense(h2, *self.policy_head), mask))
 
     @torch.inference_mode()
-    def evaluate(self, obs: torch.Tensor, actions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def evaluate(self, obs: torch.Tensor, actions: torch.Tensor,
+                 mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(V(s), neg_log_prob of the actions) for a batch: a whole rollout in one pass, through the loss head's
         arithmetic, so the first gradient step's ratio is exactly 1."""
         _, _, out, value = self.forward(self.model.normalize(obs))
-        logp = self.log_prob_entropy(self._as_xp(out), self._as_xp(self.one_hot(actions).t().contiguous()))[0]
+        out = self._as_xp(out)
+        if mask is not None:
+            out = network.mask_logits(out, self._as_xp(mask.t().contiguous()))
+        logp = self.log_prob_entropy(out, self._as_xp(self.one_hot(actions).t().contiguous()))[0]
         return value, -(torch.from_numpy(logp) if self.xp is np else logp)
 
     @torch.inference_mode()
-    def value_of(self, obs: torch.Tensor) -> torch.Tensor:
+    def value_of(self, obs: torch.Tensor, memory: Any = None) -> torch.Tensor:
         return self.forward(self.model.normalize(obs))[3]
 
     # ---------------------------------------------------------------------------------------------
@@ -311,11 +319,13 @@ class FusedPPO:
         """`_loss_and_grad` with the loss head's inputs already as `_head_inputs` gives them (update() makes them
         once per minibatch, not once per step)."""
         p, g, T = self.p, self.g, self.T
-        act, old_nlp, old_v, adv, ret = head_inputs
+        act, old_nlp, old_v, adv, ret, mask = head_inputs
         bufs = self._buffers(x.shape[0])
         h1, h2, _, _ = self.forward(x, bufs)
         g_head = bufs["g_head"]
         out, v, g_out, g_v = bufs["head"]
+        if mask is not None:  # illegal logits: constants, whose gradient the head's formula gives as exactly 0
+            out = network.mask_logits(out, mask)
         stats = self._head_loss_and_gradient(out, v, act, old_nlp, old_v, adv, ret, g_out, g_v, clip_range,
                                              ent_coef, vf_coef, clip_value, bufs["mean"])
         # backward through the heads (out = h2 Wh' + bh) into h2 ...
@@ -425,11 +435,11 @@ class FusedPPO:
             epoch_terms = []
             for start in range(0, N, size):
                 minibatch = shuffled if M == 1 else [f[start:start + size] for f in shuffled]
-                mb_x, mb_act, mb_nlp, mb_v, adv, mb_ret = minibatch
+                mb_x, mb_act, mb_nlp, mb_v, adv, mb_ret, *mb_mask = minibatch
                 if norm_adv and adv.shape[0] > 1:
                     adv = normalize_advantages(adv)
                 if M > 1 or head_inputs is None:  # (one minibatch: every epoch reads the same arrays)
-                    head_inputs = self._head_inputs(mb_act, mb_nlp, mb_v, adv, mb_ret)
+                    head_inputs = self._head_inputs(mb_act, mb_nlp, mb_v, adv, mb_ret, *mb_mask)
                 stats = self._step_gradient(mb_x, head_inputs, *loss_args)
                 if all_reduce_mean is not None:
                     all_reduce_mean(self.grad)
@@ -459,8 +469,10 @@ class FusedPPO:
         self.pull()
         x = self.model.normalize(batch.obs)
         fields = (x, self.one_hot(batch.actions), batch.neg_log_probs, batch.values, batch.advantages, batch.returns)
+        if batch.masks is not None:
+            fields += (batch.masks,)
         if num_minibatches == 1 and norm_adv and x.shape[0] > 1:  # one minibatch: the same normalised advantages every epoch
-            fields = (*fields[:4], normalize_advantages(fields[4]), fields[5])
+            fields = (*fields[:4], normalize_advantages(fields[4]), *fields[5:])
             norm_adv = False
         try:
             with torch.inference_mode():  # entered once for every step

@@ -37,6 +37,8 @@ from .hf_hub import push_to_hub as _push_to_hub
 from .hf_hub import save_pretrained as _save_pretrained
 from .losses import ppo_loss
 from .init import orthogonal_
+from .masks import MaskConfig, check_mask, mask_size, split_observation_space
+from .memory import LSTMMemory, check_state
 from .moments import merge_moments
 from .observations import Preprocessed, describe, image_chw, image_keys, vector_dim, vector_keys
 from .speed import NUMPY_MAX_BATCH, Precision, numpy_policy, resolve_precision, run_encoder, scale_frames
@@ -103,6 +105,16 @@ class PPO2(nn.Module):
             encoder, whose features feed the heads directly).
         policy_net / value_net (nn.Module, optional): your own latent networks for vector observations,
             mapping (N, input_dim) to (N, latent). `value_net` defaults to sharing `policy_net`.
+        recurrent (bool, default False): an LSTM between the encoder and the latent MLP (ppo2/memory.py);
+            `predict` then takes and returns its state, as stable-baselines3's RecurrentPPO.
+        lstm_hidden (int, default 64): the LSTM's size.
+        shared_lstm (bool, default True): one LSTM feeds actor and critic (CleanRL's ppo_atari_lstm; half the
+            recurrent cost). False gives the critic an LSTM of its own (stable-baselines3's default), and needs
+            shared_latent=False.
+        action_mask ("auto" | bool | "method", default "auto"): action masking (ppo2/masks.py). "auto" masks when a
+            Dict observation space has an `action_mask` key (which the network then does not read); True or
+            "method" takes masks passed in (`predict(..., action_masks=...)`, the env's `action_masks()`); False
+            never masks.
     """
 
     def __init__(
@@ -123,8 +135,16 @@ class PPO2(nn.Module):
         encoder: str | nn.Module = "auto",
         features_dim: int | None = None,
         latent_layers: int | None = None,
+        recurrent: bool = False,
+        lstm_hidden: int = 64,
+        shared_lstm: bool = True,
+        action_mask: Any = "auto",
     ):
         super().__init__()
+        if observation_space is not None:
+            observation_space, self.mask_config = split_observation_space(observation_space, action_mask)
+        else:
+            self.mask_config = split_observation_space({"type": "Box"}, action_mask)[1]
         self.obs_spec = resolve_obs_spec(input_dim, observation_space)
         check_int("hidden_dim", hidden_dim, minimum=1)
         check_dropout(dropout)
@@ -165,6 +185,23 @@ class PPO2(nn.Module):
         check_int("latent_layers", latent_layers, minimum=0)
         self.latent_layers = int(latent_layers)
 
+        # ---- memory (recurrent policies): features -> LSTM -> the latent MLP's input
+        self.recurrent, self.shared_lstm = bool(recurrent), bool(shared_lstm)
+        self.lstm_hidden = int(lstm_hidden)
+        if self.recurrent:
+            check_int("lstm_hidden", lstm_hidden, minimum=1)
+            if not self.shared_lstm and shared_latent:
+                raise ValueError("shared_lstm=False gives the critic its own LSTM, so it needs its own latent too: "
+                                 "pass shared_latent=False")
+            if policy_net is not None or value_net is not None:
+                raise ValueError("recurrent=True puts an LSTM before the built-in latent MLP; policy_net/value_net "
+                                 "replace that MLP and cannot follow it. Use encoder=nn.Module for your own features")
+            self.memory = LSTMMemory(self.features_dim, self.lstm_hidden, 1 if self.shared_lstm else 2)
+            latent_in = self.lstm_hidden
+        else:
+            self.memory = None
+            latent_in = self.features_dim
+
         # ---- latent: features -> the heads' input
         if self.custom_latent:
             if kind != "Box" or self.encoder is not None:
@@ -177,10 +214,10 @@ class PPO2(nn.Module):
             pi_dim = _latent_dim(policy_net, self.input_dim, "policy_net")
             vf_dim = _latent_dim(value_net, self.input_dim, "value_net")
         else:
-            policy_net = MLP(self.features_dim, self.hidden_dim, self.dropout, self.latent_layers)
-            value_net = policy_net if self.shared_latent else MLP(self.features_dim, self.hidden_dim, self.dropout,
+            policy_net = MLP(latent_in, self.hidden_dim, self.dropout, self.latent_layers)
+            value_net = policy_net if self.shared_latent else MLP(latent_in, self.hidden_dim, self.dropout,
                                                                    self.latent_layers)
-            pi_dim = vf_dim = self.hidden_dim if self.latent_layers else self.features_dim
+            pi_dim = vf_dim = self.hidden_dim if self.latent_layers else latent_in
         # A shared latent is registered once (as `latent`), so the state dict holds no duplicate tensors.
         if self.shared_latent:
             self.latent = policy_net
@@ -193,6 +230,7 @@ class PPO2(nn.Module):
             nn.init.constant_(self.action_head.log_std, float(log_std_init))
         self.log_std_init = float(log_std_init)
         self.value_head = nn.Linear(vf_dim, 1)
+        self.mask_size = mask_size(self.action_spec) if self.mask_config is not None and self.mask_config.applied else 0
 
         if self.normalize_obs:
             self.register_buffer("obs_mean", torch.zeros(self.norm_dim, dtype=torch.float64))
@@ -220,6 +258,8 @@ class PPO2(nn.Module):
         """OpenAI baselines initialisation (CleanRL's `layer_init`). Your own networks keep theirs."""
         if self.encoder is not None and self.encoder_name != "custom":
             self.encoder.reset_parameters()
+        if self.memory is not None:
+            self.memory.reset_parameters()
         if not self.custom_latent:
             for latent in self.latents():
                 for layer in latent.linears():
@@ -259,6 +299,10 @@ class PPO2(nn.Module):
         if self.custom_latent:
             # the networks' code cannot live in JSON: loading needs the same policy_net/value_net again
             config["custom_latent"] = True
+        if self.recurrent:
+            config.update(recurrent=True, lstm_hidden=self.lstm_hidden, shared_lstm=self.shared_lstm)
+        if self.mask_config is not None:
+            config["action_mask"] = self.mask_config.to_json()
         return config
 
     @classmethod
@@ -387,65 +431,129 @@ class PPO2(nn.Module):
     def _device(self) -> torch.device:
         return self.value_head.weight.device
 
-    def _latents(self, obs: Any) -> tuple[torch.Tensor, torch.Tensor]:
-        """(policy latent, value latent) for a validated batch."""
+    def _latents(self, obs: Any, memory: tuple | None = None) -> tuple[torch.Tensor, torch.Tensor, tuple | None]:
+        """(policy latent, value latent, LSTM state after) for a validated batch. A recurrent model reads `memory` =
+        (state (h, c), starts): the batch is then T steps of n environments, time-major (T * n rows), with the state
+        (L, n, H) before the first and starts (T, n) marking observations that begin an episode; without it, each row
+        is the first step of an episode. The state is None for other models."""
         x = self.features(obs)
+        state = None
+        if self.memory is not None:
+            if memory is None:
+                memory = (self.memory.zero_state(x.shape[0], like=x), torch.ones(1, x.shape[0], device=x.device))
+            state, starts = memory
+            n = state[0].shape[1]
+            T = x.shape[0] // n
+            outs, state = self.memory(x.reshape(T, n, -1), state, starts.reshape(T, n))
+            pi_x, vf_x = (o.reshape(T * n, -1) for o in (outs[0], outs[-1]))
+        else:
+            pi_x = vf_x = x
         if self.shared_latent:
-            pi_latent = self.latent(x)
-            return pi_latent, pi_latent
-        return self.policy_latent(x), self.value_latent(x)
+            pi_latent = self.latent(pi_x)
+            return pi_latent, pi_latent, state
+        return self.policy_latent(pi_x), self.value_latent(vf_x), state
 
     def _value_out(self, vf_latent: torch.Tensor) -> torch.Tensor:
         return network.dense(vf_latent, self.value_head.weight.T, self.value_head.bias).squeeze(-1)
 
-    def _policy_out(self, obs: Any) -> torch.Tensor:
-        """The policy's output layer (logits or Gaussian mean) for a validated batch; only the policy tower runs."""
-        x = self.features(obs)
-        return self.action_head.output(self.latent(x) if self.shared_latent else self.policy_latent(x))
+    def _masked(self, out: Any, mask: Any) -> Any:
+        """The policy output with illegal actions masked (ppo2/masks.py); unchanged without a mask."""
+        return out if mask is None or not self.mask_size else self.action_head.mask(out, mask)
 
-    def _value_of(self, obs: Any) -> torch.Tensor:
+    def _policy_out(self, obs: Any, mask: Any = None) -> torch.Tensor:
+        """The policy's output layer (logits or Gaussian mean, masked) for a validated batch; only the policy tower
+        runs (recurrent models: each row as an episode's first step)."""
+        if self.memory is not None:
+            return self._masked(self.action_head.output(self._latents(obs)[0]), mask)
+        x = self.features(obs)
+        return self._masked(self.action_head.output(self.latent(x) if self.shared_latent else self.policy_latent(x)),
+                            mask)
+
+    def _value_of(self, obs: Any, memory: tuple | None = None) -> torch.Tensor:
         """V(s) of shape (N,) for a validated batch (the bootstrap value after a rollout); only the value tower runs."""
+        if self.memory is not None:
+            return self._value_out(self._latents(obs, memory)[1])
         x = self.features(obs)
         return self._value_out(self.latent(x) if self.shared_latent else self.value_latent(x))
 
-    def _sample(self, obs: Any) -> torch.Tensor:
+    def _sample(self, obs: Any, mask: Any = None) -> torch.Tensor:
         """A sampled action for a validated batch (the collector's policy step in torch)."""
-        return self.action_head.sample(self._policy_out(obs))
+        return self.action_head.sample(self._policy_out(obs, mask))
 
-    def _mode(self, obs: Any) -> torch.Tensor:
+    def _mode(self, obs: Any, mask: Any = None) -> torch.Tensor:
         """The most likely action for a validated batch (evaluation, export)."""
-        return self.action_head.mode(self._policy_out(obs))
+        return self.action_head.mode(self._policy_out(obs, mask))
+
+    def _step(self, obs: Any, memory: tuple, mask: Any = None, deterministic: bool = False):
+        """(action, LSTM state after) for one step of a recurrent model: `memory` = (state, starts (n,))."""
+        pi_latent, _, state = self._latents(obs, memory)
+        out = self._masked(self.action_head.output(pi_latent), mask)
+        return (self.action_head.mode(out) if deterministic else self.action_head.sample(out)), state
 
     def _check_obs(self, obs: Any) -> tuple[Any, bool]:
         return check_obs(obs, self.obs_spec, self._device())
 
+    def split_mask(self, obs: Any, action_masks: Any = None) -> tuple[Any, Any]:
+        """Raw observations (as the env gives them) -> (what the network reads, the mask to apply or None): the
+        `action_mask` key of a Dict observation is taken out (ppo2/masks.py); `action_masks`, where given, is used
+        instead of it. A model that masks refuses to act without a mask."""
+        cfg = self.mask_config
+        if cfg is None:
+            if action_masks is not None:
+                raise ValueError("action_masks given, but this policy was built without action masking "
+                                 "(PPO2(action_mask=True) builds one that takes them)")
+            return obs, None
+        obs, from_obs = cfg.split(obs)
+        if not cfg.applied:
+            return obs, None
+        mask = action_masks if action_masks is not None else from_obs
+        if mask is None:
+            raise ValueError("this policy masks illegal actions: pass action_masks=... (the env's action_masks()), "
+                             f"or observations with their {cfg.key or 'action_mask'!r} key")
+        return obs, mask
+
+    def _checked_mask(self, mask: Any, rows: int | None) -> torch.Tensor | None:
+        if mask is None:
+            return None
+        mask = check_mask(mask, self.action_spec, rows, "action_masks")
+        mask = mask if isinstance(mask, torch.Tensor) else torch.from_numpy(np.ascontiguousarray(mask))
+        mask = mask.to(self._device())
+        return mask if rows is not None else mask.unsqueeze(0)
+
     # ------------------------------------------------------------------------------------------
     # the public ways to run it
     # ------------------------------------------------------------------------------------------
-    def value_and_evaluate(self, obs: Any, action: torch.Tensor):
-        """(V(s), neg_log_prob of `action`, entropy) for a validated batch: what the update differentiates."""
-        pi_latent, vf_latent = self._latents(obs)
-        neg_log_prob, entropy = self.action_head.evaluate(pi_latent, action)
-        return self._value_out(vf_latent), neg_log_prob, entropy
+    def value_and_evaluate(self, obs: Any, action: torch.Tensor, mask: Any = None, memory: tuple | None = None):
+        """(V(s), neg_log_prob of `action`, entropy) for a validated batch: what the update differentiates. With a
+        mask, log-probabilities and entropies are over the legal actions; `memory` as `_latents` reads it."""
+        pi_latent, vf_latent, _ = self._latents(obs, memory)
+        log_prob, entropy = self.action_head.log_prob_entropy(self._masked(self.action_head.output(pi_latent), mask),
+                                                              action)
+        return self._value_out(vf_latent), -log_prob, entropy
 
-    def forward(self, obs: Any, action: Any = None, deterministic: bool = False):
+    def forward(self, obs: Any, action: Any = None, deterministic: bool = False, action_masks: Any = None):
         """Sample an action (or evaluate the given one).
 
         Args:
             obs: (N, *obs_shape) or one unbatched observation: array, tensor, or a dict of them for Dicts.
             action: optional batch of actions to evaluate instead of sampling.
             deterministic: play the most likely action instead of sampling (ignored when `action` is given).
+            action_masks: (N, mask size) 0/1 legal actions, for a policy that masks (ppo2/masks.py); a Dict
+                observation's `action_mask` key serves too.
 
         Returns:
-            value_f (N,), action, neg_log_prob (N,), entropy (N,); without the N dimension for a single obs.
+            value_f (N,), action, neg_log_prob (N,), entropy (N,); without the N dimension for a single obs. A
+            recurrent policy runs each observation as the first step of an episode here (its state: `predict`).
         """
+        obs, mask = self.split_mask(obs, action_masks)
         obs, single = self._check_obs(obs)
+        mask = self._checked_mask(mask, None if single else _batch_size(obs))
         if action is not None:
             action = self.action_head.check_action(action, None if single else _batch_size(obs))
             if single:
                 action = action.unsqueeze(0)
-        pi_latent, vf_latent = self._latents(obs)
-        out = self.action_head.output(pi_latent)
+        pi_latent, vf_latent, _ = self._latents(obs)
+        out = self._masked(self.action_head.output(pi_latent), mask)
         if action is None:
             action = self.action_head.mode(out) if deterministic else self.action_head.sample(out)
         log_prob, entropy = self.action_head.log_prob_entropy(out, action)
@@ -454,26 +562,62 @@ class PPO2(nn.Module):
             return value[0], action[0], -log_prob[0], entropy[0]
         return value, action, -log_prob, entropy
 
-    def predict(self, obs: Any, state: Any = None, episode_start: Any = None, deterministic: bool = True):
-        """stable-baselines-style `(action, state)` with numpy in and out; actions are what the env
-        accepts (Box actions clipped to the bounds). `state` is always None (the policy has no memory)."""
+    def predict(self, obs: Any, state: Any = None, episode_start: Any = None, deterministic: bool = True,
+                action_masks: Any = None):
+        """stable-baselines-style `(action, state)` with numpy in and out; actions are what the env accepts (Box
+        actions clipped to the bounds).
+
+        A recurrent policy takes and returns its LSTM state (h, c), each (L, N, H) (ppo2/memory.py), exactly as
+        RecurrentPPO: pass `state=None` on the first call, then the state it returned, with `episode_start` (N,)
+        True where an episode begins (the state is zeroed there). Other policies return None. `action_masks`
+        (N, mask size) gives the legal actions to a policy that masks (MaskablePPO's keyword)."""
         if self.training and self.dropout > 0:  # dropout must be off to act; toggling costs, so only if needed
             self.eval()
-        if deterministic and isinstance(obs, np.ndarray) and (obs.ndim == 1 or len(obs) <= NUMPY_MAX_BATCH):
+        obs, mask = self.split_mask(obs, action_masks)
+        if self.memory is not None:
+            return self._predict_recurrent(obs, state, episode_start, deterministic, mask)
+        if (deterministic and mask is None and isinstance(obs, np.ndarray)
+                and (obs.ndim == 1 or len(obs) <= NUMPY_MAX_BATCH)):
             policy = numpy_policy(self)  # (small CPU batches: ppo2/speed.py)
             if policy is not None:
                 check_obs_shape(tuple(obs.shape), self.obs_spec)
                 check_numpy_obs(obs)
                 return policy.act(obs), None
         obs, single = self._check_obs(obs)
+        mask = self._checked_mask(mask, None if single else _batch_size(obs))
         with torch.no_grad():
-            action = self._mode(obs) if deterministic else self._sample(obs)
+            action = self._mode(obs, mask) if deterministic else self._sample(obs, mask)
         action = action.numpy() if action.device.type == "cpu" else action.cpu().numpy()
         return self.action_head.to_env(action[0] if single else action), None
+
+    def _predict_recurrent(self, obs: Any, state: Any, episode_start: Any, deterministic: bool, mask: Any):
+        obs, single = self._check_obs(obs)
+        n = _batch_size(obs)
+        mask = self._checked_mask(mask, None if single else n)
+        towers, hidden = self.memory.towers, self.memory.hidden
+        if state is None:
+            state = self.memory.zero_state(n, like=self.value_head.weight)
+        else:
+            state = tuple(torch.as_tensor(s, dtype=torch.float32, device=self._device())
+                          for s in check_state(state, towers, n, hidden))
+        if episode_start is None:
+            starts = torch.zeros(1, n, device=self._device())
+        else:
+            starts = np.asarray(episode_start, dtype=np.float32).reshape(-1)
+            if starts.shape != (n,):
+                raise ValueError(f"episode_start has {starts.size} entries, expected {n} (one per observation)")
+            starts = torch.from_numpy(starts).to(self._device())[None]
+        with torch.no_grad():
+            action, state = self._step(obs, (state, starts), mask, deterministic)
+        action = action.cpu().numpy()
+        state = tuple(s.cpu().numpy() for s in state)
+        return self.action_head.to_env(action[0] if single else action), state
 
     @torch.no_grad()
     def value(self, obs: Any) -> torch.Tensor:
         """V(s): (N,) for a batch, a scalar for one observation."""
+        if self.mask_config is not None:
+            obs = self.mask_config.split(obs)[0]
         obs, single = self._check_obs(obs)
         value = self._value_of(obs)
         return value[0] if single else value

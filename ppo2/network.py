@@ -27,14 +27,15 @@ import torch
 __all__ = [
     "namespace", "clip", "standardize", "dense", "mlp", "log_softmax", "categorical_log_prob_entropy", "categorical_sample",
     "categorical_mode", "one_hot", "multi_categorical_log_prob_entropy", "multi_categorical_sample", "multi_categorical_mode",
-    "gaussian_log_prob", "gaussian_entropy", "gaussian_sample", "HALF_LOG_2PI", "MASKED_LOGIT",
+    "gaussian_log_prob", "gaussian_entropy", "gaussian_sample", "HALF_LOG_2PI", "MASKED_LOGIT", "mask_logits",
+    "mask_bernoulli_logits", "sigmoid", "lstm_cell", "lstm_sequence",
 ]
 
 HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
-# The logit an illegal action is to get (action masking, not built yet): finite, so 0 * logit stays 0 in the sums
-# below, and so far below any real logit that exp() of it is exactly 0 in float32 (its probability, and its share of
-# the entropy; tests/test_network.py checks both).
+# The logit an illegal action gets (action masking): finite, so 0 * logit stays 0 in the sums below, and so far
+# below any real logit that exp() of it is exactly 0 in float32 (its probability, and its share of the entropy;
+# tests/test_network.py checks both).
 MASKED_LOGIT = -1e8
 
 
@@ -186,3 +187,62 @@ def gaussian_entropy(log_std):
 def gaussian_sample(mean, log_std, noise):
     """mean + std * noise, with standard-normal `noise` shaped like `mean`."""
     return mean + namespace(log_std).exp(log_std) * noise
+
+
+# ------------------------------------------------------------------------------------------------------
+# Action masking: illegal actions get probability exactly 0
+# ------------------------------------------------------------------------------------------------------
+def mask_logits(logits, mask):
+    """Categorical (and MultiDiscrete) logits with every action whose `mask` entry is False set to MASKED_LOGIT: its
+    probability is then exactly 0, so it is never sampled, and log-probabilities and entropies are over the legal
+    actions only. Nothing flows back into a masked logit (it is a constant), and the gradient of log p(a) and of H
+    with respect to it is exactly 0 (p = 0 there), so the hand-derived update needs no change of its own."""
+    return namespace(logits).where(mask, logits, MASKED_LOGIT)
+
+
+def mask_bernoulli_logits(logits, mask):
+    """MultiBinary logits (..., n) under sb3-contrib's mask layout (..., 2n): for bit k, mask[2k] says 0 is legal and
+    mask[2k + 1] says 1 is. A bit with one legal value gets the logit -MASKED_LOGIT or MASKED_LOGIT: that value has
+    probability exactly 1 (log-probability 0, entropy 0); a bit with both legal keeps its logit."""
+    xp = namespace(logits)
+    zero_ok, one_ok = mask[..., 0::2], mask[..., 1::2]
+    forced = xp.where(one_ok, -MASKED_LOGIT, MASKED_LOGIT)
+    return xp.where(zero_ok & one_ok, logits, forced)
+
+
+# ------------------------------------------------------------------------------------------------------
+# The LSTM of a recurrent policy (Hochreiter & Schmidhuber 1997; torch.nn.LSTM's gate order and parameters)
+# ------------------------------------------------------------------------------------------------------
+def sigmoid(x):
+    """1 / (1 + exp(-x)), written as 0.5 (1 + tanh(x / 2)): the same function, and never an overflowing exp."""
+    return 0.5 * (1.0 + namespace(x).tanh(0.5 * x))
+
+
+def lstm_cell(gates_x, h, c, w_hh_t):
+    """One LSTM step: `gates_x` = x W_ih' + b_ih + b_hh (the input's share of the four gates, (n, 4H), computable for a
+    whole sequence at once), state (h, c) each (n, H), `w_hh_t` = W_hh' (H, 4H). With torch.nn.LSTM's gate order
+    [input, forget, cell, output]:
+
+        i, f, g, o = split(gates_x + h W_hh', 4)
+        c' = sigmoid(f) c + sigmoid(i) tanh(g)
+        h' = sigmoid(o) tanh(c')
+    """
+    xp = namespace(h)
+    gates = gates_x + h @ w_hh_t
+    H = h.shape[-1]
+    input_forget = sigmoid(gates[..., :2 * H])  # (the two gates side by side: one call)
+    c = input_forget[..., H:] * c + input_forget[..., :H] * xp.tanh(gates[..., 2 * H:3 * H])
+    return sigmoid(gates[..., 3 * H:]) * xp.tanh(c), c
+
+
+def lstm_sequence(x, h, c, starts, w_ih_t, w_hh_t, b):
+    """The LSTM over a sequence x (T, n, F) from state (h, c) (n, H), the state zeroed before every step t where
+    starts[t] (T, n) marks a new episode. Returns (outputs (T, n, H), final h, final c). The input projection runs for
+    the whole sequence in one product; the recurrence step by step through `lstm_cell`."""
+    gates_x = dense(x.reshape(-1, x.shape[-1]), w_ih_t, b).reshape(x.shape[0], x.shape[1], -1)
+    keep = 1.0 - starts[..., None]
+    outputs = []
+    for t in range(x.shape[0]):
+        h, c = lstm_cell(gates_x[t], h * keep[t], c * keep[t], w_hh_t)
+        outputs.append(h)
+    return namespace(h).stack(outputs), h, c

@@ -37,6 +37,14 @@ dispatch than in arithmetic, so:
   torch.optim.Adam(fused=True); fallback: that optimizer, built on first use), `copy_tensors_`
   (torch._foreach_copy_; fallback: one copy_ per tensor). USE_PRIVATE_KERNELS switches them off.
 
+The LSTM of a recurrent policy (ppo2/memory.py) is ppo2/network.py's `lstm_cell`/`lstm_sequence`; in torch:
+
+- `lstm_sequence`: torch's LSTM kernel (torch.nn.LSTM's forward: the same gates, in C++) over each stretch of the
+  sequence where no environment begins an episode, the state zeroed where one does. The Python loop of
+  network.lstm_sequence dispatches a dozen operations per step forward and as many backward; the kernel runs the
+  stretch in one call (tests/test_recurrent.py checks outputs and gradients equal network.lstm_sequence's;
+  benchmarks/recurrent.py times training). Tracing for export runs network.lstm_sequence itself.
+
 benchmarks/update_step.py, benchmarks/fused_ab.py and benchmarks/profile_cartpole.py measure these.
 """
 from __future__ import annotations
@@ -54,7 +62,7 @@ from .rundir import cpu_model_and_isa
 
 __all__ = ["Precision", "native_bfloat16", "resolve_precision", "run_encoder", "scale_frames", "preprocess_once",
            "select_rows", "PREPROCESS_ONCE_BYTES", "PRECISIONS", "NUMPY_MAX_BATCH", "numpy_policy", "NumpyPolicy",
-           "tanh_", "tanh_backward_", "adam_step_", "copy_tensors_", "USE_PRIVATE_KERNELS"]
+           "tanh_", "tanh_backward_", "adam_step_", "copy_tensors_", "USE_PRIVATE_KERNELS", "lstm_sequence"]
 
 
 @dataclass(frozen=True)
@@ -165,22 +173,33 @@ class NumpyPolicy:
         self.layers, self.head_layer, self.norm, self.key = layers, head_layer, norm, key
         self.head = model.action_head
         self.obs_clip = model.obs_clip
+        # a recurrent policy's LSTM, stepped on numpy views of its parameters (ppo2/memory.py)
+        self.memory = model.memory
+        self.lstm_arrays = model.memory.numpy_arrays() if model.memory is not None else None
 
-    def output(self, obs: np.ndarray) -> np.ndarray:
-        """The output layer (logits or Gaussian mean) for raw (N, input_dim) observations."""
+    def output(self, obs: np.ndarray, mask: np.ndarray | None = None, memory: tuple | None = None):
+        """(the output layer (logits or Gaussian mean, masked), the LSTM state after or None) for raw (N, input_dim)
+        observations; `memory` = (state, starts) for a recurrent policy."""
         x = np.asarray(obs, dtype=np.float32)
         if self.norm is not None:
             x = network.standardize(x, *self.norm, self.obs_clip)
-        return network.dense(network.mlp(x, self.layers)[-1], *self.head_layer)
+        state = None
+        if self.memory is not None:
+            outs, state = self.memory.step_numpy(self.lstm_arrays, x, *memory)
+            x = outs[0]
+        out = network.dense(network.mlp(x, self.layers)[-1], *self.head_layer)
+        return (out if mask is None else self.head.mask(out, mask)), state
 
     def act(self, obs: np.ndarray) -> np.ndarray:
-        """The deterministic action the env takes."""
-        return self.head.to_env(self.head.mode(self.output(obs)))
+        """The deterministic action the env takes (feed-forward policies without masks)."""
+        return self.head.to_env(self.head.mode(self.output(obs)[0]))
 
-    def sample(self, obs: np.ndarray, uniforms: Callable | None = None) -> np.ndarray:
-        """A sampled action (unclipped), from torch's generator as the torch path draws it; built-in distributions
-        only (`head.builtin`)."""
-        return self.head.sample(self.output(obs), uniforms)
+    def sample(self, obs: np.ndarray, uniforms: Callable | None = None, mask: np.ndarray | None = None,
+               memory: tuple | None = None) -> tuple[np.ndarray, tuple | None]:
+        """(a sampled action (unclipped), from torch's generator as the torch path draws it; the LSTM state after or
+        None); built-in distributions only (`head.builtin`)."""
+        out, state = self.output(obs, mask, memory)
+        return self.head.sample(out, uniforms), state
 
 
 def numpy_policy(model) -> NumpyPolicy | None:
@@ -193,6 +212,8 @@ def numpy_policy(model) -> NumpyPolicy | None:
     latent = model.latent if model.shared_latent else model.policy_latent
     head = model.action_head.output_layer()
     sources = [t for layer in latent.linears() for t in (layer.weight, layer.bias)] + [head.weight, head.bias]
+    if model.memory is not None:
+        sources += list(model.memory.parameters())
     if model.action_head.spec["type"] == "Box":
         sources.append(model.action_head.log_std)
     if model.normalize_obs:
@@ -304,3 +325,38 @@ def copy_tensors_(dst: list[torch.Tensor], src: list[torch.Tensor]) -> None:
         return
     for d, s_ in zip(dst, src):
         d.copy_(s_)
+
+
+# ------------------------------------------------------------------------------------------------------
+# The LSTM over a sequence with episode starts, on torch's kernel
+# ------------------------------------------------------------------------------------------------------
+def lstm_sequence(lstm: nn.LSTM, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, starts: torch.Tensor):
+    """network.lstm_sequence(x, h, c, starts, *lstm's weights) through `lstm`'s own forward: x (T, n, F), h and c
+    (n, H), starts (T, n) 0/1 floats. Returns (outputs (T, n, H), final h, final c).
+
+    Where no environment begins an episode after the first step, that is one call. Otherwise every stretch of an
+    environment's steps between episode starts becomes a sequence of its own, all of them padded to T steps and
+    run as one batch in one call (the first stretch from the state given, the others from zeros), and the outputs
+    gathered back; the padding's outputs are never read. The final state is then None: the padded stretches run
+    past their ends (the collector and predict step one step at a time, which always returns it)."""
+    T, n = starts.shape
+    first = (1.0 - starts[0])[None, :, None]
+    if T == 1 or not bool(starts[1:].any()):
+        out, (h, c) = lstm(x, (h[None] * first, c[None] * first))
+        return out, h[0], c[0]
+    begins = starts.clone()
+    begins[0] = 1.0  # every environment's first stretch begins at step 0
+    stretch_of = begins.cumsum(0).long() - 1  # (T, n): which stretch of its environment each step is in
+    count = stretch_of[-1] + 1
+    offset = count.cumsum(0) - count  # each environment's first stretch, among all S stretches
+    stretch = stretch_of + offset
+    S = int(count.sum())
+    step = torch.arange(T, device=x.device)[:, None].expand(T, n)
+    is_begin = begins.bool()
+    begin_step = torch.zeros(S, dtype=torch.long, device=x.device).index_put_((stretch[is_begin],), step[is_begin])
+    pos = step - begin_step[stretch]  # (T, n): each step's position within its stretch
+    padded = x.new_zeros(T, S, x.shape[-1]).index_put_((pos, stretch), x)
+    h0 = h.new_zeros(1, S, h.shape[-1]).index_put_((torch.zeros_like(offset), offset), h * first[0])
+    c0 = c.new_zeros(1, S, c.shape[-1]).index_put_((torch.zeros_like(offset), offset), c * first[0])
+    out, _ = lstm(padded, (h0, c0))
+    return out[pos, stretch], None, None

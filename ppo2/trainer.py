@@ -37,13 +37,14 @@ from .evaluate import EvaluationInterrupted, evaluate_policy
 from .fused import FusedPPO
 from .gae import compute_gae
 from .hf_hub import build_model, publish_pretrained, save_pretrained
+from .masks import MaskSource
 from .model import PPO2
 from .observations import tree_map, vector_part
 from .optim import AdamState
 from .outputs import METRICS, RunOutputs
 from .rundir import holds_run, provenance
 from .speed import NUMPY_MAX_BATCH, numpy_policy, preprocess_once
-from .update import Batch, explained_variance, ppo_update
+from .update import Batch, SequenceBatch, explained_variance, ppo_update
 from .validation import check_compatible
 
 __all__ = ["Trainer", "train", "main", "cli", "NonFiniteError", "NonFiniteLossError", "NonFiniteEnvError", "RolloutStorage",
@@ -82,14 +83,16 @@ class Trainer:
         # environments (created before any training, so a bad env id or space fails fast)
         self.envs = make_vector_env(cfg.env_id, self.num_envs, cfg.vectorization)
         self.eval_envs = self.confirm_envs = None
-        obs_spec, action_space = check_spaces(self.envs, cfg.env_id)
+        obs_spec, action_space, masks = check_spaces(self.envs, cfg.env_id, cfg.action_mask)
 
         # model + optimizer
         if model is None:
             model = PPO2(observation_space=obs_spec, hidden_dim=cfg.hidden_dim, action_space=action_space,
-                         shared_latent=cfg.shared_latent, normalize_obs=cfg.normalize_obs,
-                         log_std_init=cfg.log_std_init, policy_net=policy_net, value_net=value_net,
-                         encoder=encoder if encoder is not None else cfg.encoder)
+                         shared_latent=cfg.shared_latent and (cfg.shared_lstm or not cfg.recurrent),
+                         normalize_obs=cfg.normalize_obs, log_std_init=cfg.log_std_init, policy_net=policy_net,
+                         value_net=value_net, encoder=encoder if encoder is not None else cfg.encoder,
+                         recurrent=cfg.recurrent, lstm_hidden=cfg.lstm_hidden, shared_lstm=cfg.shared_lstm,
+                         action_mask=masks.to_json() if masks is not None else False)
         check_compatible(model, self.envs.single_observation_space, action_space, cfg.env_id)
         self.model = model.to(self.device).set_precision(cfg.precision, self.device)
         self.dist.broadcast_module(self.model)
@@ -111,8 +114,10 @@ class Trainer:
         self.evaluate_rollout = self.fused.evaluate if self.fused else self._evaluate_rollout
         self.value_of = self.fused.value_of if self.fused else self.model._value_of
         RolloutStorage.check_memory(cfg.num_steps, self.num_envs, model.obs_spec, cfg.env_id)
+        memory = self.model.memory
         self.storage = RolloutStorage(cfg.num_steps, self.num_envs, model.obs_spec, model.action_head.action_shape,
-                                      model.action_head.action_dtype)
+                                      model.action_head.action_dtype, mask_size=model.mask_size,
+                                      memory_shape=(memory.towers, self.num_envs, memory.hidden) if memory else None)
 
         # run state
         self.update = 0
@@ -122,8 +127,10 @@ class Trainer:
         self.last_eval: dict | None = None
         self.solved_at: dict | None = None
         scaler = RewardScaler(self.num_envs, cfg.gamma, cfg.reward_clip) if cfg.normalize_reward else None
+        mask_source = (MaskSource(self.model.mask_config, self.model.action_spec, cfg.env_id)
+                       if self.model.mask_config is not None else None)
         self.collector = Collector(self.envs, cfg.env_id, self.storage, self.device, reset_seed=self._env_seed(0),
-                                   reward_scaler=scaler, clip_reward=cfg.clip_reward)
+                                   reward_scaler=scaler, clip_reward=cfg.clip_reward, masks=mask_source)
         self._stop_signal: int | None = None
         self.last_checkpoint: Path | None = None
 
@@ -176,25 +183,42 @@ class Trainer:
         self.collector.collect(self.policy_step(), self.evaluate_rollout, self.value_of, self.model.action_head.to_env,
                                where=f"update {self.update + 1}")
 
-    def policy_step(self) -> Callable[[Any], np.ndarray]:
-        """This rollout's policy step, observations (numpy) -> sampled actions (numpy): through numpy for the
-        built-in MLP on CPU with up to NUMPY_MAX_BATCH envs per process (a numpy call costs a fraction of a
-        torch call at these sizes; the same weights and random numbers), else `sample_action` in torch."""
+    def policy_step(self) -> Callable[[Any, Any, Any], tuple[np.ndarray, Any]]:
+        """This rollout's policy step, (observations, action masks, LSTM memory) (numpy) -> (sampled actions, LSTM
+        state after) (numpy): through numpy for the built-in MLP on CPU with up to NUMPY_MAX_BATCH envs per process (a
+        numpy call costs a fraction of a torch call at these sizes; the same weights and random numbers), else in
+        torch (`sample_action`, or the recurrent model's `_step`)."""
         if self.device.type == "cpu" and self.num_envs <= NUMPY_MAX_BATCH:
             policy = numpy_policy(self.model)
             if policy is not None and self.model.action_head.builtin:
                 uniforms = UniformBlock(self.storage.values.shape[0])  # one rollout's uniforms at once
-                return lambda obs: policy.sample(obs, uniforms)
-        sample, to_device, on_cpu = self.sample_action, self.collector.to_device, self.device.type == "cpu"
-        return lambda obs: sample(to_device(obs)).numpy() if on_cpu else sample(to_device(obs)).cpu().numpy()
+                return lambda obs, mask, memory: policy.sample(obs, uniforms, mask, memory)
+        to_device, on_cpu = self.collector.to_device, self.device.type == "cpu"
 
-    def _evaluate_rollout(self, obs: Any, actions: torch.Tensor, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
-        """V(s) and -log pi(a|s) of a whole rollout; image models go in chunks to bound activation memory."""
+        def numpy_of(t: torch.Tensor) -> np.ndarray:
+            return t.numpy() if on_cpu else t.cpu().numpy()
+
+        def mask_of(mask):
+            return None if mask is None else torch.from_numpy(mask).to(self.device)
+
+        if self.model.memory is not None:
+            def step(obs, mask, memory):
+                action, state = self.model._step(to_device(obs), self.collector.memory_tensors(*memory), mask_of(mask))
+                return numpy_of(action), tuple(numpy_of(s) for s in state)
+            return step
+        sample = self.sample_action
+        return lambda obs, mask, memory: (numpy_of(sample(to_device(obs), mask_of(mask))), None)
+
+    def _evaluate_rollout(self, obs: Any, actions: torch.Tensor, mask: torch.Tensor | None = None,
+                          memory: tuple | None = None, chunk: int = 4096) -> tuple[torch.Tensor, torch.Tensor]:
+        """V(s) and -log pi(a|s) of a whole rollout; image models go in chunks to bound activation memory (a
+        recurrent one runs its sequences whole)."""
         n = actions.shape[0]
-        if self.model.encoder is None or n <= chunk:
-            value, neg_log_prob, _ = self.model.value_and_evaluate(obs, actions)
+        if self.model.encoder is None or n <= chunk or memory is not None:
+            value, neg_log_prob, _ = self.model.value_and_evaluate(obs, actions, mask, memory)
             return value, neg_log_prob
-        parts = [self._evaluate_rollout(tree_map(lambda t: t[i:i + chunk], obs), actions[i:i + chunk], chunk)
+        parts = [self._evaluate_rollout(tree_map(lambda t: t[i:i + chunk], obs), actions[i:i + chunk],
+                                        None if mask is None else mask[i:i + chunk], None, chunk)
                  for i in range(0, n, chunk)]
         return torch.cat([v for v, _ in parts]), torch.cat([nlp for _, nlp in parts])
 
@@ -211,11 +235,24 @@ class Trainer:
         obs = s.flat_obs()
         flat = [s.tensor("actions").reshape(-1, *s.actions.shape[2:]), s.tensor("neg_log_probs").reshape(-1),
                 values.reshape(-1), advantages.reshape(-1), returns.reshape(-1)]
+        masks = None if s.masks is None else s.tensor("masks").reshape(-1, s.masks.shape[-1])
+        to = self.device
+        if s.starts is not None:
+            # a recurrent policy trains on whole env sequences, autoreset rows included (they carry the state; the
+            # loss leaves them out): time-major rows, the state before the first, which rows begin an episode
+            state, starts = self.collector.memory_tensors(s.state0, s.starts)
+            batch = SequenceBatch(tree_map(lambda t: t.to(to), obs), *(t.to(to) for t in flat),
+                                  masks=None if masks is None else masks.to(to), valid=valid.to(to), state=state,
+                                  starts=starts)
+            v = valid.to(to)
+            return batch, explained_variance(batch.values[v], batch.returns[v])
         if not bool(valid.all()):
             idx = valid.nonzero().squeeze(1)
             obs = tree_map(lambda t: t.index_select(0, idx), obs)
             flat = [t.index_select(0, idx) for t in flat]
-        batch = Batch(tree_map(lambda t: t.to(self.device), obs), *(t.to(self.device) for t in flat))
+            masks = None if masks is None else masks.index_select(0, idx)
+        batch = Batch(tree_map(lambda t: t.to(to), obs), *(t.to(to) for t in flat),
+                      masks=None if masks is None else masks.to(to))
         return batch, explained_variance(batch.values, batch.returns)
 
     def update_policy(self, batch: Batch, clip_range: float) -> dict[str, float]:

@@ -6,7 +6,7 @@ with hand-derived gradients (ppo2/fused.py), tested equal to this one.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import torch
@@ -17,7 +17,7 @@ from .losses import a2c_loss, normalize_advantages, ppo_loss
 from .observations import tree_map
 from .speed import select_rows
 
-__all__ = ["Batch", "ppo_update", "gradient_step", "explained_variance"]
+__all__ = ["Batch", "SequenceBatch", "ppo_update", "gradient_step", "explained_variance"]
 
 
 @dataclass
@@ -29,6 +29,7 @@ class Batch:
     values: torch.Tensor
     advantages: torch.Tensor
     returns: torch.Tensor
+    masks: torch.Tensor | None = None  # (B, mask size) bool, for a policy that masks actions (ppo2/masks.py)
 
     def __len__(self) -> int:
         return self.actions.shape[0]
@@ -36,7 +37,46 @@ class Batch:
     def index(self, idx: torch.Tensor) -> "Batch":
         return Batch(tree_map(lambda t: select_rows(t, idx), self.obs),
                      *(t.index_select(0, idx) for t in (self.actions, self.neg_log_probs, self.values,
-                                                        self.advantages, self.returns)))
+                                                        self.advantages, self.returns)),
+                     masks=None if self.masks is None else self.masks.index_select(0, idx))
+
+    def evaluate(self, model: nn.Module) -> tuple["Batch", tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """(the rows the loss reads, (V(s), -log pi(a|s), entropy) of them) under `model`."""
+        return self, model.value_and_evaluate(self.obs, self.actions, self.masks)
+
+
+@dataclass
+class SequenceBatch(Batch):
+    """A recurrent policy's rollout: T steps of N environments, time-major (row t * N + i), every row kept (the
+    autoreset rows carry the LSTM state from one episode to the next; `valid` leaves them out of the loss), with
+    the state before the first step and which rows begin an episode (ppo2/memory.py). Minibatches are sets of
+    whole environment sequences: truncated BPTT over the rollout, as CleanRL's ppo_atari_lstm."""
+    valid: torch.Tensor = field(default=None)  # (T * N,) bool
+    state: tuple = field(default=None)  # (h, c), each (L, N, H)
+    starts: torch.Tensor = field(default=None)  # (T, N) 0/1
+
+    @property
+    def num_envs(self) -> int:
+        return self.starts.shape[1]
+
+    def envs(self, idx: torch.Tensor) -> "SequenceBatch":
+        """The sequences of environments `idx` (n of them), still time-major: T * n rows."""
+        T, N = self.starts.shape
+        rows = (torch.arange(T, device=idx.device)[:, None] * N + idx[None, :]).reshape(-1)
+        picked = Batch.index(self, rows)
+        return SequenceBatch(picked.obs, picked.actions, picked.neg_log_probs, picked.values, picked.advantages,
+                             picked.returns, picked.masks, valid=self.valid.index_select(0, rows),
+                             state=tuple(s.index_select(1, idx) for s in self.state),
+                             starts=self.starts.index_select(1, idx))
+
+    def evaluate(self, model: nn.Module) -> tuple[Batch, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        out = model.value_and_evaluate(self.obs, self.actions, self.masks, (self.state, self.starts))
+        if bool(self.valid.all()):
+            return self, out
+        keep = self.valid.nonzero().squeeze(1)
+        rows = Batch(None, *(t.index_select(0, keep) for t in (self.actions, self.neg_log_probs, self.values,
+                                                               self.advantages, self.returns)))
+        return rows, tuple(t.index_select(0, keep) for t in out)
 
 
 def gradient_step(model: nn.Module, optimizer: torch.optim.Optimizer, out: Any, max_grad_norm: float,
@@ -75,12 +115,15 @@ def ppo_update(model: nn.Module, optimizer: torch.optim.Optimizer, batch: Batch,
     for epoch in range(update_epochs):
         if num_minibatches == 1:  # the loss is a mean: the whole batch in any order gives the same step
             minibatches = [batch]
+        elif isinstance(batch, SequenceBatch):  # minibatches of whole environment sequences
+            permutation = torch.randperm(batch.num_envs, device=batch.actions.device)
+            minibatches = [batch.envs(idx) for idx in permutation.chunk(num_minibatches)]
         else:
             permutation = torch.randperm(len(batch), device=batch.actions.device)
             minibatches = [batch.index(idx) for idx in permutation.chunk(num_minibatches)]
         epoch_kl = []
         for mb in minibatches:
-            value_f, neg_log_probs, entropy = model.value_and_evaluate(mb.obs, mb.actions)
+            mb, (value_f, neg_log_probs, entropy) = mb.evaluate(model)
             advantages = mb.advantages
             if norm_adv and len(mb) > 1:
                 advantages = normalize_advantages(advantages)

@@ -165,6 +165,10 @@ def check_compatible(model, observation_space: Any, action_space: Any, env_id: s
     from .distributions import space_to_spec
 
     where = f"{env_id}" if env_id else "the environment"
+    if getattr(model, "mask_config", None) is not None and model.mask_config.key is not None:
+        from .masks import split_observation_space
+
+        observation_space = split_observation_space(observation_space, False)[0]
     try:
         env_obs = obs_spec_from_space(observation_space, where)
     except ValueError:
@@ -230,7 +234,7 @@ def validate_config(config: Any) -> dict:
         raise ValueError(f"model config must be a JSON object, got {type(config).__name__}")
     known = {"input_dim", "hidden_dim", "action_space", "dropout", "distribution", "shared_latent",
              "normalize_obs", "obs_clip", "log_std_init", "custom_latent", "observation_space", "encoder",
-             "features_dim", "latent_layers"}
+             "features_dim", "latent_layers", "recurrent", "lstm_hidden", "shared_lstm", "action_mask"}
     unknown = set(config) - known
     if unknown:
         raise ValueError(f"unknown model config keys {sorted(unknown)}; expected a subset of {sorted(known)}")
@@ -259,7 +263,14 @@ def validate_config(config: Any) -> dict:
     if "distribution" in c:
         _need(c["distribution"] is None or isinstance(c["distribution"], str), "distribution",
               "a class name such as 'torch.distributions.Normal'", c["distribution"])
-    for key in ("shared_latent", "normalize_obs", "custom_latent"):
+    if "lstm_hidden" in c:
+        _need(_is_int(c["lstm_hidden"]) and 1 <= c["lstm_hidden"] <= MAX_HIDDEN_DIM, "lstm_hidden",
+              f"an int in [1, {MAX_HIDDEN_DIM}]", c["lstm_hidden"])
+    if "action_mask" in c:
+        from .masks import MaskConfig
+
+        MaskConfig.from_json(c["action_mask"])
+    for key in ("shared_latent", "normalize_obs", "custom_latent", "recurrent", "shared_lstm"):
         if key in c:
             _need(isinstance(c[key], bool), key, "true or false", c[key])
     if "obs_clip" in c:

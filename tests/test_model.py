@@ -228,7 +228,7 @@ def test_bad_constructor_arguments(kwargs, exc, match):
 def numpy_sampler(model, steps=None):
     """The collector's numpy policy step (ppo2.trainer.Trainer.policy_step)."""
     policy, uniforms = numpy_policy(model), (UniformBlock(steps) if steps else None)
-    return lambda obs: policy.sample(obs, uniforms)
+    return lambda obs: policy.sample(obs, uniforms)[0]
 
 
 def test_space_spec_round_trip():

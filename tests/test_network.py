@@ -92,10 +92,11 @@ def test_multi_categorical_is_a_sum_of_categoricals():
 # written once: the structure
 # ----------------------------------------------------------------------------------------------------------
 # What only network.py may compute (speed.py holds the tanh kernel itself and the tanh derivative of the
-# hand-derived backward): calls by these names anywhere else in the package are a second copy of the network.
+# hand-derived backward, and counts the stretches between episode starts of its LSTM path with a cumsum of 0/1
+# flags): calls by these names anywhere else in the package are a second copy of the network.
 NETWORK_MATH = {"tanh", "log_softmax", "softmax", "cumsum", "linear", "addmm", "baddbmm", "logsumexp", "multinomial",
                 "gaussian_log_prob"}
-OWNERS = {"network.py": NETWORK_MATH, "speed.py": {"tanh"}}
+OWNERS = {"network.py": NETWORK_MATH, "speed.py": {"tanh", "cumsum"}}
 
 
 def test_no_module_but_network_computes_the_network():
@@ -156,3 +157,40 @@ def test_every_path_runs_the_one_definition(monkeypatch, kind):
     x, actions = torch.from_numpy(obs), model(torch.from_numpy(obs))[1].detach()
     z = torch.zeros(5)
     check("fused update", lambda: fused.loss_and_grad(x, fused.one_hot(actions), z, z, z, z, 0.2, 0.0, 0.5, True))
+
+
+def test_every_masking_and_memory_path_runs_the_one_definition(monkeypatch, tmp_path):
+    """Masks: the module forward, the numpy policy step, the fused update's head and the exported graph all call
+    network.mask_logits. Memory: the numpy step and the exported graph call network.lstm_cell (training runs torch's
+    kernel of the same cell, ppo2/speed.py, tested equal to it in tests/test_recurrent.py)."""
+    from ppo2.export import export_program
+
+    calls = {"mask_logits": 0, "lstm_cell": 0}
+    for name in calls:
+        inner = getattr(network, name)
+
+        def wrapper(*a, _inner=inner, _name=name, **k):
+            calls[_name] += 1
+            return _inner(*a, **k)
+        monkeypatch.setattr(network, name, wrapper)
+
+    def check(path, run, key):
+        before = calls[key]
+        run()
+        assert calls[key] > before, f"{path} does not run network.{key}"
+
+    obs = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    mask = np.ones((5, 3), bool)
+    model = PPO2(4, 8, 3, action_mask=True)
+    check("forward", lambda: model(torch.from_numpy(obs), action_masks=mask), "mask_logits")
+    check("numpy step", lambda: numpy_policy(model).sample(obs, None, mask), "mask_logits")
+    fused = FusedPPO(model, torch.optim.Adam(model.parameters()))
+    x, z = torch.from_numpy(obs), torch.zeros(5)
+    actions = model(x, action_masks=mask)[1].detach()
+    head_inputs = fused._head_inputs(fused.one_hot(actions), z, z, z, z, torch.from_numpy(mask))
+    check("fused update", lambda: fused._step_gradient(x, head_inputs, 0.2, 0.0, 0.5, True), "mask_logits")
+    check("export", lambda: export_program(model), "mask_logits")
+    recurrent = PPO2(4, 8, 3, recurrent=True, lstm_hidden=6)
+    state = recurrent.memory.zero_state(5)
+    check("numpy step", lambda: numpy_policy(recurrent).sample(obs, None, None, (state, np.ones(5, bool))), "lstm_cell")
+    check("export", lambda: export_program(recurrent), "lstm_cell")

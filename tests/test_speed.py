@@ -178,8 +178,10 @@ def test_private_kernels_and_their_public_fallbacks_agree(monkeypatch):
         torch.testing.assert_close(p_on[k], p_off[k], rtol=1e-6, atol=1e-7, msg=k)
     for i, s in o_on["state"].items():
         assert float(s["step"]) == float(o_off["state"][i]["step"]) == 12.0
-        torch.testing.assert_close(s["exp_avg"], o_off["state"][i]["exp_avg"], rtol=1e-6, atol=1e-9)
-        torch.testing.assert_close(s["exp_avg_sq"], o_off["state"][i]["exp_avg_sq"], rtol=1e-6, atol=1e-12)
+        # (aten's tanh_backward and g * (1 - h * h) round differently where the CPU fuses the multiply-add, AMD EPYC
+        # measured: the twelve steps' gradients then differ in the last bits, up to ~3e-6 relative in the moments)
+        torch.testing.assert_close(s["exp_avg"], o_off["state"][i]["exp_avg"], rtol=1e-5, atol=1e-8)
+        torch.testing.assert_close(s["exp_avg_sq"], o_off["state"][i]["exp_avg_sq"], rtol=1e-5, atol=1e-11)
     g, h = torch.randn(2, 7, 3), torch.rand(2, 7, 3) * 2 - 1
     monkeypatch.setattr(speed, "USE_PRIVATE_KERNELS", True)
     on = speed.tanh_backward_(g.clone(), h)

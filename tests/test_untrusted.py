@@ -225,7 +225,7 @@ def test_atari_policies_evaluate_through_the_cli_check():
 
     envs = make_vector_env("ALE/Pong-v5", 1)
     try:
-        obs_spec, action_space = check_spaces(envs, "ALE/Pong-v5")
+        obs_spec, action_space, _ = check_spaces(envs, "ALE/Pong-v5")
     finally:
         envs.close()
     check_policy_env(PPO2(observation_space=obs_spec, action_space=action_space), "ALE/Pong-v5")

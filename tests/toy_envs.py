@@ -104,6 +104,109 @@ class ScoreEnv(CountEnv):
         return obs, self.REWARDS[t - 1], t >= len(self.REWARDS), truncated, info
 
 
+class RecallEnv(gym.Env):
+    """A cue (one-hot of k) at the first step, then `delay` blank steps, then the agent must name the cue: reward 1
+    if right. Only a policy with memory beats chance (1/k); episodes are delay + 2 steps."""
+
+    def __init__(self, k: int = 3, delay: int = 2):
+        self.k, self.delay = k, delay
+        self.observation_space = spaces.Box(0.0, 1.0, (k + 1,), np.float32)  # cue one-hot, then "answer now" flag
+        self.action_space = spaces.Discrete(k)
+
+    def _obs(self):
+        o = np.zeros(self.k + 1, np.float32)
+        if self.t == 0:
+            o[self.cue] = 1.0
+        if self.t == self.delay + 1:
+            o[self.k] = 1.0
+        return o
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t, self.cue = 0, int(self.np_random.integers(self.k))
+        return self._obs(), {}
+
+    def step(self, action):
+        answer = self.t == self.delay + 1
+        reward = float(answer and int(action) == self.cue)
+        self.t += 1
+        return self._obs(), reward, answer, False, {}
+
+
+class MaskedChoiceEnv(gym.Env):
+    """Each step a random set of legal actions (at least one) and a target among them, shown one-hot; reward 1 for
+    the target. An illegal action raises: a masked policy must never take one. `mask_in` "obs" puts the mask under
+    the Dict key `action_mask`; "method" gives it through `action_masks()` (sb3-contrib's convention)."""
+
+    def __init__(self, space: str = "discrete", mask_in: str = "obs", n: int = 5):
+        self.kind, self.mask_in, self.n = space, mask_in, n
+        if space == "discrete":
+            self.action_space, self.size, self.groups = spaces.Discrete(n), n, [n]
+        elif space == "multidiscrete":
+            self.action_space, self.size, self.groups = spaces.MultiDiscrete([n, 3]), n + 3, [n, 3]
+        else:  # multibinary: 2 entries per bit ([0 legal, 1 legal])
+            self.action_space, self.size, self.groups = spaces.MultiBinary(n), 2 * n, [2] * n
+        box = spaces.Box(0.0, 1.0, (self.size,), np.float32)
+        if mask_in == "obs":
+            self.observation_space = spaces.Dict({"obs": box, "action_mask": spaces.MultiBinary(self.size)})
+        else:
+            self.observation_space = box
+        self.illegal = 0
+
+    def _draw(self):
+        mask, target = np.zeros(self.size, np.int8), np.zeros(self.size, np.float32)
+        start = 0
+        for g in self.groups:
+            legal = self.np_random.random(g) < 0.5
+            legal[self.np_random.integers(g)] = True
+            mask[start:start + g] = legal
+            target[start + int(self.np_random.choice(np.flatnonzero(legal)))] = 1.0
+            start += g
+        self.mask, self.target = mask, target
+
+    def _obs(self):
+        return {"obs": self.target.copy(), "action_mask": self.mask.copy()} if self.mask_in == "obs" else self.target.copy()
+
+    def action_masks(self):
+        return self.mask.astype(bool)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.t = 0
+        self._draw()
+        return self._obs(), {}
+
+    def step(self, action):
+        chosen = np.zeros(self.size, bool)
+        a = np.atleast_1d(np.asarray(action)).astype(np.int64)
+        start = 0
+        for g, v in zip(self.groups, a if self.kind != "multibinary" else a):
+            chosen[start + int(v)] = True
+            start += g
+        if (chosen & (self.mask == 0)).any():
+            raise AssertionError(f"illegal action {action} under mask {self.mask}")
+        reward = float((chosen & (self.target > 0)).sum()) / len(self.groups)
+        self.t += 1
+        self._draw()
+        return self._obs(), reward, False, self.t >= 20, {}
+
+
+class PixelMaskedEnv(MaskedChoiceEnv):
+    """MaskedChoiceEnv seen through a 36x36 gray image (the target's column lit) beside a vector, with the mask under
+    `action_mask`: a Dict of an image, a vector and a mask."""
+
+    def __init__(self):
+        super().__init__(n=3)
+        self.observation_space = spaces.Dict({"screen": spaces.Box(0, 255, (36, 36, 1), np.uint8),
+                                              "pos": spaces.Box(0.0, 1.0, (3,), np.float32),
+                                              "action_mask": spaces.MultiBinary(3)})
+
+    def _obs(self):
+        screen = np.zeros((36, 36, 1), np.uint8)
+        screen[:, 12 * int(self.target.argmax()):12 * int(self.target.argmax()) + 12] = 255
+        return {"screen": screen, "pos": self.target.copy(), "action_mask": self.mask.copy()}
+
+
 def register_all():
     for name, entry, kwargs in [
         ("Identity-v0", IdentityEnv, {}),
@@ -114,6 +217,12 @@ def register_all():
         ("TupleAction-v0", TupleActionEnv, {}),
         ("ImageObs-v0", ImageObsEnv, {}),
         ("Score-v0", ScoreEnv, {}),
+        ("Recall-v0", RecallEnv, {}),
+        ("PixelMasked-v0", PixelMaskedEnv, {}),
+        ("MaskedChoice-v0", MaskedChoiceEnv, {}),
+        ("MaskedChoiceMethod-v0", MaskedChoiceEnv, {"mask_in": "method"}),
+        ("MaskedMultiDiscrete-v0", MaskedChoiceEnv, {"space": "multidiscrete"}),
+        ("MaskedMultiBinary-v0", MaskedChoiceEnv, {"space": "multibinary", "mask_in": "method"}),
     ]:
         env_id = f"ppo2test/{name}"
         if env_id not in gym.registry:
