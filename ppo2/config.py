@@ -253,6 +253,12 @@ PRESETS: dict[tuple[str, str], dict] = {
     # ~80k steps; InvertedPendulum is CI's MuJoCo learning test
     ("InvertedPendulum-v5", "ppo"): dict(_INVERTED_PENDULUMS, total_timesteps=200_000, eval_interval=2),
     ("InvertedDoublePendulum-v5", "ppo"): dict(_INVERTED_PENDULUMS, total_timesteps=500_000, eval_interval=5),
+    # the POMDP CartPole (ppo2/pomdp.py) with memory: RL-Zoo's RecurrentPPO settings (8 envs x 32 steps, one batch of
+    # 256, 20 epochs, gamma 0.98, lambda 0.8, lr 1e-3 and clip 0.2 annealed, normalised observations)
+    ("CartPoleNoVel-v1", "ppo"): dict(
+        recurrent=True, total_timesteps=100_000, num_envs=8, num_steps=32, num_minibatches=1, update_epochs=20,
+        learning_rate=1e-3, anneal_lr=True, clip_range=0.2, anneal_clip_range=True, gamma=0.98, gae_lambda=0.8,
+        ent_coef=0.0, normalize_obs=True, eval_interval=10, eval_episodes=20),
     # baselines ppo2's Atari settings (Schulman et al. 2017, table 5): the Nature CNN shared by both heads
     **{(env_id, "ppo"): dict(
         total_timesteps=10_000_000, num_envs=8, num_steps=128, num_minibatches=4, update_epochs=4,
