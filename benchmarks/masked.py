@@ -14,15 +14,12 @@ separate 64-64 tanh towers for policy and value, one torch thread, CPU.
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import gymnasium as gym
 import numpy as np
+
+from side_by_side import alternate, append_jsonl
 
 
 class LegalChoice(gym.Env):
@@ -99,11 +96,6 @@ print(model.num_timesteps / (time.perf_counter() - t0))
 """
 
 
-def run(code: str) -> float:
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return float(out.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=3)
@@ -111,20 +103,10 @@ def main() -> None:
     p.add_argument("--out", default=None, help="append the result as a JSON line here")
     args = p.parse_args()
     here = Path(__file__).resolve().parent
-    sps: dict[str, list[float]] = {"ppo2": [], "sb3": []}
-    for r in range(args.rounds):
-        common = dict(root=str(here.parent), bench=str(here), steps=args.steps, seed=r + 1)
-        sps["ppo2"].append(run(PPO2.format(out=f"/tmp/ppo2_bench_masked_{r}", **common)))
-        sps["sb3"].append(run(SB3.format(**common)))
-        print(f"round {r + 1}: ppo2 {sps['ppo2'][-1]:.0f}, sb3-contrib MaskablePPO {sps['sb3'][-1]:.0f} env steps/s",
-              flush=True)
-    ours, theirs = statistics.median(sps["ppo2"]), statistics.median(sps["sb3"])
-    print(f"ppo2 {ours:.0f} vs MaskablePPO {theirs:.0f} env steps/s: {ours / theirs:.2f}x")
-    if args.out:
-        with open(args.out, "a") as f:
-            f.write(json.dumps({"steps": args.steps, "rounds": args.rounds, "ppo2_sps": sps["ppo2"], "sb3_sps": sps["sb3"],
-                                "ppo2_median": round(ours, 1), "sb3_median": round(theirs, 1),
-                                "ratio": round(ours / theirs, 2), "time": time.strftime("%Y-%m-%d %H:%M")}) + "\n")
+    common = dict(root=str(here.parent), bench=str(here), steps=args.steps)
+    row = alternate(args.rounds, lambda seed: PPO2.format(out=f"/tmp/ppo2_bench_masked_{seed}", seed=seed, **common),
+                    lambda seed: SB3.format(seed=seed, **common), "masked", "sb3-contrib MaskablePPO")
+    append_jsonl(args.out, {"steps": args.steps, "rounds": args.rounds, **row})
 
 
 if __name__ == "__main__":

@@ -17,11 +17,9 @@ learn(). pip install -r benchmarks/requirements.txt first.
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
-import subprocess
-import sys
-import time
+from pathlib import Path
+
+from side_by_side import alternate, append_jsonl
 
 PPO2 = """
 import sys, time, torch
@@ -59,11 +57,6 @@ print(model.num_timesteps / (time.perf_counter() - t0))
 """
 
 
-def run(code: str) -> float:
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    return float(out.stdout.strip().splitlines()[-1])
-
-
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=3)
@@ -72,31 +65,15 @@ def main() -> None:
     p.add_argument("--configs", nargs="+", default=["shared", "separate"], choices=["shared", "separate"])
     p.add_argument("--out", default=None, help="append the results as JSON lines here")
     args = p.parse_args()
-    from pathlib import Path
-
     root = str(Path(__file__).resolve().parent.parent)
-    results = []
     for config in args.configs:
         shared = config == "shared"
-        sps: dict[str, list[float]] = {"ppo2": [], "sb3": []}
-        for r in range(args.rounds):
-            seed = r + 1
-            common = dict(root=root, lstm=args.lstm, steps=args.steps, seed=seed)
-            sps["ppo2"].append(run(PPO2.format(shared=shared, out=f"/tmp/ppo2_bench_recurrent_{seed}", **common)))
-            sps["sb3"].append(run(SB3.format(shared=shared, critic=not shared, **common)))
-            print(f"{config} round {r + 1}: ppo2 {sps['ppo2'][-1]:.0f}, sb3-contrib {sps['sb3'][-1]:.0f} env steps/s",
-                  flush=True)
-        ours, theirs = statistics.median(sps["ppo2"]), statistics.median(sps["sb3"])
-        row = {"config": config, "lstm": args.lstm, "steps": args.steps, "rounds": args.rounds,
-               "ppo2_sps": sps["ppo2"], "sb3_sps": sps["sb3"], "ppo2_median": round(ours, 1),
-               "sb3_median": round(theirs, 1), "ratio": round(ours / theirs, 2), "time": time.strftime("%Y-%m-%d %H:%M")}
-        results.append(row)
-        print(f"{config}: ppo2 {ours:.0f} vs sb3-contrib RecurrentPPO {theirs:.0f} env steps/s: {ours / theirs:.2f}x",
-              flush=True)
-    if args.out:
-        with open(args.out, "a") as f:
-            for row in results:
-                f.write(json.dumps(row) + "\n")
+        common = dict(root=root, lstm=args.lstm, steps=args.steps)
+        row = alternate(args.rounds,
+                        lambda seed: PPO2.format(shared=shared, out=f"/tmp/ppo2_bench_recurrent_{seed}", seed=seed, **common),
+                        lambda seed: SB3.format(shared=shared, critic=not shared, seed=seed, **common),
+                        config, "sb3-contrib RecurrentPPO")
+        append_jsonl(args.out, {"config": config, "lstm": args.lstm, "steps": args.steps, "rounds": args.rounds, **row})
 
 
 if __name__ == "__main__":

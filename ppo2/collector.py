@@ -186,11 +186,12 @@ class Collector:
         on_cpu = self.device.type == "cpu"
         return tree_map(lambda a: torch.from_numpy(a) if on_cpu else torch.from_numpy(a).to(self.device), obs)
 
-    def _split(self) -> np.ndarray | None:
-        """Take this step's action masks off the observations (or from the envs), checked; None without masks."""
+    def _split(self, ended: np.ndarray | None = None) -> np.ndarray | None:
+        """Take this step's action masks off the observations (or from the envs), checked; None without masks.
+        `ended`: the envs whose episode just ended (their next action is ignored, so their mask is not checked)."""
         if self.masks is None:
             return None
-        self.next_obs, mask = self.masks.split(self.envs, self.next_obs)
+        self.next_obs, mask = self.masks.split(self.envs, self.next_obs, ended)
         return mask
 
     @torch.inference_mode()  # (cheaper per operation than no_grad; nothing collected here is differentiated)
@@ -230,8 +231,8 @@ class Collector:
 
             self.next_obs, reward, terminated, truncated, _ = self.envs.step(to_env(action_np))
             self.check_finite(self.next_obs, f"{where}, rollout step {t}", reward)
-            self.next_mask = self._split()
             done = terminated | truncated
+            self.next_mask = self._split(done)
             s.valid[t] = ~self.prev_done  # False on the autoreset step: its action was ignored
             train_reward = np.sign(reward) if self.clip_reward else reward
             s.rewards[t] = train_reward if self.reward_scaler is None else self.reward_scaler(train_reward, done, s.valid[t])

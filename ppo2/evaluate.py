@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from .envs import check_env_id, make_vector_env, refuse_file_named_module
-from .masks import env_masks
+from .masks import allow_ended, env_masks
 from .speed import NUMPY_MAX_BATCH, numpy_policy
 from .validation import check_compatible
 
@@ -35,11 +35,17 @@ class PolicyActor:
     def __init__(self, model, deterministic: bool, n: int):
         self.model, self.deterministic = model, deterministic
         self.state, self.episode_start = None, np.ones(n, np.bool_)
-        cfg = getattr(model, "mask_config", None)
-        self.method_masks = cfg is not None and cfg.applied and cfg.source == "method"
+        self.ended = np.zeros(n, np.bool_)  # envs whose episode just ended: their next action is ignored
+        self.masks = getattr(model, "mask_config", None)
+        if self.masks is not None and not self.masks.applied:
+            self.masks = None
 
     def __call__(self, obs: Any, masks: Callable[[], Any]) -> np.ndarray:
-        action_masks = masks() if self.method_masks else None
+        action_masks = None
+        if self.masks is not None:
+            action_masks = masks() if self.masks.source == "method" else self.masks.split(obs)[1]
+            # (a terminal state may allow no action; the env ignores the action after it)
+            action_masks = allow_ended(action_masks, self.ended if np.ndim(action_masks) == 2 else None)
         if getattr(self.model, "memory", None) is None:
             return self.model.predict(obs, deterministic=self.deterministic, action_masks=action_masks)[0]
         action, self.state = self.model.predict(obs, state=self.state, episode_start=self.episode_start,
@@ -82,6 +88,7 @@ def run_episodes(model, envs, seed: int, deterministic: bool = True,
             obs, reward, terminated, truncated, _ = envs.step(action)
             # autoreset on the next step: an episode begins with the observation after the one that ended it
             actor.episode_start, prev_done = prev_done, terminated | truncated
+            actor.ended = prev_done
             returns += reward * running
             lengths += running
             running &= ~(terminated | truncated)

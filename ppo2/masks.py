@@ -198,7 +198,9 @@ class MaskSource:
     def __init__(self, config: MaskConfig, action_spec: dict, env_id: str):
         self.config, self.action_spec, self.env_id = config, action_spec, env_id
 
-    def split(self, envs, obs: Any) -> tuple[Any, np.ndarray | None]:
+    def split(self, envs, obs: Any, ended: np.ndarray | None = None) -> tuple[Any, np.ndarray | None]:
+        """`ended` marks the envs whose episode just ended: their next action is ignored (gymnasium's autoreset
+        step), so their mask, which may well allow nothing in a terminal state, is not checked but all legal."""
         obs, mask = self.config.split(obs)
         if not self.config.applied:
             return obs, None
@@ -207,5 +209,13 @@ class MaskSource:
             if mask is None:
                 raise ValueError(f"{self.env_id}: the policy masks actions with the env's action_masks(), but the "
                                  "environment has no such method")
-        n = envs.num_envs
-        return obs, check_mask(mask, self.action_spec, n, f"{self.env_id}")
+        return obs, check_mask(allow_ended(mask, ended), self.action_spec, envs.num_envs, f"{self.env_id}")
+
+
+def allow_ended(mask: Any, ended: np.ndarray | None) -> Any:
+    """The mask with every action legal in the rows of `ended` (envs whose next step is the autoreset step)."""
+    if mask is None or ended is None or not ended.any():
+        return mask
+    mask = np.array(mask, dtype=np.bool_, copy=True) if np.asarray(mask).dtype != np.bool_ else np.array(mask)
+    mask[ended] = True
+    return mask

@@ -35,6 +35,10 @@ RL_ZOO_PPO = {  # RL-Zoo's published PPO scores (the goals we must match or beat
     "Hopper-v5": "2,410 +/- 10 (RL-Zoo3, v3)", "HalfCheetah-v5": "5,819 +/- 664 (RL-Zoo3, v3)",
     "Walker2d-v5": "3,479 +/- 822 (RL-Zoo3, v3)", "Ant-v5": "1,327 +/- 452 (RL-Zoo3, v3)",
     "Humanoid-v5": "716 (CleanRL, v4)",
+    # the POMDP tasks (velocities removed): RL-Zoo's RecurrentPPO, at the same budget
+    "CartPoleNoVel-v1": "500.00 +/- 0.00 (RL-Zoo RecurrentPPO)",
+    "PendulumNoVel-v1": "-217.9 +/- 140 (RL-Zoo RecurrentPPO)",
+    "MountainCarContinuousNoVel-v0": "91.5 (RL-Zoo RecurrentPPO)",
 }
 
 
@@ -80,7 +84,7 @@ def main() -> int:
         replay = dict(max_steps=min(1000, 100 * skip), frame_skip=skip)
     else:
         replay = dict(max_steps=500 if env_id == "LunarLander-v3" else 1000,
-                      frame_skip=3 if env_id in ("CartPole-v1", "LunarLander-v3") else 2)
+                      frame_skip=3 if env_id in ("CartPole-v1", "CartPoleNoVel-v1", "LunarLander-v3") else 2)
     record_replay(model, env_id, out / "replay.gif", seed=0, **replay)
     deadline = time.time() + 120  # train.py leaves the plot to its companion process; it may still be drawing
     while not (run / "learning_curve.png").exists() and time.time() < deadline:

@@ -88,6 +88,22 @@ def test_torchrun_two_ranks_stay_identical_and_output_loads(tmp_path):
     assert json.loads((out / "summary.json").read_text())["updates"] == 8
 
 
+def test_torchrun_trains_a_recurrent_policy_identically_on_both_ranks_and_resumes(tmp_path):
+    """Each rank carries its own envs' LSTM state; the averaged gradients keep the weights identical (checked at
+    the end of the run); resume restarts the episodes (and their memory) on every rank."""
+    out = tmp_path / "lstm"
+    common = ["--env", "CartPoleNoVel-v1", "--num-envs", 8, "--num-minibatches", 2, "--no-stop-at-target",
+              "--eval-interval", 0, "--checkpoint-interval", 2]
+    res = torchrun(*common, "--total-timesteps", 8 * 32 * 4, "--output-dir", out)
+    assert res.returncode == 0, res.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["updates"] == 4 and len(summary["weights_sha256_all_ranks"]) == 64
+    assert hub_load("ppo2", pretrained=str(out)).recurrent
+    res = torchrun(*common, "--total-timesteps", 8 * 32 * 6, "--resume", out)
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert json.loads((out / "summary.json").read_text())["updates"] == 6
+
+
 @pytest.mark.slow
 def test_torchrun_two_ranks_solve_cartpole(tmp_path):
     res = torchrun("--env", "CartPole-v1", "--seed", 1, "--output-dir", tmp_path / "solve")

@@ -224,3 +224,16 @@ def test_masked_policy_saves_and_loads(tmp_path):
     np.testing.assert_array_equal(loaded.predict(obs)[0], np.arange(5))
     with pytest.raises(ValueError, match="action_mask.source"):
         PPO2.from_config({**model.get_config(), "action_mask": {"source": "exec", "key": None, "unwrap": None}})
+
+
+def test_a_terminal_state_may_allow_no_action(tmp_path):
+    """Lock-v0 (the README's example) ends with every digit used: its mask then allows nothing. The action after a
+    terminal state is gymnasium's ignored autoreset step, so training and evaluation take that mask as all legal,
+    and still never press a digit twice; the policy learns the order."""
+    model = train(env_id="ppo2test/Lock-v0", total_timesteps=30_720, progress=False, tensorboard=False, plot=False,
+                  output_dir=str(tmp_path / "run"), eval_interval=5, eval_episodes=20, stop_at_target=False, seed=1)
+    assert model.trainer_summary["last_eval"]["mean_reward"] >= 5.0
+    env = gym.make("ppo2test/Lock-v0")
+    obs, _ = env.reset()
+    with pytest.raises(ValueError, match="allows no action"):  # predict itself still refuses an all-illegal mask
+        model.predict(obs, action_masks=np.zeros(6, bool))

@@ -23,3 +23,15 @@ def test_requirements_pin_the_cpu_torch_wheel_while_the_package_declares_a_range
     assert "torch==2.13.0" in (REPO / "constraints.txt").read_text()
     assert "--constraint constraints.txt" in (REPO / "requirements.txt").read_text()
     assert '"torch>=2.13"' in (REPO / "pyproject.toml").read_text()
+
+
+def test_readme_masking_example_runs_and_learns(tmp_path, monkeypatch):
+    """The README's action-masking example, executed as written: an env of the user's own with action_masks(),
+    trained by ppo2.train, never pressing a digit twice (the env would raise), and learning the order."""
+    text = (REPO / "README.md").read_text()
+    block = re.search(r"```python\n(class Lock.+?)\n```", text, flags=re.S).group(1)
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec("import gymnasium as gym\nimport numpy as np\nimport ppo2\n" + block, namespace)
+    assert namespace["model"].trainer_summary["last_eval"]["mean_reward"] >= 5.0
+    assert namespace["env"].action_masks()[namespace["action"]]

@@ -202,8 +202,10 @@ def test_export_parity_over_whole_episodes(tmp_path, shared_lstm):
 
 
 def test_resume_continues_bit_exactly(tmp_path):
+    # (no annealing: the half run's schedule would end at its own, shorter, total)
     common = dict(recurrent=True, lstm_hidden=16, num_envs=4, num_steps=32, num_minibatches=2, update_epochs=2,
-                  eval_interval=0, checkpoint_interval=2, stop_at_target=False, **QUIET)
+                  anneal_lr=False, anneal_clip_range=False, eval_interval=0, checkpoint_interval=2,
+                  stop_at_target=False, **QUIET)
     whole = train(env_id="CartPoleNoVel-v1", total_timesteps=4 * 128, output_dir=str(tmp_path / "whole"), **common)
     train(env_id="CartPoleNoVel-v1", total_timesteps=2 * 128, output_dir=str(tmp_path / "half"), **common)
     cfg = TrainConfig.for_env("CartPoleNoVel-v1", total_timesteps=4 * 128, output_dir=str(tmp_path / "half"), **common)

@@ -16,7 +16,8 @@ from ppo2.zoo import load_pretrained, load_zoo
 ZOO = load_zoo(REPO / "weights")
 GOALS = {"CartPole-v1": 500.0, "Acrobot-v1": -73.5, "LunarLander-v3": 242.0, "Pendulum-v1": -172.0,
          "Hopper-v5": 2410.0, "Walker2d-v5": 3479.0, "HalfCheetah-v5": 5819.0,
-         "Ant-v5": 1327.0, "Humanoid-v5": 716.0}  # MuJoCo: the best published PPO score at 1M steps (issue #11)
+         "Ant-v5": 1327.0, "Humanoid-v5": 716.0,  # MuJoCo: the best published PPO score at 1M steps (issue #11)
+         "CartPoleNoVel-v1": 500.0}  # the POMDP anchor: RL-Zoo's RecurrentPPO at 100k steps
 
 
 def test_zoo_has_every_promised_env_and_cartpole_is_default():
@@ -125,6 +126,35 @@ def test_cartpole_entry_is_reproduced_by_its_recorded_command(tmp_path):
     policy = PPO2.from_pretrained(tmp_path / "first" / "best")
     held_out = evaluate_policy(policy, "CartPole-v1", n_episodes=100, seed=3_000_000)
     assert held_out["mean_reward"] >= 475.0, held_out["mean_reward"]
+
+
+def test_recurrent_entry_is_reproduced_on_its_platform(tmp_path):
+    """The CartPoleNoVel-v1 command (a recurrent policy: the LSTM's kernel path in training, its numpy step in the
+    rollouts), re-run where the platform fingerprint matches the entry's: the recorded weights, byte for byte.
+    Elsewhere it skips (CartPole's entry above checks determinism and learning on every platform)."""
+    from ppo2.rundir import REPRODUCTION_KEYS, platform_fingerprint
+
+    entry = ZOO["CartPoleNoVel-v1"]
+    recorded, here = entry["platform"], platform_fingerprint()
+    if not all(recorded.get(k) == here[k] for k in REPRODUCTION_KEYS):
+        pytest.skip(f"recorded on {recorded.get('cpu_model')} ({recorded.get('blas')}); this is {here['cpu_model']}")
+    assert _run_recorded_command(entry, tmp_path / "run") == entry["sha256"]["model.safetensors"]
+
+
+def test_pretrained_recurrent_policy_through_torch_hub_keeps_its_state():
+    import gymnasium as gym
+    import numpy as np
+
+    model = hub_load("ppo2", pretrained="CartPoleNoVel-v1")
+    assert model.recurrent and model.memory is not None
+    env = gym.make("CartPoleNoVel-v1")
+    obs, _ = env.reset(seed=5)
+    state, start, total, done = None, np.ones(1, bool), 0.0, False
+    while not done:
+        action, state = model.predict(obs, state=state, episode_start=start)
+        obs, reward, terminated, truncated, _ = env.step(action)
+        total, start, done = total + reward, np.zeros(1, bool), terminated or truncated
+    assert total >= 475.0
 
 
 def test_pretrained_true_through_torch_hub():

@@ -207,6 +207,28 @@ class PixelMaskedEnv(MaskedChoiceEnv):
         return {"screen": screen, "pos": self.target.copy(), "action_mask": self.mask.copy()}
 
 
+class LockEnv(gym.Env):
+    """The README's masking example: press 6 digits, each once, in order (reward 1 for the right one). In the terminal
+    state every digit is used, so the mask allows nothing: the action after it is the ignored autoreset step."""
+
+    def __init__(self):
+        self.observation_space, self.action_space = spaces.Box(0, 1, (6,), np.float32), spaces.Discrete(6)
+
+    def reset(self, *, seed=None, options=None):
+        super().reset(seed=seed)
+        self.used = np.zeros(6, bool)
+        return self.used.astype(np.float32), {}
+
+    def action_masks(self):
+        return ~self.used
+
+    def step(self, a):
+        if self.used[a]:
+            raise AssertionError(f"digit {a} pressed twice")
+        self.used[a] = True
+        return self.used.astype(np.float32), float(a == self.used.sum() - 1), bool(self.used.all()), False, {}
+
+
 def register_all():
     for name, entry, kwargs in [
         ("Identity-v0", IdentityEnv, {}),
@@ -219,6 +241,7 @@ def register_all():
         ("Score-v0", ScoreEnv, {}),
         ("Recall-v0", RecallEnv, {}),
         ("PixelMasked-v0", PixelMaskedEnv, {}),
+        ("Lock-v0", LockEnv, {}),
         ("MaskedChoice-v0", MaskedChoiceEnv, {}),
         ("MaskedChoiceMethod-v0", MaskedChoiceEnv, {"mask_in": "method"}),
         ("MaskedMultiDiscrete-v0", MaskedChoiceEnv, {"space": "multidiscrete"}),
