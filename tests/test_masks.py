@@ -237,3 +237,15 @@ def test_a_terminal_state_may_allow_no_action(tmp_path):
     obs, _ = env.reset()
     with pytest.raises(ValueError, match="allows no action"):  # predict itself still refuses an all-illegal mask
         model.predict(obs, action_masks=np.zeros(6, bool))
+
+
+def test_masks_through_an_async_vector_env_and_the_torch_step(tmp_path):
+    """Subprocess envs (their action_masks() found and called through AsyncVectorEnv.call), and more envs than the
+    numpy step takes (the torch sampling path): still no illegal action (the env raises)."""
+    common = dict(progress=False, tensorboard=False, plot=False, stop_at_target=False, eval_interval=2, eval_episodes=4)
+    model = train(env_id="ppo2test/MaskedChoiceMethod-v0", vectorization="async", num_envs=4, num_steps=32,
+                  num_minibatches=2, total_timesteps=256, output_dir=str(tmp_path / "async"), **common)
+    assert model.mask_size == 5
+    model = train(env_id="ppo2test/MaskedMultiDiscrete-v0", num_envs=40, num_steps=8, num_minibatches=2,
+                  total_timesteps=640, output_dir=str(tmp_path / "torch"), **common)
+    assert model.mask_size == 8
