@@ -183,9 +183,10 @@ def from_pretrained(model_cls, repo_id_or_path: str | os.PathLike, revision: str
 
 
 def model_card(repo_id: str, env_id: str, results: dict | None, train_config: dict | None = None,
-               replay_name: str | None = None) -> str:
+               replay_name: str | None = None, recurrent: bool = False, env_masks: bool = False) -> str:
     """A Hub model card whose YAML carries the reinforcement-learning `model-index` metadata (written by
-    huggingface_hub's ModelCardData/EvalResult, so the Hub's leaderboards parse it)."""
+    huggingface_hub's ModelCardData/EvalResult, so the Hub's leaderboards parse it). Its usage loop carries a
+    recurrent policy's state and passes the env's `action_masks()` to a policy that takes them."""
     from huggingface_hub import EvalResult, ModelCardData
 
     score = f"{results['mean_reward']:.2f} +/- {results['std_reward']:.2f}" if results is not None else None
@@ -217,8 +218,15 @@ def model_card(repo_id: str, env_id: str, results: dict | None, train_config: di
         f'env = gym.make("{env_id}")',
         "obs, _ = env.reset(seed=0)",
         "done = False",
-        "while not done:",
-        "    action, _ = model.predict(obs, deterministic=True)",
+    ]
+    masks = ", action_masks=env.get_wrapper_attr(\"action_masks\")()" if env_masks else ""
+    if recurrent:  # stable-baselines3's RecurrentPPO contract: the LSTM state in and out, zeroed at episode starts
+        body += ["state, start = None, True", "while not done:",
+                 f"    action, state = model.predict(obs, state=state, episode_start=[start], deterministic=True{masks})",
+                 "    start = False"]
+    else:
+        body += ["while not done:", f"    action, _ = model.predict(obs, deterministic=True{masks})"]
+    body += [
         "    obs, reward, terminated, truncated, _ = env.step(action)",
         "    done = terminated or truncated",
         "```", "",
@@ -241,7 +249,11 @@ def push_to_hub(model, repo_id: str, env_id: str | None = None, results: dict | 
     with tempfile.TemporaryDirectory() as tmp:
         folder = save_pretrained(model, tmp, env_id=env_id, results=results, replay=replay)
         replay_name = Path(replay).name if replay is not None else None
-        (folder / "README.md").write_text(model_card(repo_id, env_id, results, train_config, replay_name))
+        mask_config = getattr(model, "mask_config", None)
+        card = model_card(repo_id, env_id, results, train_config, replay_name,
+                          recurrent=getattr(model, "memory", None) is not None,
+                          env_masks=mask_config is not None and mask_config.applied and mask_config.source == "method")
+        (folder / "README.md").write_text(card)
         if train_config is not None:
             atomic_write_json(folder / "train_config.json", train_config)
         api = HfApi(token=token)

@@ -165,3 +165,26 @@ def test_model_card_metadata_parses_as_the_hub_reads_it():
     assert (result.task_type, result.dataset_type, result.metric_type) == ("reinforcement-learning", "Pendulum-v1", "mean_reward")
     assert result.metric_value == "-150.25 +/- 80.50" and card.data.library_name == "ppo2"
     assert "Pendulum-v1" in card.data.tags and "seeds 7..106" in card.text
+
+
+@pytest.mark.parametrize("env_id, recurrent, env_masks", [("CartPoleNoVel-v1", True, False),
+                                                          ("ppo2test/MaskedChoiceMethod-v0", False, True),
+                                                          ("ppo2test/MaskedChoiceMethod-v0", True, True)])
+def test_model_card_usage_runs_for_recurrent_and_masked_policies(tmp_path, env_id, recurrent, env_masks):
+    """The card's usage loop, executed: a recurrent policy's state goes round the loop, a policy that masks with the
+    env's action_masks() gets them (the env raises on an illegal action)."""
+    import re
+
+    import gymnasium as gym
+
+    import toy_envs  # noqa: F401
+    from ppo2 import PPO2
+    from ppo2.hf_hub import model_card
+
+    env = gym.make(env_id)
+    PPO2(observation_space=env.observation_space, action_space=env.action_space, recurrent=recurrent,
+         lstm_hidden=8, action_mask=True if env_masks else "auto").save_pretrained(tmp_path / "p")
+    card = model_card("you/repo", env_id, None, recurrent=recurrent, env_masks=env_masks)
+    code = re.search(r"```python\n(.+?)\n```", card, flags=re.S).group(1)
+    assert ("state=state" in code) == recurrent and ("action_masks=" in code) == env_masks
+    exec(code.replace('"you/repo"', repr(str(tmp_path / "p"))), {})
