@@ -70,8 +70,10 @@ def main() -> None:
     if args.collect:
         steps = trainer.storage.values.shape[0]
         policy = numpy_policy(trainer.model)
-        variants = {"torch.rand at every step": lambda: policy.sample,
-                    "UniformBlock per rollout": lambda: (lambda u: lambda obs: policy.sample(obs, u))(UniformBlock(steps))}
+        # (the collector's policy step: (obs, mask, memory) -> (actions, LSTM state or None))
+        variants = {"torch.rand at every step": lambda: lambda obs, mask, memory: policy.sample(obs, None, mask, memory),
+                    "UniformBlock per rollout": lambda: (lambda u: lambda obs, mask, memory:
+                                                         policy.sample(obs, u, mask, memory))(UniformBlock(steps))}
         times: dict[str, list[float]] = {name: [] for name in variants}
         for _ in range(args.rounds or 200):
             for name, make in variants.items():

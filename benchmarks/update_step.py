@@ -90,7 +90,7 @@ def loss_head(trainer: Trainer, batch, kw: dict, repeats: int) -> None:
                 bufs = f._buffers(n)
                 f.forward(x, bufs)
                 out, v, g_out, g_v = bufs["head"]
-                inputs = f._head_inputs(*fields)
+                inputs = f._head_inputs(*fields)[:5]  # (the sixth, the action masks: none here)
                 calls.append(lambda xp=xp, a=(out, v, *inputs, g_out, g_v, *args, bufs["mean"]):
                              (setattr(f, "xp", xp), f._head_loss_and_gradient(*a)))
             a, b = _medians_us(calls, repeats)
