@@ -117,7 +117,7 @@ class RolloutStorage:
                              "smaller frames (gymnasium.wrappers.ResizeObservation)")
 
     def __init__(self, num_steps: int, num_envs: int, obs_spec: dict, action_shape: tuple, action_dtype: torch.dtype,
-                 mask_size: int = 0, memory_shape: tuple | None = None):
+                 mask_size: int = 0, memory_shape: tuple | None = None, window: int | None = None):
         T, N = num_steps, num_envs
         np_action_dtype = np.int64 if action_dtype == torch.int64 else np.float32
         self.obs = tree_zeros(obs_spec, (T, N))
@@ -131,9 +131,13 @@ class RolloutStorage:
         self.next_value = np.zeros(N, np.float32)
         # action masks (N rows of mask_size 0/1 entries per step; ppo2/masks.py), where the env has them
         self.masks = np.ones((T, N, mask_size), np.bool_) if mask_size else None
-        # recurrent policies (ppo2/memory.py): which rows begin an episode, and the LSTM state before row 0
+        # recurrent policies (ppo2/memory.py): which rows begin an episode, and the LSTM state before row 0 (state0)
+        # and before every `window`-th row (states: (T / window, L, N, H) each, for training on shorter sequences)
+        self.window = window or T
         self.starts = np.zeros((T, N), np.bool_) if memory_shape else None
-        self.state0 = (np.zeros(memory_shape, np.float32), np.zeros(memory_shape, np.float32)) if memory_shape else None
+        self.states = (tuple(np.zeros((T // self.window, *memory_shape), np.float32) for _ in range(2))
+                       if memory_shape else None)
+        self.state0 = (self.states[0][0], self.states[1][0]) if memory_shape else None
 
     def tensor(self, name: str) -> torch.Tensor:
         return torch.from_numpy(getattr(self, name))
@@ -205,8 +209,6 @@ class Collector:
         sequences from the state they began with)."""
         s = self.storage
         T = s.values.shape[0]
-        if s.state0 is not None:
-            s.state0[0][:], s.state0[1][:] = self.lstm_state
         for t in range(T):
             obs = self.next_obs
             if isinstance(obs, dict):
@@ -222,6 +224,8 @@ class Collector:
                 mask = s.masks[t]
             memory = None
             if s.starts is not None:
+                if t % s.window == 0:  # the state this stretch of the rollout begins with
+                    s.states[0][t // s.window], s.states[1][t // s.window] = self.lstm_state
                 s.starts[t] = self.next_start
                 memory = (self.lstm_state, s.starts[t])
             action_np, state = sample_action(row, mask, memory)

@@ -79,6 +79,9 @@ class TrainConfig:
     recurrent: bool = _f(False, "an LSTM between the encoder and the latent MLP (ppo2/memory.py): memory for partially "
                                 "observed envs; training runs each env's rollout as one sequence from its saved state")
     lstm_hidden: int = _f(64, "the LSTM's size (with --recurrent)")
+    bptt_steps: Optional[int] = _f(None, "with --recurrent: the length of the sequences the update trains on (truncated "
+                                         "BPTT), each from the state the rollout had there; it divides num_steps. "
+                                         "Default: the whole rollout, one sequence per env")
     shared_lstm: bool = _f(True, "one LSTM for actor and critic (with --recurrent); --no-shared-lstm gives the critic "
                                  "its own (and separate latent towers)")
     action_mask: bool = _f(True, "mask illegal actions where the env gives masks: an 'action_mask' key in Dict "
@@ -173,9 +176,14 @@ class TrainConfig:
         need(self.batch_size % self.num_minibatches == 0,
              f"batch size num_envs*num_steps = {self.num_envs}*{self.num_steps} = {self.batch_size} is not divisible "
              f"into num_minibatches={self.num_minibatches} equal minibatches")
-        need(not self.recurrent or self.num_envs % self.num_minibatches == 0,
-             f"a recurrent policy trains on whole env sequences: num_envs={self.num_envs} must be divisible into "
-             f"num_minibatches={self.num_minibatches} minibatches of environments")
+        if self.bptt_steps is not None:
+            need(isinstance(self.bptt_steps, int) and not isinstance(self.bptt_steps, bool)
+                 and 1 <= self.bptt_steps <= self.num_steps and self.num_steps % self.bptt_steps == 0,
+                 f"bptt_steps must be an int that divides num_steps={self.num_steps}, got {self.bptt_steps!r}")
+        sequences = self.num_envs * (self.num_steps // (self.bptt_steps or self.num_steps))
+        need(not self.recurrent or sequences % self.num_minibatches == 0,
+             f"a recurrent policy trains on whole sequences: its {sequences} sequences (num_envs={self.num_envs} x "
+             f"num_steps / bptt_steps) must be divisible into num_minibatches={self.num_minibatches} minibatches")
         need(self.recurrent or self.shared_lstm, "--no-shared-lstm needs --recurrent")
         need(not (self.norm_adv and self.minibatch_size < 2),
              f"advantage normalisation needs minibatches of at least 2 samples, got minibatch size {self.minibatch_size} "

@@ -117,7 +117,8 @@ class Trainer:
         memory = self.model.memory
         self.storage = RolloutStorage(cfg.num_steps, self.num_envs, model.obs_spec, model.action_head.action_shape,
                                       model.action_head.action_dtype, mask_size=model.mask_size,
-                                      memory_shape=(memory.towers, self.num_envs, memory.hidden) if memory else None)
+                                      memory_shape=(memory.towers, self.num_envs, memory.hidden) if memory else None,
+                                      window=cfg.bptt_steps)
 
         # run state
         self.update = 0
@@ -238,9 +239,22 @@ class Trainer:
         masks = None if s.masks is None else s.tensor("masks").reshape(-1, s.masks.shape[-1])
         to = self.device
         if s.starts is not None:
-            # a recurrent policy trains on whole env sequences, autoreset rows included (they carry the state; the
-            # loss leaves them out): time-major rows, the state before the first, which rows begin an episode
-            state, starts = self.collector.memory_tensors(s.state0, s.starts)
+            # a recurrent policy trains on whole sequences, autoreset rows included (they carry the state; the loss
+            # leaves them out): time-major rows, the state before the first, which rows begin an episode. With
+            # bptt_steps W < T, each env's rollout is cut into T / W sequences of W steps, each from the state the
+            # rollout had where it begins: W rows of (T / W) * N columns
+            T, N = s.starts.shape
+            C = T // s.window
+
+            def cut(t: torch.Tensor) -> torch.Tensor:
+                return t.reshape(C, s.window, N, *t.shape[1:]).transpose(0, 1).reshape(T * N, *t.shape[1:])
+
+            if C > 1:
+                obs, flat, valid = tree_map(cut, obs), [cut(t) for t in flat], cut(valid)
+                masks = None if masks is None else cut(masks)
+            starts = s.starts.reshape(C, s.window, N).transpose(1, 0, 2).reshape(s.window, C * N)
+            states = tuple(a.transpose(1, 0, 2, 3).reshape(a.shape[1], C * N, a.shape[3]) for a in s.states)
+            state, starts = self.collector.memory_tensors(states, starts)
             batch = SequenceBatch(tree_map(lambda t: t.to(to), obs), *(t.to(to) for t in flat),
                                   masks=None if masks is None else masks.to(to), valid=valid.to(to), state=state,
                                   starts=starts)

@@ -249,3 +249,28 @@ def test_memory_learns_what_a_feed_forward_policy_cannot(tmp_path):
     assert memory.trainer_summary["last_eval"]["mean_reward"] >= 0.9
     plain = train(env_id="ppo2test/Recall-v0", output_dir=str(tmp_path / "mlp"), **common)
     assert plain.trainer_summary["last_eval"]["mean_reward"] <= 0.6
+
+
+@pytest.mark.parametrize("bptt_steps", [8, 4, 2])
+def test_shorter_sequences_start_from_the_state_the_rollout_had_there(tmp_path, bptt_steps):
+    """--bptt-steps W cuts each env's rollout into sequences of W steps, each from the LSTM state the collector
+    carried at its first row (episode starts inside included): the update then sees exactly the values and
+    log-probabilities the rollout's own full-sequence pass computed. And the sequences, not the envs, make the
+    minibatches (3 envs, 6 minibatches)."""
+    cfg = TrainConfig.for_env("CartPoleNoVel-v1", num_envs=3, num_steps=16, num_minibatches=3 if bptt_steps < 8 else 2,
+                              bptt_steps=bptt_steps, update_epochs=2, output_dir=str(tmp_path / "r"), **QUIET)
+    trainer = Trainer(cfg)
+    try:
+        for _ in range(3):
+            trainer.collect_rollout()
+            batch, _ = trainer.compute_batch()
+            assert batch.starts.shape == (bptt_steps, 3 * 16 // bptt_steps)
+            with torch.no_grad():
+                v, nlp, _ = trainer.model.value_and_evaluate(batch.obs, batch.actions, None, (batch.state, batch.starts))
+            torch.testing.assert_close(v, batch.values, atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(nlp, batch.neg_log_probs, atol=1e-5, rtol=1e-5)
+            assert np.isfinite(trainer.update_policy(batch, 0.2)["loss"])
+    finally:
+        trainer.close()
+    with pytest.raises(ValueError, match="bptt_steps must be an int that divides num_steps=16, got 5"):
+        cfg.replace(bptt_steps=5)
