@@ -17,7 +17,8 @@ ZOO = load_zoo(REPO / "weights")
 GOALS = {"CartPole-v1": 500.0, "Acrobot-v1": -73.5, "LunarLander-v3": 242.0, "Pendulum-v1": -172.0,
          "Hopper-v5": 2410.0, "Walker2d-v5": 3479.0, "HalfCheetah-v5": 5819.0,
          "Ant-v5": 1327.0, "Humanoid-v5": 716.0,  # MuJoCo: the best published PPO score at 1M steps (issue #11)
-         "CartPoleNoVel-v1": 500.0, "PendulumNoVel-v1": -217.9}  # POMDP anchors: RL-Zoo's RecurrentPPO, same budgets
+         # the POMDP anchors: RL-Zoo's RecurrentPPO at the same budgets
+         "CartPoleNoVel-v1": 500.0, "PendulumNoVel-v1": -217.9, "MountainCarContinuousNoVel-v0": 91.5}
 
 
 def _same_platform(recorded: dict) -> bool:
@@ -135,7 +136,7 @@ def test_cartpole_entry_is_reproduced_by_its_recorded_command(tmp_path):
     assert held_out["mean_reward"] >= 475.0, held_out["mean_reward"]
 
 
-@pytest.mark.parametrize("env_id", ["CartPoleNoVel-v1", "PendulumNoVel-v1"])
+@pytest.mark.parametrize("env_id", ["CartPoleNoVel-v1", "PendulumNoVel-v1", "MountainCarContinuousNoVel-v0"])
 def test_recurrent_entry_is_reproduced_on_its_platform(tmp_path, env_id):
     """A recurrent entry's command (the LSTM's kernel path in training, its numpy step in the rollouts; Pendulum's
     128-step sequences and reward scaling too), re-run where the platform fingerprint matches the entry's: the
