@@ -225,7 +225,7 @@ def test_every_observation_kind_and_action_space_trains_with_memory(tmp_path, en
     """Dicts of an image (the CNN, then the LSTM), a vector and a mask; vectors; Dicts with masks; Discrete, Box, MultiDiscrete, MultiBinary: two
     updates, then a saved policy that loads and predicts with its state (masked envs raise on an illegal action)."""
     model = train(env_id=env_id, recurrent=True, lstm_hidden=16, num_envs=4, num_steps=16, num_minibatches=2,
-                  update_epochs=2, total_timesteps=128, eval_interval=0, eval_episodes=2, confirm_episodes=0,
+                  bptt_steps=None, update_epochs=2, total_timesteps=128, eval_interval=0, eval_episodes=2, confirm_episodes=0,
                   output_dir=str(tmp_path / "run"), **QUIET)
     loaded = PPO2.from_pretrained(str(tmp_path / "run"))
     assert loaded.recurrent and loaded.get_config() == model.get_config()
