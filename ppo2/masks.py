@@ -31,34 +31,31 @@ __all__ = ["MASK_KEY", "mask_size", "check_mask", "env_masks", "MaskConfig", "Ma
 MASK_KEY = "action_mask"
 
 
-def mask_size(action_spec: dict) -> int:
-    """The number of mask entries for an action space (see the table above); ValueError for Box."""
-    kind = action_spec["type"]
-    if kind == "Discrete":
-        return int(action_spec["n"])
-    if kind == "MultiDiscrete":
-        return int(sum(action_spec["nvec"]))
-    if kind == "MultiBinary":
-        return 2 * int(action_spec["n"])
-    raise ValueError(f"action masks need a Discrete, MultiDiscrete or MultiBinary action space, got {kind}; "
-                     "drop the mask (--no-action-mask) or use a discrete action space")
-
-
 def _groups(action_spec: dict) -> list[int]:
-    """Sizes of the groups of which at least one entry must be legal."""
+    """The mask's layout (see the table above): the sizes of its consecutive groups, each of which must hold a legal
+    entry; ValueError for Box."""
     kind = action_spec["type"]
     if kind == "Discrete":
         return [int(action_spec["n"])]
     if kind == "MultiDiscrete":
         return [int(n) for n in action_spec["nvec"]]
-    return [2] * int(action_spec["n"])
+    if kind == "MultiBinary":
+        return [2] * int(action_spec["n"])
+    raise ValueError(f"action masks need a Discrete, MultiDiscrete or MultiBinary action space, got {kind}; "
+                     "drop the mask (--no-action-mask) or use a discrete action space")
+
+
+def mask_size(action_spec: dict) -> int:
+    """The number of mask entries for an action space; ValueError for Box."""
+    return sum(_groups(action_spec))
 
 
 def check_mask(mask: Any, action_spec: dict, rows: int | None, where: str) -> Any:
     """A mask batch as bool, shape (rows, size) (or (size,) for rows=None), every group with a legal action.
 
     Raises ValueError naming `where` (the env, or the argument) with what was expected and what came."""
-    size = mask_size(action_spec)
+    groups = _groups(action_spec)
+    size = sum(groups)
     is_tensor = isinstance(mask, torch.Tensor)
     arr = mask if is_tensor else np.asarray(mask)
     expected = (size,) if rows is None else (rows, size)
@@ -72,11 +69,11 @@ def check_mask(mask: Any, action_spec: dict, rows: int | None, where: str) -> An
         arr = arr != 0
     rows_view = arr.reshape(-1, size)
     start = 0
-    for n in _groups(action_spec):
+    for n in groups:
         legal = rows_view[:, start:start + n].any(-1)
         if not bool(legal.all()):
             bad = (np.flatnonzero(~legal) if not is_tensor else torch.nonzero(~legal).flatten()).tolist()
-            what = "action" if len(_groups(action_spec)) == 1 else f"value for entries [{start}, {start + n})"
+            what = "action" if len(groups) == 1 else f"value for entries [{start}, {start + n})"
             raise ValueError(f"{where}: the action mask allows no {what} in row(s) {bad[:8]}; every step needs at "
                              "least one legal action (check the environment's mask)")
         start += n
@@ -213,9 +210,10 @@ class MaskSource:
 
 
 def allow_ended(mask: Any, ended: np.ndarray | None) -> Any:
-    """The mask with every action legal in the rows of `ended` (envs whose next step is the autoreset step)."""
+    """A copy of the mask with every action legal in the rows of `ended` (envs whose next step is the autoreset step),
+    in the mask's own dtype, so that `check_mask` still sees the other rows' values as they came."""
     if mask is None or ended is None or not ended.any():
         return mask
-    mask = np.array(mask, dtype=np.bool_, copy=True) if np.asarray(mask).dtype != np.bool_ else np.array(mask)
-    mask[ended] = True
+    mask = np.array(mask)
+    mask[ended] = 1
     return mask

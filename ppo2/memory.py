@@ -7,8 +7,9 @@ L = 2 (the actor's, then the critic's: `shared_lstm=False`), N environments (or 
 That is stable-baselines3's `lstm_states` layout, which `predict` takes and returns.
 
 The state is zeroed before every step whose observation starts an episode (`episode_start`); within a rollout,
-training runs whole environment sequences from the state they started with (truncated BPTT over the rollout,
-as CleanRL's ppo_atari_lstm), so the update sees exactly the state the actions were sampled with.
+training runs whole environment sequences from the state they started with (truncated BPTT over the rollout, as
+CleanRL's ppo_atari_lstm), or `bptt_steps` pieces of them from the states the rollout had there, so the update
+sees exactly the state the actions were sampled with.
 
 The LSTM's maths is ppo2/network.py's (`lstm_cell`, `lstm_sequence`); the parameters are torch.nn.LSTM modules
 (their names and gate order, `lstms.0.weight_ih_l0`, ...).
@@ -43,16 +44,10 @@ class LSTMMemory(nn.Module):
                 else:
                     nn.init.zeros_(param)
 
-    def arrays(self, xp: Any = torch) -> list[tuple[Any, Any, Any]]:
-        """[(W_ih', W_hh', b_ih + b_hh), ...] per LSTM, as network.lstm_sequence takes them (numpy: views)."""
-        out = []
-        for lstm in self.lstms:
-            w_ih, w_hh, b = lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0 + lstm.bias_hh_l0
-            if xp is np:
-                out.append((w_ih.detach().numpy().T, w_hh.detach().numpy().T, b.detach().numpy()))
-            else:
-                out.append((w_ih.T, w_hh.T, b))
-        return out
+    @staticmethod
+    def weights(lstm: nn.LSTM) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(W_ih', W_hh', b_ih + b_hh) of one LSTM, as network.lstm_sequence takes them."""
+        return lstm.weight_ih_l0.T, lstm.weight_hh_l0.T, lstm.bias_ih_l0 + lstm.bias_hh_l0
 
     def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor], starts: torch.Tensor):
         """x (T, n, F), state (h, c) each (L, n, H), starts (T, n) 0/1 -> ([outputs (T, n, H) per LSTM], (h, c) after
@@ -65,8 +60,7 @@ class LSTMMemory(nn.Module):
         outs, hs, cs = [], [], []
         for k, lstm in enumerate(self.lstms):
             if tracing:
-                w_ih_t, w_hh_t, b = self.arrays()[k]
-                out, h, c = network.lstm_sequence(x, state[0][k], state[1][k], starts, w_ih_t, w_hh_t, b)
+                out, h, c = network.lstm_sequence(x, state[0][k], state[1][k], starts, *self.weights(lstm))
             else:
                 out, h, c = lstm_sequence(lstm, x, state[0][k], state[1][k], starts)
             outs.append(out)
@@ -87,10 +81,6 @@ class LSTMMemory(nn.Module):
         ([outputs (n, H) per LSTM], (h, c) each (L, n, H))."""
         keep = (~starts.astype(np.bool_))[None, :, None]
         h0, c0 = state[0] * keep, state[1] * keep
-        if len(arrays) == 1:
-            w_ih_t, w_hh_t, b_ih, b_hh = arrays[0]
-            h, c = network.lstm_cell(network.dense(x, w_ih_t, b_ih + b_hh), h0[0], c0[0], w_hh_t)
-            return [h], (h[None], c[None])
         outs, cs = [], []
         for k, (w_ih_t, w_hh_t, b_ih, b_hh) in enumerate(arrays):
             h, c = network.lstm_cell(network.dense(x, w_ih_t, b_ih + b_hh), h0[k], c0[k], w_hh_t)

@@ -141,10 +141,7 @@ class PPO2(nn.Module):
         action_mask: Any = "auto",
     ):
         super().__init__()
-        if observation_space is not None:
-            observation_space, self.mask_config = split_observation_space(observation_space, action_mask)
-        else:
-            self.mask_config = split_observation_space({"type": "Box"}, action_mask)[1]
+        observation_space, self.mask_config = split_observation_space(observation_space, action_mask)
         self.obs_spec = resolve_obs_spec(input_dim, observation_space)
         check_int("hidden_dim", hidden_dim, minimum=1)
         check_dropout(dropout)

@@ -258,8 +258,7 @@ class Trainer:
             batch = SequenceBatch(tree_map(lambda t: t.to(to), obs), *(t.to(to) for t in flat),
                                   masks=None if masks is None else masks.to(to), valid=valid.to(to), state=state,
                                   starts=starts)
-            v = valid.to(to)
-            return batch, explained_variance(batch.values[v], batch.returns[v])
+            return batch, explained_variance(batch.values[batch.valid], batch.returns[batch.valid])
         if not bool(valid.all()):
             idx = valid.nonzero().squeeze(1)
             obs = tree_map(lambda t: t.index_select(0, idx), obs)

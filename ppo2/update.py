@@ -47,20 +47,20 @@ class Batch:
 
 @dataclass
 class SequenceBatch(Batch):
-    """A recurrent policy's rollout: T steps of N environments, time-major (row t * N + i), every row kept (the
-    autoreset rows carry the LSTM state from one episode to the next; `valid` leaves them out of the loss), with
-    the state before the first step and which rows begin an episode (ppo2/memory.py). Minibatches are sets of
-    whole environment sequences: truncated BPTT over the rollout, as CleanRL's ppo_atari_lstm."""
+    """A recurrent policy's rollout as N sequences of T steps (each env's rollout, or with bptt_steps a piece of it),
+    time-major (row t * N + i), every row kept (the autoreset rows carry the LSTM state from one episode to the next;
+    `valid` leaves them out of the loss), with the state before each sequence's first step and which rows begin an
+    episode (ppo2/memory.py). Minibatches are sets of whole sequences: truncated BPTT, as CleanRL's ppo_atari_lstm."""
     valid: torch.Tensor = field(default=None)  # (T * N,) bool
     state: tuple = field(default=None)  # (h, c), each (L, N, H)
     starts: torch.Tensor = field(default=None)  # (T, N) 0/1
 
     @property
-    def num_envs(self) -> int:
+    def num_sequences(self) -> int:
         return self.starts.shape[1]
 
-    def envs(self, idx: torch.Tensor) -> "SequenceBatch":
-        """The sequences of environments `idx` (n of them), still time-major: T * n rows."""
+    def sequences(self, idx: torch.Tensor) -> "SequenceBatch":
+        """The sequences `idx` (n of them), still time-major: T * n rows."""
         T, N = self.starts.shape
         rows = (torch.arange(T, device=idx.device)[:, None] * N + idx[None, :]).reshape(-1)
         picked = Batch.index(self, rows)
@@ -115,9 +115,9 @@ def ppo_update(model: nn.Module, optimizer: torch.optim.Optimizer, batch: Batch,
     for epoch in range(update_epochs):
         if num_minibatches == 1:  # the loss is a mean: the whole batch in any order gives the same step
             minibatches = [batch]
-        elif isinstance(batch, SequenceBatch):  # minibatches of whole environment sequences
-            permutation = torch.randperm(batch.num_envs, device=batch.actions.device)
-            minibatches = [batch.envs(idx) for idx in permutation.chunk(num_minibatches)]
+        elif isinstance(batch, SequenceBatch):  # minibatches of whole sequences
+            permutation = torch.randperm(batch.num_sequences, device=batch.actions.device)
+            minibatches = [batch.sequences(idx) for idx in permutation.chunk(num_minibatches)]
         else:
             permutation = torch.randperm(len(batch), device=batch.actions.device)
             minibatches = [batch.index(idx) for idx in permutation.chunk(num_minibatches)]

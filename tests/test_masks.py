@@ -249,3 +249,16 @@ def test_masks_through_an_async_vector_env_and_the_torch_step(tmp_path):
     model = train(env_id="ppo2test/MaskedMultiDiscrete-v0", num_envs=40, num_steps=8, num_minibatches=2,
                   total_timesteps=640, output_dir=str(tmp_path / "torch"), **common)
     assert model.mask_size == 8
+
+
+def test_an_ended_rows_pass_does_not_hide_bad_values_elsewhere():
+    """Rows of envs whose episode just ended are taken as all legal; the other rows keep their values, so a 2 in
+    them is still refused rather than read as True."""
+    from ppo2.masks import allow_ended
+
+    spec = {"type": "Discrete", "n": 3}
+    mask = np.array([[0, 0, 0], [1, 0, 2]], np.int8)
+    assert allow_ended(mask, np.array([True, False]))[0].tolist() == [1, 1, 1] and mask[0].tolist() == [0, 0, 0]
+    with pytest.raises(ValueError, match="must be 0 or 1"):
+        check_mask(allow_ended(mask, np.array([True, False])), spec, 2, "env")
+    assert check_mask(allow_ended(np.array([[0, 0, 0], [1, 0, 1]]), np.array([True, False])), spec, 2, "env").all(0)[0]

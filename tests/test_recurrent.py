@@ -131,7 +131,7 @@ def test_sequence_minibatches_train_on_whole_env_sequences(tmp_path):
         batch, _ = trainer.compute_batch()
         T, N = trainer.storage.starts.shape
         assert len(batch) == T * N and batch.valid.shape == (T * N,)
-        part = batch.envs(torch.tensor([2, 0]))
+        part = batch.sequences(torch.tensor([2, 0]))
         torch.testing.assert_close(part.starts, batch.starts[:, [2, 0]])
         torch.testing.assert_close(part.state[0], batch.state[0][:, [2, 0]])
         torch.testing.assert_close(part.obs.view(T, 2, -1), batch.obs.view(T, N, -1)[:, [2, 0]])
