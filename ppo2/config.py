@@ -102,7 +102,7 @@ class TrainConfig:
     stop_at_target: bool = _f(True, "stop training when the evaluation reaches target_reward")
     # ---- machinery ------------------------------------------------------------------------
     device: str = _f("cpu", "cpu, cuda, cuda:N or auto")
-    torch_threads: int = _f(1, "torch intra-op threads (small MLPs run fastest on one)")
+    torch_threads: int = _f(1, "threads of torch and of numpy's BLAS (small MLPs run fastest on one)")
     output_dir: Optional[str] = _f(None, "where the run writes weights, metrics and checkpoints (default runs/<env>__<algo>__<seed>)")
     checkpoint_interval: int = _f(25, "write a checkpoint every this many updates (0: only at the end)")
     resume: Optional[str] = _f(None, "continue the run in this output directory from its latest checkpoint")

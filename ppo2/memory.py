@@ -53,22 +53,21 @@ class LSTMMemory(nn.Module):
         """x (T, n, F), state (h, c) each (L, n, H), starts (T, n) 0/1 -> ([outputs (T, n, H) per LSTM], (h, c) after
         the last step; None where a sequence of T > 1 steps has episode starts after its first).
         Runs on torch's LSTM kernel (ppo2/speed.py), except while tracing for export: network.lstm_sequence."""
-        from .speed import lstm_sequence
+        from .speed import lstm_sequences
 
         starts = starts.to(x.dtype)
-        tracing = torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()
+        if not (torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()):
+            outs, h, c = lstm_sequences(list(self.lstms), x, state[0], state[1], starts)
+            # (None: a sequence with episode starts inside ran with reset steps inserted, ppo2/speed.py; the state
+            # after it is not computed, and nothing that runs sequences reads it)
+            return outs, (None if h is None else (h, c))
         outs, hs, cs = [], [], []
         for k, lstm in enumerate(self.lstms):
-            if tracing:
-                out, h, c = network.lstm_sequence(x, state[0][k], state[1][k], starts, *self.weights(lstm))
-            else:
-                out, h, c = lstm_sequence(lstm, x, state[0][k], state[1][k], starts)
+            out, h, c = network.lstm_sequence(x, state[0][k], state[1][k], starts, *self.weights(lstm))
             outs.append(out)
             hs.append(h)
             cs.append(c)
-        # (None: a sequence with episode starts inside ran its stretches padded, ppo2/speed.py; the state after it is
-        # not computed, and nothing that runs sequences reads it)
-        return outs, (None if hs[0] is None else (torch.stack(hs), torch.stack(cs)))
+        return outs, (torch.stack(hs), torch.stack(cs))
 
     def numpy_arrays(self) -> list[tuple[np.ndarray, ...]]:
         """[(W_ih', W_hh', b_ih, b_hh), ...] per LSTM as numpy views of the parameters (they follow optimizer steps)."""

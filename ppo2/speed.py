@@ -21,6 +21,10 @@ The built-in image encoder (the Nature CNN in ppo2/encoders.py) is one definitio
 The built-in MLP (ppo2/network.py) is one definition too. On a 64-unit MLP every torch operation costs more in
 dispatch than in arithmetic, so:
 
+- numpy's BLAS on the trainer's thread count (`limit_blas_threads`): the numpy policy steps below call numpy's BLAS
+  (OpenBLAS), which splits even an (8, 256) x (256, 1024) product across every core; on products this small the
+  threads cost more than they share, and on a machine with another busy process far more. The trainer runs numpy's
+  BLAS on `torch_threads` threads, as it runs torch (benchmarks/recurrent.py measures the effect).
 - numpy for small batches (`numpy_policy`): predict, evaluation and the collector's policy step run
   ppo2/network.py's functions on numpy views of the weights for up to NUMPY_MAX_BATCH rows on the CPU, where a
   numpy call costs a fraction of a torch dispatch. The same functions, the same weights, the same torch random
@@ -39,11 +43,14 @@ dispatch than in arithmetic, so:
 
 The LSTM of a recurrent policy (ppo2/memory.py) is ppo2/network.py's `lstm_cell`/`lstm_sequence`; in torch:
 
-- `lstm_sequence`: torch's LSTM kernel (torch.nn.LSTM's forward: the same gates, in C++) over each stretch of the
-  sequence where no environment begins an episode, the state zeroed where one does. The Python loop of
-  network.lstm_sequence dispatches a dozen operations per step forward and as many backward; the kernel runs the
-  stretch in one call (tests/test_recurrent.py checks outputs and gradients equal network.lstm_sequence's;
-  benchmarks/recurrent.py times training). Tracing for export runs network.lstm_sequence itself.
+- `lstm_sequences`: torch's LSTM kernel (torch.nn.LSTM's forward: the same gates, in C++) over the whole sequence in
+  one call, with one reset step inserted before each episode start inside it: an extra input, wired by a constant
+  weight column to a very negative input and forget gate, makes the kernel's own step output the zero state exactly
+  (and pass back a zero gradient). The Python loop of network.lstm_sequence dispatches a dozen operations per step
+  forward and as many backward; the kernel runs the sequence in one call, and the reset steps add one step per
+  episode start instead of a padded copy of the sequence per episode (tests/test_recurrent.py checks outputs and
+  gradients equal network.lstm_sequence's; benchmarks/recurrent.py times training). Tracing for export runs
+  network.lstm_sequence itself.
 
 benchmarks/update_step.py, benchmarks/fused_ab.py and benchmarks/profile_cartpole.py measure these.
 """
@@ -62,7 +69,7 @@ from .rundir import cpu_model_and_isa
 
 __all__ = ["Precision", "native_bfloat16", "resolve_precision", "run_encoder", "scale_frames", "preprocess_once",
            "select_rows", "PREPROCESS_ONCE_BYTES", "PRECISIONS", "NUMPY_MAX_BATCH", "numpy_policy", "NumpyPolicy",
-           "tanh_", "tanh_backward_", "adam_step_", "copy_tensors_", "USE_PRIVATE_KERNELS", "lstm_sequence"]
+           "tanh_", "tanh_backward_", "adam_step_", "copy_tensors_", "USE_PRIVATE_KERNELS", "lstm_sequences"]
 
 
 @dataclass(frozen=True)
@@ -161,6 +168,13 @@ def select_rows(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
 # ------------------------------------------------------------------------------------------------------
 # The built-in MLP on small CPU batches: numpy
 # ------------------------------------------------------------------------------------------------------
+def limit_blas_threads(n: int) -> None:
+    """numpy's BLAS runs on `n` threads from now on, process-wide, as torch.set_num_threads does for torch."""
+    from threadpoolctl import threadpool_limits
+
+    threadpool_limits(limits=int(n), user_api="blas")
+
+
 NUMPY_MAX_BATCH = 32
 
 
@@ -330,33 +344,46 @@ def copy_tensors_(dst: list[torch.Tensor], src: list[torch.Tensor]) -> None:
 # ------------------------------------------------------------------------------------------------------
 # The LSTM over a sequence with episode starts, on torch's kernel
 # ------------------------------------------------------------------------------------------------------
-def lstm_sequence(lstm: nn.LSTM, x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, starts: torch.Tensor):
-    """network.lstm_sequence(x, h, c, starts, *lstm's weights) through `lstm`'s own forward: x (T, n, F), h and c
-    (n, H), starts (T, n) 0/1 floats. Returns (outputs (T, n, H), final h, final c).
+RESET_GATE_LOGIT = -1e9  # (an input and forget gate this far below zero are exactly 0 after the sigmoid)
 
-    Where no environment begins an episode after the first step, that is one call. Otherwise every stretch of an
-    environment's steps between episode starts becomes a sequence of its own, all of them padded to T steps and
-    run as one batch in one call (the first stretch from the state given, the others from zeros), and the outputs
-    gathered back; the padding's outputs are never read. The final state is then None: the padded stretches run
-    past their ends (the collector and predict step one step at a time, which always returns it)."""
+
+def lstm_sequences(lstms: list[nn.LSTM], x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, starts: torch.Tensor):
+    """For each LSTM k, network.lstm_sequence(x, h[k], c[k], starts, *its weights) on torch's LSTM kernel: x (T, n, F),
+    h and c (L, n, H) for the L LSTMs, starts (T, n) 0/1 floats. Returns ([outputs (T, n, H) per LSTM], final h,
+    final c), the final states (L, n, H).
+
+    Where no environment begins an episode after the first step, that is one call per LSTM. Otherwise the kernel,
+    which cannot zero the state mid-sequence, is given one extra step before every such start: a reset step, whose
+    only input is an extra feature wired (by a constant column appended to W_ih) to RESET_GATE_LOGIT in the input
+    and forget gates. There c' = sigmoid(f) c + sigmoid(i) tanh(g) = 0 and h' = sigmoid(o) tanh(0) = 0, so the
+    start step runs from a zero state; the gradient through the reset step is 0 (the sigmoid's derivative is 0
+    there), so nothing flows back across an episode start. Each environment's steps move later by the resets before
+    them, the rows are padded at the end to the longest, and the outputs are read back at their steps (the longer
+    input is built once for all the LSTMs). The final state is then None: the padded rows run past their ends (the
+    collector and predict step one step at a time, which always returns it)."""
     T, n = starts.shape
     first = (1.0 - starts[0])[None, :, None]
     if T == 1 or not bool(starts[1:].any()):
-        out, (h, c) = lstm(x, (h[None] * first, c[None] * first))
-        return out, h[0], c[0]
-    begins = starts.clone()
-    begins[0] = 1.0  # every environment's first stretch begins at step 0
-    stretch_of = begins.cumsum(0).long() - 1  # (T, n): which stretch of its environment each step is in
-    count = stretch_of[-1] + 1
-    offset = count.cumsum(0) - count  # each environment's first stretch, among all S stretches
-    stretch = stretch_of + offset
-    S = int(count.sum())
-    step = torch.arange(T, device=x.device)[:, None].expand(T, n)
-    is_begin = begins.bool()
-    begin_step = torch.zeros(S, dtype=torch.long, device=x.device).index_put_((stretch[is_begin],), step[is_begin])
-    pos = step - begin_step[stretch]  # (T, n): each step's position within its stretch
-    padded = x.new_zeros(T, S, x.shape[-1]).index_put_((pos, stretch), x)
-    h0 = h.new_zeros(1, S, h.shape[-1]).index_put_((torch.zeros_like(offset), offset), h * first[0])
-    c0 = c.new_zeros(1, S, c.shape[-1]).index_put_((torch.zeros_like(offset), offset), c * first[0])
-    out, _ = lstm(padded, (h0, c0))
-    return out[pos, stretch], None, None
+        runs = [lstm(x, (h[k:k + 1] * first, c[k:k + 1] * first)) for k, lstm in enumerate(lstms)]
+        return [out for out, _ in runs], torch.cat([s[0] for _, s in runs]), torch.cat([s[1] for _, s in runs])
+    inner = starts.clone()
+    inner[0] = 0.0
+    resets = inner.cumsum(0).long()  # (T, n): reset steps inserted before each step, its own included
+    pos = torch.arange(T, device=x.device)[:, None] + resets  # each step's place in the longer sequence
+    env = torch.arange(n, device=x.device).expand(T, n)
+    F = x.shape[-1]
+    longer = x.new_zeros(T + int(resets[-1].max()), n, F + 1)
+    longer = longer.index_put((pos, env), torch.cat([x, x.new_zeros(T, n, 1)], -1))
+    is_start = inner.bool()
+    longer = longer.index_put((pos[is_start] - 1, env[is_start], torch.full_like(pos[is_start], F)),
+                              x.new_ones(()))
+    outs = []
+    for k, lstm in enumerate(lstms):
+        reset_column = x.new_zeros(4 * lstm.hidden_size, 1)
+        reset_column[:2 * lstm.hidden_size] = RESET_GATE_LOGIT  # (torch's gate order: input, forget, cell, output)
+        weights = [torch.cat([lstm.weight_ih_l0, reset_column], 1), lstm.weight_hh_l0, lstm.bias_ih_l0,
+                   lstm.bias_hh_l0]
+        out, _, _ = torch.lstm(longer, (h[k:k + 1] * first, c[k:k + 1] * first), weights, True, 1, 0.0,
+                               lstm.training, False, False)
+        outs.append(out[pos, env])
+    return outs, None, None

@@ -43,7 +43,7 @@ from .observations import tree_map, vector_part
 from .optim import AdamState
 from .outputs import METRICS, RunOutputs
 from .rundir import holds_run, provenance
-from .speed import NUMPY_MAX_BATCH, numpy_policy, preprocess_once
+from .speed import NUMPY_MAX_BATCH, limit_blas_threads, numpy_policy, preprocess_once
 from .update import Batch, SequenceBatch, explained_variance, ppo_update
 from .validation import check_compatible
 
@@ -78,6 +78,7 @@ class Trainer:
             raise ValueError(f"num_envs={cfg.num_envs} must be divisible by the number of ranks ({self.dist.world_size})")
         self.num_envs = cfg.num_envs // self.dist.world_size
         torch.set_num_threads(cfg.torch_threads)
+        limit_blas_threads(cfg.torch_threads)  # (the collector's numpy policy steps: ppo2/speed.py)
         torch.manual_seed(cfg.seed + self.dist.rank)
 
         # environments (created before any training, so a bad env id or space fails fast)

@@ -80,11 +80,13 @@ class SequenceBatch(Batch):
 
 
 def gradient_step(model: nn.Module, optimizer: torch.optim.Optimizer, out: Any, max_grad_norm: float,
-                  average_gradients: Callable[[nn.Module], None] | None = None) -> torch.Tensor:
+                  average_gradients: Callable[[nn.Module], None] | None = None,
+                  params: list[torch.Tensor] | None = None) -> torch.Tensor:
     """One optimizer step on `out.loss` (a `ppo2.losses.PPOLoss`): backward, the gradients averaged across ranks
     (torchrun), the global norm clipped to `max_grad_norm`, the step. Returns the norm before clipping. A NaN/inf
     loss or gradient raises NonFiniteLossError with nothing applied (the update keeps the last good weights).
-    `ppo_update`, the hub's `train_fn` and nothing else step the autograd path through here."""
+    `ppo_update`, the hub's `train_fn` and nothing else step the autograd path through here. `params`: the list of
+    model.parameters(), where the caller made it once (walking the module tree costs more than a small step)."""
     if not torch.isfinite(out.loss):
         raise NonFiniteLossError(
             f"loss is {out.loss.item()} (pg_loss {out.pg_loss.item()}, value_loss {out.value_loss.item()}, "
@@ -93,7 +95,7 @@ def gradient_step(model: nn.Module, optimizer: torch.optim.Optimizer, out: Any, 
     out.loss.backward()
     if average_gradients is not None:
         average_gradients(model)
-    norm = nn.utils.clip_grad_norm_(model.parameters(), max_grad_norm, foreach=True)
+    norm = nn.utils.clip_grad_norm_(model.parameters() if params is None else params, max_grad_norm, foreach=True)
     if not torch.isfinite(norm):
         optimizer.zero_grad(set_to_none=True)
         raise NonFiniteLossError(f"the gradient norm is {norm.item()}; the update was not applied")
@@ -110,6 +112,7 @@ def ppo_update(model: nn.Module, optimizer: torch.optim.Optimizer, batch: Batch,
 
     Returns the mean of each loss term over the steps taken, plus how many epochs ran."""
     model.train()
+    params = list(model.parameters())
     terms: list[torch.Tensor] = []
     epochs_run = 0
     for epoch in range(update_epochs):
@@ -132,7 +135,7 @@ def ppo_update(model: nn.Module, optimizer: torch.optim.Optimizer, batch: Batch,
             else:
                 out = ppo_loss(mb.returns, value_f, neg_log_probs, entropy, advantages, mb.values, mb.neg_log_probs,
                                clip_range, ent_coef, vf_coef, clip_value=clip_value_loss)
-            gradient_step(model, optimizer, out, max_grad_norm, average_gradients)
+            gradient_step(model, optimizer, out, max_grad_norm, average_gradients, params)
             terms.append(torch.stack(out).detach())
             epoch_kl.append(out.approx_kl)
         epochs_run += 1

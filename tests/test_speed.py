@@ -188,3 +188,30 @@ def test_private_kernels_and_their_public_fallbacks_agree(monkeypatch):
     monkeypatch.setattr(speed, "USE_PRIVATE_KERNELS", False)
     torch.testing.assert_close(on, speed.tanh_backward_(g.clone(), h))
     torch.testing.assert_close(on, g * (1 - h * h))
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_the_trainer_runs_numpys_blas_on_its_thread_count(tmp_path, threads):
+    """The collector's numpy policy steps call numpy's BLAS; the trainer gives it `torch_threads` threads, as it
+    gives torch (ppo2/speed.py: limit_blas_threads)."""
+    import os
+
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    from ppo2.config import TrainConfig
+
+    if threads > (os.cpu_count() or 1):
+        pytest.skip(f"{os.cpu_count()} core(s): numpy's BLAS cannot run {threads} threads here")
+    from ppo2.trainer import Trainer
+
+    with threadpool_limits(limits=None):  # (whatever the process had is restored afterwards)
+        cfg = TrainConfig.for_env("CartPole-v1", torch_threads=threads, num_envs=2, output_dir=str(tmp_path / "r"),
+                                  progress=False, tensorboard=False, plot=False)
+        trainer = Trainer(cfg)
+        try:
+            blas = [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+            assert blas and all(n == threads for n in blas), blas
+            assert torch.get_num_threads() == threads
+        finally:
+            trainer.close()
+            torch.set_num_threads(1)
