@@ -125,7 +125,8 @@ def kernels(trainer: Trainer, n: int, repeats: int) -> None:
     print(f"copying parameters and Adam moments out of the flat buffers (push): one copy_ per tensor {a:.1f} us, "
           f"_foreach_copy_ {b:.1f} us ({a / b:.1f}x)")
     group = f.optimizer.param_groups[0]
-    step = lambda: speed.adam_step_(f, 0.0, group["betas"], group["eps"])  # noqa: E731 (lr 0: the weights stay)
+    step = lambda: speed.adam_step_([f.flat], [f.grad], [f.exp_avg], [f.exp_avg_sq], [f.step_t], 0.0,  # noqa: E731
+                                    group["betas"], group["eps"])  # (lr 0: the weights stay)
     f.step_t.fill_(max(f.step, 1))
     a, b = _both(step, repeats, before=lambda: f.step_t.fill_(max(f.step, 1)))
     print(f"one Adam step on the flat buffers: torch.optim.Adam(fused=True) {a:.1f} us, its kernel direct {b:.1f} us "

@@ -408,7 +408,8 @@ class FusedPPO:
         group = self.optimizer.param_groups[0]
         self.step += 1
         self.step_t.fill_(self.step)
-        adam_step_(self, lr, group["betas"], group["eps"])
+        adam_step_([self.flat], [self.grad], [self.exp_avg], [self.exp_avg_sq], [self.step_t], lr, group["betas"],
+                   group["eps"])
         return norm
 
     # (update() enters inference mode once for all its steps: an entry costs more than a small step's operations)

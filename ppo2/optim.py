@@ -1,11 +1,13 @@
-"""Adam's hyperparameters and moments for the fused update, in torch.optim.Adam's own layout.
+"""Adam for ppo2's trainer, in torch.optim.Adam's own layout, without torch.optim's machinery.
 
-The fused update (ppo2/fused.py) does Adam's arithmetic itself on flat buffers; it needs a torch optimizer
-only as the place the moments live between updates and in checkpoints. Building a `torch.optim.Adam` costs
-more than a whole CartPole run: its methods are wrapped by `torch._disable_dynamo`, whose first call imports
-torch._dynamo (about 1.4 s here). `AdamState` holds the same `param_groups` and `state` and reads and
-writes the same `state_dict()` as `torch.optim.Adam(..., fused=True)`, so checkpoints are interchangeable
-(tests/test_fused.py loads one into the other), without importing torch.optim's machinery.
+The fused update (ppo2/fused.py) does Adam's arithmetic itself on flat buffers and needs an optimizer only as the
+place the moments live between updates and in checkpoints; the autograd update (ppo2/update.py) calls `step()`.
+Building a `torch.optim.Adam` costs more than a whole CartPole run: its methods are wrapped by
+`torch._disable_dynamo`, whose first call imports torch._dynamo (about 1.4 s here), and each of its steps runs
+more Python than a small network's whole update step. `AdamState` holds the same `param_groups` and `state`,
+reads and writes the same `state_dict()` as `torch.optim.Adam(..., fused=True)`, so checkpoints are
+interchangeable (tests/test_fused.py loads one into the other), and steps with that optimizer's own kernel
+(ppo2.speed.adam_step_), so its steps are that optimizer's, bit for bit (tests/test_fused.py).
 """
 from __future__ import annotations
 
@@ -18,7 +20,9 @@ __all__ = ["AdamState"]
 
 
 class AdamState:
-    """A `torch.optim.Adam`-shaped container (one parameter group, no weight decay); it never steps."""
+    """A `torch.optim.Adam`-shaped container (one parameter group, no weight decay). The fused update steps its
+    moments itself; the autograd update calls `step()`, torch.optim.Adam(fused=True)'s kernel on the same lists
+    (ppo2.speed.adam_step_), without torch.optim's per-step Python."""
 
     def __init__(self, params: Iterable[torch.nn.Parameter], lr: float, betas: tuple[float, float] = (0.9, 0.999),
                  eps: float = 1e-8):
@@ -27,6 +31,35 @@ class AdamState:
             "foreach": None, "capturable": False, "differentiable": False, "fused": True,
             "decoupled_weight_decay": False, "params": list(params)}]
         self.state: dict[torch.Tensor, dict[str, torch.Tensor]] = defaultdict(dict)  # (as torch.optim's)
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for p in self.param_groups[0]["params"]:
+            if set_to_none:
+                p.grad = None
+            elif p.grad is not None:
+                p.grad.zero_()
+
+    @torch.no_grad()
+    def step(self) -> None:
+        """One Adam step on every parameter with a gradient, as torch.optim.Adam(fused=True).step() takes it:
+        moments made (zeros, step 0) on a parameter's first step, the step count advanced before the update."""
+        from .speed import adam_step_
+
+        params = [p for p in self.param_groups[0]["params"] if p.grad is not None]
+        if not params:
+            return
+        for p in params:
+            s = self.state[p]
+            if "exp_avg" not in s:
+                s["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
+                s["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                s["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+        states = [self.state[p] for p in params]
+        torch._foreach_add_([s["step"] for s in states], 1.0)
+        group = self.param_groups[0]
+        adam_step_(params, [p.grad for p in params], [s["exp_avg"] for s in states],
+                   [s["exp_avg_sq"] for s in states], [s["step"] for s in states], group["lr"], group["betas"],
+                   group["eps"])
 
     def state_dict(self) -> dict:
         """torch.optim.Optimizer.state_dict's format: parameters named by their index."""

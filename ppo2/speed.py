@@ -38,7 +38,8 @@ dispatch than in arithmetic, so:
   copy of the inputs; the margin depends on the host). For tensors outside autograd only (the fused update).
 - three private torch kernels, each behind a public fallback that computes the same numbers (tests/test_speed.py
   runs both): `tanh_backward_` (aten's tanh_backward; fallback grad * (1 - h^2)), `adam_step_` (the kernel of
-  torch.optim.Adam(fused=True); fallback: that optimizer, built on first use), `copy_tensors_`
+  torch.optim.Adam(fused=True), for the fused update's flat buffers and ppo2.optim.AdamState's steps; fallback:
+  that optimizer), `copy_tensors_`
   (torch._foreach_copy_; fallback: one copy_ per tensor). USE_PRIVATE_KERNELS switches them off.
 
 The LSTM of a recurrent policy (ppo2/memory.py) is ppo2/network.py's `lstm_cell`/`lstm_sequence`; in torch:
@@ -309,26 +310,25 @@ def tanh_backward_(grad: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
     return grad.mul_(1.0 - h * h)
 
 
-def adam_step_(state, lr: float, betas: tuple[float, float], eps: float) -> None:
-    """One Adam step (Kingma & Ba, torch.optim.Adam's definition) on flat buffers, in place: `state` has
-    .flat, .grad, .exp_avg, .exp_avg_sq and .step_t, the step count after this step (a float32 scalar tensor).
-    The private kernel is torch.optim.Adam(fused=True)'s own; the fallback is that optimizer (building one
-    imports torch._dynamo, ~1.4 s, hence not the default)."""
+def adam_step_(params: list[torch.Tensor], grads: list[torch.Tensor], exp_avgs: list[torch.Tensor],
+               exp_avg_sqs: list[torch.Tensor], steps: list[torch.Tensor], lr: float, betas: tuple[float, float],
+               eps: float) -> None:
+    """One Adam step (Kingma & Ba, torch.optim.Adam's definition) in place on lists of tensors: parameters, their
+    gradients, first and second moments, and each one's step count after this step (float32 scalar tensors; the
+    caller advances them). The private kernel is torch.optim.Adam(fused=True)'s own; the fallback is that optimizer
+    (building one imports torch._dynamo, ~1.4 s, hence not the default)."""
     fused = getattr(torch, "_fused_adam_", None)
     if USE_PRIVATE_KERNELS and fused is not None:
-        fused([state.flat], [state.grad], [state.exp_avg], [state.exp_avg_sq], [], [state.step_t], lr=lr,
-              beta1=betas[0], beta2=betas[1], weight_decay=0.0, eps=eps, amsgrad=False, maximize=False)
+        fused(params, grads, exp_avgs, exp_avg_sqs, [], steps, lr=lr, beta1=betas[0], beta2=betas[1],
+              weight_decay=0.0, eps=eps, amsgrad=False, maximize=False)
         return
-    opt = state.__dict__.get("_public_adam")
-    if opt is None:
-        param = nn.Parameter(state.flat)  # (the same memory)
-        opt = torch.optim.Adam([param], lr=lr, betas=betas, eps=eps, fused=state.flat.device.type in ("cpu", "cuda"))
-        state.__dict__["_public_adam"] = opt
-    param = opt.param_groups[0]["params"][0]
-    param.grad = state.grad
-    opt.param_groups[0].update(lr=lr, betas=betas, eps=eps)
-    state.step_t.sub_(1.0)  # (the optimizer counts this step itself)
-    opt.state[param] = {"step": state.step_t, "exp_avg": state.exp_avg, "exp_avg_sq": state.exp_avg_sq}
+    leaves = [nn.Parameter(p) for p in params]  # (the same memory)
+    opt = torch.optim.Adam(leaves, lr=lr, betas=betas, eps=eps,
+                           fused=params[0].device.type in ("cpu", "cuda"))
+    for leaf, grad, m, v, step in zip(leaves, grads, exp_avgs, exp_avg_sqs, steps):
+        leaf.grad = grad
+        step.sub_(1.0)  # (the optimizer counts this step itself)
+        opt.state[leaf] = {"step": step, "exp_avg": m, "exp_avg_sq": v}
     opt.step()
 
 

@@ -100,12 +100,10 @@ class Trainer:
         # the hand-derived update (ppo2/fused.py) where it applies; else the autograd reference, ppo_update
         reason = FusedPPO.unsupported_reason(self.model, cfg.optimizer, cfg.algo) if cfg.fused else "--no-fused"
         params = list(self.model.parameters())
-        if reason is None:
-            # Adam's moments in torch.optim.Adam's layout, without building one (that imports torch._dynamo)
+        if cfg.optimizer == "adam":
+            # Adam in torch.optim.Adam's layout, stepped by its fused kernel (one kernel per step instead of a dozen
+            # per parameter), without building one: that imports torch._dynamo (ppo2/optim.py)
             self.optimizer = AdamState(params, lr=cfg.learning_rate, eps=cfg.optimizer_eps)
-        elif cfg.optimizer == "adam":
-            # fused Adam: one kernel per step instead of a dozen per parameter (2x faster on small MLPs)
-            self.optimizer = torch.optim.Adam(params, lr=cfg.learning_rate, eps=cfg.optimizer_eps, fused=True)
         else:
             self.optimizer = torch.optim.RMSprop(params, lr=cfg.learning_rate, alpha=0.99, eps=cfg.optimizer_eps,
                                                  foreach=True)

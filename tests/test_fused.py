@@ -346,6 +346,48 @@ def test_adam_state_stands_in_for_torch_adam(shared):
         AdamState([torch.nn.Parameter(torch.zeros(2))], lr=1.0).load_state_dict(sd_torch)
 
 
+@pytest.mark.parametrize("private", [True, False])
+def test_adam_state_steps_as_torch_adam_does(private, monkeypatch):
+    """The autograd update steps ppo2.optim.AdamState (the trainer's Adam on every path): bit for bit
+    torch.optim.Adam(fused=True)'s steps, through ppo_update's clipping, a learning rate changed between updates,
+    a parameter that gets no gradient (left as it is, no moments made), and a state_dict loaded from torch's. With
+    the private kernel and with its public fallback (ppo2/speed.py)."""
+    from ppo2 import speed
+    from ppo2.optim import AdamState
+    from ppo2.update import ppo_update
+
+    monkeypatch.setattr(speed, "USE_PRIVATE_KERNELS", private)
+    kw = dict(algo="ppo", update_epochs=2, num_minibatches=4, clip_range=0.2, ent_coef=0.01, vf_coef=0.5,
+              max_grad_norm=0.5, norm_adv=True)
+    models = [_model(False, "discrete"), _model(False, "discrete")]
+    idle = [torch.nn.Parameter(torch.ones(3)), torch.nn.Parameter(torch.ones(3))]  # (never in the loss)
+    opts = [torch.optim.Adam([*models[0].parameters(), idle[0]], lr=3e-3, eps=1e-5, fused=True),
+            AdamState([*models[1].parameters(), idle[1]], lr=3e-3, eps=1e-5)]
+    initial = [p.clone() for p in models[1].parameters()]
+    for lr in (3e-3, 1e-3):
+        for model, opt in zip(models, opts):
+            opt.param_groups[0]["lr"] = lr
+            torch.manual_seed(5)
+            ppo_update(model, opt, _batch(model), **kw)
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        assert torch.equal(a, b)
+    assert all(not torch.equal(a, b) for a, b in zip(initial, models[1].parameters()))  # every weight moved
+    assert torch.equal(idle[1], torch.ones(3)) and idle[1] not in opts[1].state
+    sd_torch, sd_mine = opts[0].state_dict(), opts[1].state_dict()
+    assert list(sd_torch["state"]) == list(sd_mine["state"])
+    for pid, st in sd_torch["state"].items():
+        for key, value in st.items():
+            assert torch.equal(value, sd_mine["state"][pid][key]), (pid, key)
+    # a torch.optim.Adam checkpoint loaded into AdamState steps on exactly as torch's own optimizer does
+    resumed = AdamState([*models[1].parameters(), idle[1]], lr=1.0)
+    resumed.load_state_dict(sd_torch)
+    for model, opt in zip(models, (opts[0], resumed)):
+        torch.manual_seed(7)
+        ppo_update(model, opt, _batch(model, seed=2), **kw)
+    for a, b in zip(models[0].parameters(), models[1].parameters()):
+        assert torch.equal(a, b)
+
+
 @pytest.mark.parametrize("env_id,updates", [("Acrobot-v1", 3), ("Pendulum-v1", 1)])
 def test_preset_updates_match_autograd_through_whole_updates(env_id, updates, tmp_path):
     """The Acrobot and Pendulum presets (observation normalisation, separate towers, many minibatches, no
