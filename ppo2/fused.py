@@ -11,6 +11,11 @@ probabilities, the functions the module forward runs); what it writes out is the
     backward   dL/dout from the loss in closed form (below), then dh = dout Wh, dz = dh * (1 - h^2), ...
     step       global-norm clip, then Adam (torch.optim.Adam(fused=True)'s kernel: ppo2.speed.adam_step_)
 
+A recurrent policy with one LSTM shared by actor and critic (ppo2/memory.py) trains here too: the LSTM runs on
+torch's kernel under autograd (ppo2/speed.py's `lstm_sequences`), the layers after it as above, on the rows the loss
+reads; the first layer's input gradient, dx = dz1 W1 (summed over the towers), is where the LSTM's backward starts.
+Its parameters sit in the same flat buffers, clipped and stepped with the rest.
+
 Why (ppo2/speed.py lists the speed devices): on a 64-unit MLP every torch operation costs more in dispatch than in
 arithmetic, and autograd, `clip_grad_norm_` and `torch.optim` add dozens of small operations per step. Here
 parameters, gradients and Adam moments live in flat buffers, both towers run as one batched matmul, and the loss
@@ -57,7 +62,8 @@ class FusedPPO:
     """PPO updates (and the collector's policy step) for a `PPO2` built with its own MLP.
 
     Use `FusedPPO.unsupported_reason(model, optimizer, algo)` first: it names why a setup needs the
-    autograd path (custom networks, dropout, MultiDiscrete/MultiBinary actions, RMSprop, A2C), or None.
+    autograd path (custom networks, encoders, the critic's own LSTM, dropout, MultiDiscrete/MultiBinary actions,
+    RMSprop, A2C), or None.
     """
 
     @staticmethod
@@ -69,8 +75,8 @@ class FusedPPO:
             return f"algo {algo!r} (the fused update implements PPO)"
         if model.custom_latent:
             return "custom policy_net/value_net"
-        if model.memory is not None:
-            return "a recurrent policy (fused: the feed-forward MLP)"
+        if model.memory is not None and model.memory.towers != 1:
+            return "a recurrent policy with the critic's own LSTM (fused: one LSTM shared by actor and critic)"
         if model.encoder is not None:
             return f"{model.encoder_name} encoder (fused: vectors through the built-in MLP)"
         if model.latent_layers != 2:
@@ -102,7 +108,9 @@ class FusedPPO:
         head = model.action_head
         self.gaussian = isinstance(head, GaussianHead)
         towers = model.latents()
-        T, H, D = len(towers), model.hidden_dim, model.input_dim
+        memory = model.memory
+        # (a recurrent policy: the towers read the LSTM's output; the LSTM runs on torch's kernel under autograd)
+        T, H, D = len(towers), model.hidden_dim, model.input_dim if memory is None else memory.hidden
         A = head.output_layer().out_features
         self.T, self.H, self.D, self.A = T, H, D, A
 
@@ -122,6 +130,12 @@ class FusedPPO:
         ]
         if self.gaussian:
             layout.append(("log_std", (A,), [head.log_std]))
+        self.lstm_keys: tuple[str, ...] = ()
+        if memory is not None:
+            lstm = memory.lstms[0]
+            self.lstm_keys = ("lstm_w_ih", "lstm_w_hh", "lstm_b_ih", "lstm_b_hh")
+            layout += [(key, tuple(param.shape), [param])
+                       for key, param in zip(self.lstm_keys, memory.parameters_of(lstm))]
         sizes = [math.prod(shape) for _, shape, _ in layout]
         device = model.value_head.weight.device
         self.flat = torch.zeros(sum(sizes), device=device)       # parameters
@@ -259,9 +273,15 @@ class FusedPPO:
         return (*(self._as_xp(t) for t in (act.t().contiguous(), old_nlp, old_v, adv, ret)),
                 None if mask is None else self._as_xp(mask.t().contiguous()))
 
+    def _feed_forward_only(self) -> None:
+        if self.lstm_keys:
+            raise TypeError("a recurrent policy acts through the model, which carries its LSTM state; FusedPPO only "
+                            "trains it (update)")
+
     @torch.inference_mode()
     def sample_action(self, obs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """`PPO2._sample` on the flat parameters: the policy tower alone, the same random numbers, the same actions."""
+        self._feed_forward_only()
         h2 = network.mlp(self.model.normalize(obs), self.policy_layers, tanh=tanh_)[-1]
         return self.model.action_head.sample(self.model._masked(network.dense(h2, *self.policy_head), mask))
 
@@ -270,6 +290,7 @@ class FusedPPO:
                  mask: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """(V(s), neg_log_prob of the actions) for a batch: a whole rollout in one pass, through the loss head's
         arithmetic, so the first gradient step's ratio is exactly 1."""
+        self._feed_forward_only()
         _, _, out, value = self.forward(self.model.normalize(obs))
         out = self._as_xp(out)
         if mask is not None:
@@ -279,6 +300,7 @@ class FusedPPO:
 
     @torch.inference_mode()
     def value_of(self, obs: torch.Tensor, memory: Any = None) -> torch.Tensor:
+        self._feed_forward_only()
         return self.forward(self.model.normalize(obs))[3]
 
     # ---------------------------------------------------------------------------------------------
@@ -291,6 +313,8 @@ class FusedPPO:
         and 1/n per row for the statistics' means."""
         bufs = self._step_buffers.get(n)
         if bufs is None:
+            if len(self._step_buffers) >= 64:  # (a recurrent policy's minibatches vary in their rows the loss reads)
+                self._step_buffers.clear()
             T, H, K = self.T, self.H, self.Wh.shape[1]
             new = self.flat.new_empty
             bufs = self._step_buffers[n] = {"h1": new((T, n, H)), "h2": new((T, n, H)), "out": new((T, K, n)),
@@ -315,9 +339,10 @@ class FusedPPO:
         return self._step_gradient(x, self._head_inputs(act, old_nlp, old_v, adv, ret), clip_range, ent_coef, vf_coef,
                                    clip_value)
 
-    def _step_gradient(self, x, head_inputs, clip_range, ent_coef, vf_coef, clip_value):
+    def _step_gradient(self, x, head_inputs, clip_range, ent_coef, vf_coef, clip_value, g_x=None):
         """`_loss_and_grad` with the loss head's inputs already as `_head_inputs` gives them (update() makes them
-        once per minibatch, not once per step)."""
+        once per minibatch, not once per step). With `g_x` (n, D), also d loss / d x into it (a recurrent policy's
+        LSTM backward starts there): the first layers' input gradient, g_z1 W1, summed over the towers."""
         p, g, T = self.p, self.g, self.T
         act, old_nlp, old_v, adv, ret, mask = head_inputs
         bufs = self._buffers(x.shape[0])
@@ -343,6 +368,8 @@ class FusedPPO:
         else:
             torch.bmm(g_z1.transpose(1, 2), x.expand(T, *x.shape), out=g["W1"])
         torch.sum(g_z1, 1, out=g["b1"])
+        if g_x is not None:
+            torch.sum(torch.bmm(g_z1, p["W1"]), 0, out=g_x)
         return stats
 
     def _head_loss_and_gradient(self, out, v, act, old_nlp, old_v, adv, ret, g_out, g_value, clip_range: float,
@@ -418,40 +445,17 @@ class FusedPPO:
     # ---------------------------------------------------------------------------------------------
     # the update (same contract as ppo2.update.ppo_update)
     # ---------------------------------------------------------------------------------------------
-    def _epochs(self, fields, update_epochs, num_minibatches, norm_adv, target_kl, all_reduce_mean, any_rank,
-                loss_args, max_grad_norm) -> tuple[list[torch.Tensor], int]:
-        """The epochs of `update` (in inference mode): each step's (5,) statistics, and the epochs run."""
+    def _epochs(self, epoch, update_epochs, target_kl, all_reduce_mean, any_rank, loss_args,
+                max_grad_norm) -> tuple[list[Any], int]:
+        """The epochs of `update` (in inference mode): `epoch()` yields each minibatch's statistics once its gradient
+        is in self.grad (`_flat_epoch`, `_sequence_epoch`); each is applied before the next is computed. Returns
+        every step's (5,) statistics and the epochs run."""
         lr = self.optimizer.param_groups[0]["lr"]
-        N, M = fields[0].shape[0], num_minibatches
-        size = -(-N // M)  # torch.chunk's minibatch size (the last one is smaller when M does not divide N)
-        terms, epochs_run, head_inputs = [], 0, None
+        terms, epochs_run = [], 0
         for _ in range(update_epochs):
-            # minibatches of a random permutation, as ppo_update draws them (one minibatch: the whole batch);
-            # each field is gathered once per epoch, so every minibatch is a contiguous slice
-            if M == 1:
-                shuffled = fields
-            else:
-                perm = torch.randperm(N, device=fields[0].device)
-                shuffled = [f.index_select(0, perm) for f in fields]
             epoch_terms = []
-            for start in range(0, N, size):
-                minibatch = shuffled if M == 1 else [f[start:start + size] for f in shuffled]
-                mb_x, mb_act, mb_nlp, mb_v, adv, mb_ret, *mb_mask = minibatch
-                if norm_adv and adv.shape[0] > 1:
-                    adv = normalize_advantages(adv)
-                if M > 1 or head_inputs is None:  # (one minibatch: every epoch reads the same arrays)
-                    head_inputs = self._head_inputs(mb_act, mb_nlp, mb_v, adv, mb_ret, *mb_mask)
-                stats = self._step_gradient(mb_x, head_inputs, *loss_args)
-                if all_reduce_mean is not None:
-                    all_reduce_mean(self.grad)
-                try:
-                    self._clip_and_step(max_grad_norm, lr, check=stats)
-                except NonFiniteLossError as exc:
-                    pg, vl, ent = _scaled(stats.tolist())[:3]
-                    ent_coef, vf_coef = loss_args[1], loss_args[2]
-                    raise NonFiniteLossError(
-                        f"loss is {pg - ent_coef * ent + vf_coef * vl} (pg_loss {pg}, value_loss {vl}, entropy {ent}, "
-                        f"{exc}); the update was not applied") from None
+            for stats in epoch():
+                self._apply(stats, all_reduce_mean, max_grad_norm, lr, loss_args)
                 epoch_terms.append(stats)
             terms += epoch_terms
             epochs_run += 1
@@ -461,6 +465,96 @@ class FusedPPO:
                     break
         return terms, epochs_run
 
+    def _flat_epoch(self, fields, num_minibatches: int, norm_adv: bool, loss_args) -> Callable:
+        """One epoch's minibatch gradients over a flat batch (`fields`: x, actions, ..., masks), drawn as
+        ppo_update draws them: minibatches of a random permutation (one minibatch: the whole batch)."""
+        N, M = fields[0].shape[0], num_minibatches
+        size = -(-N // M)  # torch.chunk's minibatch size (the last one is smaller when M does not divide N)
+        cached = []  # (one minibatch: every epoch reads the same arrays)
+
+        def epoch():
+            # each field is gathered once per epoch, so every minibatch is a contiguous slice
+            if M == 1:
+                shuffled = fields
+            else:
+                perm = torch.randperm(N, device=fields[0].device)
+                shuffled = [f.index_select(0, perm) for f in fields]
+            for start in range(0, N, size):
+                minibatch = shuffled if M == 1 else [f[start:start + size] for f in shuffled]
+                mb_x, mb_act, mb_nlp, mb_v, adv, mb_ret, *mb_mask = minibatch
+                if norm_adv and adv.shape[0] > 1:
+                    adv = normalize_advantages(adv)
+                if M > 1 or not cached:
+                    cached[:] = [self._head_inputs(mb_act, mb_nlp, mb_v, adv, mb_ret, *mb_mask)]
+                yield self._step_gradient(mb_x, cached[0], *loss_args)
+        return epoch
+
+    def _sequence_epoch(self, batch, num_minibatches: int, norm_adv: bool, loss_args) -> Callable:
+        """One epoch's minibatch gradients over a recurrent policy's `SequenceBatch`: minibatches of whole
+        sequences, drawn as ppo_update draws them."""
+        def epoch():
+            if num_minibatches == 1:
+                minibatches = [batch]
+            else:
+                permutation = torch.randperm(batch.num_sequences, device=batch.actions.device)
+                minibatches = [batch.sequences(idx) for idx in permutation.chunk(num_minibatches)]
+            for mb in minibatches:
+                yield self._sequence_gradient(mb, norm_adv, loss_args)
+        return epoch
+
+    def _apply(self, stats, all_reduce_mean, max_grad_norm: float, lr: float, loss_args) -> None:
+        """A step's gradient (in self.grad) averaged across ranks, clipped and applied by Adam."""
+        if all_reduce_mean is not None:
+            all_reduce_mean(self.grad)
+        try:
+            self._clip_and_step(max_grad_norm, lr, check=stats)
+        except NonFiniteLossError as exc:
+            pg, vl, ent = _scaled(stats.tolist())[:3]
+            ent_coef, vf_coef = loss_args[1], loss_args[2]
+            raise NonFiniteLossError(
+                f"loss is {pg - ent_coef * ent + vf_coef * vl} (pg_loss {pg}, value_loss {vl}, entropy {ent}, "
+                f"{exc}); the update was not applied") from None
+
+    # ---------------------------------------------------------------------------------------------
+    # a recurrent policy: the LSTM under autograd, the layers after it written out
+    # ---------------------------------------------------------------------------------------------
+    def _sequence_gradient(self, mb, norm_adv: bool, loss_args) -> Any:
+        """One minibatch of whole sequences (a `SequenceBatch`): the LSTM forward on torch's kernel (ppo2/speed.py)
+        with autograd, over every row; the towers, heads and loss through `_step_gradient` on the rows the loss reads
+        (ppo_update's `SequenceBatch.evaluate` drops the autoreset rows the same way), which also gives d loss / d the
+        LSTM's outputs; then the LSTM's backward from there, its gradient into self.grad. Returns the statistics."""
+        from .speed import lstm_sequences
+
+        T, n = mb.starts.shape
+        keep = None if bool(mb.valid.all()) else mb.valid.nonzero().squeeze(1)
+
+        def rows(t):
+            return t if keep is None else t.index_select(0, keep)
+
+        adv = rows(mb.advantages)
+        if norm_adv and adv.shape[0] > 1:
+            adv = normalize_advantages(adv)
+        masks = () if mb.masks is None else (rows(mb.masks),)
+        head_inputs = self._head_inputs(self.one_hot(rows(mb.actions)), rows(mb.neg_log_probs), rows(mb.values), adv,
+                                        rows(mb.returns), *masks)
+        with torch.inference_mode(False), torch.enable_grad():
+            weights = [self.p[key].detach().requires_grad_() for key in self.lstm_keys]  # (views of self.flat)
+            x = self.model.normalize(mb.obs).reshape(T, n, -1)
+            x = x.clone() if x.is_inference() else x  # (the kernel saves its input; minibatches are cut in inference)
+            (out,), _, _ = lstm_sequences([weights], x, mb.state[0], mb.state[1], mb.starts.to(x.dtype))
+            out = out.reshape(T * n, -1)
+        features = rows(out.detach())
+        g_x = torch.empty_like(features)
+        stats = self._step_gradient(features, head_inputs, *loss_args, g_x=g_x)
+        with torch.inference_mode(False):
+            # (g_out must not be an inference tensor: the product saves it for its backward)
+            g_out = g_x.clone() if keep is None else torch.zeros_like(out).index_copy_(0, keep, g_x)
+            # (the vector-Jacobian product through a scalar: d sum(out * g) / d out = g exactly; torch.autograd.grad
+            # given grad_outputs imports torch.fx's symbolic shapes, sympy included, ~0.7 s on first use)
+            grads = torch.autograd.grad((out * g_out).sum(), weights)
+        copy_tensors_([self.g[key] for key in self.lstm_keys], list(grads))
+        return stats
+
     @torch.no_grad()  # push() must not make inference tensors; the steps inside run in inference_mode
     def update(self, batch, *, update_epochs: int, num_minibatches: int, clip_range: float, ent_coef: float,
                vf_coef: float, max_grad_norm: float, norm_adv: bool, clip_value_loss: bool = True,
@@ -468,6 +562,21 @@ class FusedPPO:
                any_rank: Callable[[bool], bool] | None = None) -> dict[str, float]:
         """update_epochs x num_minibatches gradient steps; returns the same statistics as `ppo_update`."""
         self.pull()
+        loss_args = (clip_range, ent_coef, vf_coef, clip_value_loss)
+        if self.lstm_keys:
+            epoch = self._sequence_epoch(batch, num_minibatches, norm_adv, loss_args)
+        else:
+            epoch = self._flat_epoch(*self._flat_fields(batch, num_minibatches, norm_adv), loss_args)
+        try:
+            with torch.inference_mode():  # entered once for every step
+                terms, epochs_run = self._epochs(epoch, update_epochs, target_kl, all_reduce_mean, any_rank, loss_args,
+                                                 max_grad_norm)
+        finally:
+            self.push()  # (after a NonFiniteLossError too: the model keeps the last good parameters)
+        return self._summary(terms, epochs_run, ent_coef, vf_coef)
+
+    def _flat_fields(self, batch, num_minibatches: int, norm_adv: bool) -> tuple:
+        """(fields, num_minibatches, norm_adv) of `_flat_epoch` for a flat batch."""
         x = self.model.normalize(batch.obs)
         fields = (x, self.one_hot(batch.actions), batch.neg_log_probs, batch.values, batch.advantages, batch.returns)
         if batch.masks is not None:
@@ -475,15 +584,9 @@ class FusedPPO:
         if num_minibatches == 1 and norm_adv and x.shape[0] > 1:  # one minibatch: the same normalised advantages every epoch
             fields = (*fields[:4], normalize_advantages(fields[4]), *fields[5:])
             norm_adv = False
-        try:
-            with torch.inference_mode():  # entered once for every step
-                terms, epochs_run = self._epochs(
-                    fields, update_epochs, num_minibatches, norm_adv, target_kl, all_reduce_mean, any_rank,
-                    (clip_range, ent_coef, vf_coef, clip_value_loss), max_grad_norm)
-        except NonFiniteLossError:
-            self.push()  # the model keeps the last good parameters
-            raise
-        self.push()
+        return fields, num_minibatches, norm_adv
+
+    def _summary(self, terms, epochs_run: int, ent_coef: float, vf_coef: float) -> dict[str, float]:
         pg_loss, value_loss, entropy, approx_kl, clip_fraction = _scaled(self.xp.stack(terms).mean(0).tolist())
         loss = pg_loss - ent_coef * entropy + vf_coef * value_loss  # the mean of the per-step losses (it is linear)
         return {"loss": loss, "pg_loss": pg_loss, "value_loss": value_loss, "entropy": entropy, "approx_kl": approx_kl,

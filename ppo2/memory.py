@@ -49,6 +49,11 @@ class LSTMMemory(nn.Module):
         """(W_ih', W_hh', b_ih + b_hh) of one LSTM, as network.lstm_sequence takes them."""
         return lstm.weight_ih_l0.T, lstm.weight_hh_l0.T, lstm.bias_ih_l0 + lstm.bias_hh_l0
 
+    @staticmethod
+    def parameters_of(lstm: nn.LSTM) -> tuple[torch.Tensor, ...]:
+        """(W_ih, W_hh, b_ih, b_hh) of one LSTM, as torch's LSTM kernel takes them (ppo2/speed.py)."""
+        return lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_ih_l0, lstm.bias_hh_l0
+
     def forward(self, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor], starts: torch.Tensor):
         """x (T, n, F), state (h, c) each (L, n, H), starts (T, n) 0/1 -> ([outputs (T, n, H) per LSTM], (h, c) after
         the last step; None where a sequence of T > 1 steps has episode starts after its first).
@@ -57,7 +62,8 @@ class LSTMMemory(nn.Module):
 
         starts = starts.to(x.dtype)
         if not (torch.compiler.is_compiling() or torch.jit.is_tracing() or torch.onnx.is_in_onnx_export()):
-            outs, h, c = lstm_sequences(list(self.lstms), x, state[0], state[1], starts)
+            outs, h, c = lstm_sequences([self.parameters_of(lstm) for lstm in self.lstms], x, state[0], state[1],
+                                        starts, self.training)
             # (None: a sequence with episode starts inside ran with reset steps inserted, ppo2/speed.py; the state
             # after it is not computed, and nothing that runs sequences reads it)
             return outs, (None if h is None else (h, c))

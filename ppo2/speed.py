@@ -50,8 +50,8 @@ The LSTM of a recurrent policy (ppo2/memory.py) is ppo2/network.py's `lstm_cell`
   (and pass back a zero gradient). The Python loop of network.lstm_sequence dispatches a dozen operations per step
   forward and as many backward; the kernel runs the sequence in one call, and the reset steps add one step per
   episode start instead of a padded copy of the sequence per episode (tests/test_recurrent.py checks outputs and
-  gradients equal network.lstm_sequence's; benchmarks/recurrent.py times training). Tracing for export runs
-  network.lstm_sequence itself.
+  gradients equal network.lstm_sequence's; benchmarks/recurrent.py times training). The fused update (ppo2/fused.py)
+  runs it on its flat buffers' views for a shared LSTM. Tracing for export runs network.lstm_sequence itself.
 
 benchmarks/update_step.py, benchmarks/fused_ab.py and benchmarks/profile_cartpole.py measure these.
 """
@@ -347,9 +347,11 @@ def copy_tensors_(dst: list[torch.Tensor], src: list[torch.Tensor]) -> None:
 RESET_GATE_LOGIT = -1e9  # (an input and forget gate this far below zero are exactly 0 after the sigmoid)
 
 
-def lstm_sequences(lstms: list[nn.LSTM], x: torch.Tensor, h: torch.Tensor, c: torch.Tensor, starts: torch.Tensor):
-    """For each LSTM k, network.lstm_sequence(x, h[k], c[k], starts, *its weights) on torch's LSTM kernel: x (T, n, F),
-    h and c (L, n, H) for the L LSTMs, starts (T, n) 0/1 floats. Returns ([outputs (T, n, H) per LSTM], final h,
+def lstm_sequences(weights: list[tuple[torch.Tensor, ...]], x: torch.Tensor, h: torch.Tensor, c: torch.Tensor,
+                   starts: torch.Tensor, train: bool = True):
+    """For each LSTM k, network.lstm_sequence(x, h[k], c[k], starts, *its weights) on torch's LSTM kernel: `weights`
+    [(W_ih, W_hh, b_ih, b_hh) per LSTM, torch.nn.LSTM's parameters], x (T, n, F), h and c (L, n, H) for the L LSTMs,
+    starts (T, n) 0/1 floats, `train` as torch.nn.LSTM's `training`. Returns ([outputs (T, n, H) per LSTM], final h,
     final c), the final states (L, n, H).
 
     Where no environment begins an episode after the first step, that is one call per LSTM. Otherwise the kernel,
@@ -363,9 +365,14 @@ def lstm_sequences(lstms: list[nn.LSTM], x: torch.Tensor, h: torch.Tensor, c: to
     collector and predict step one step at a time, which always returns it)."""
     T, n = starts.shape
     first = (1.0 - starts[0])[None, :, None]
+    h0, c0 = h * first, c * first
+
+    def kernel(w, x_in, k):  # (torch.nn.LSTM's forward: one layer, biases, no dropout, time-major)
+        return torch.lstm(x_in, (h0[k:k + 1], c0[k:k + 1]), list(w), True, 1, 0.0, train, False, False)
+
     if T == 1 or not bool(starts[1:].any()):
-        runs = [lstm(x, (h[k:k + 1] * first, c[k:k + 1] * first)) for k, lstm in enumerate(lstms)]
-        return [out for out, _ in runs], torch.cat([s[0] for _, s in runs]), torch.cat([s[1] for _, s in runs])
+        runs = [kernel(w, x, k) for k, w in enumerate(weights)]
+        return [out for out, _, _ in runs], torch.cat([h for _, h, _ in runs]), torch.cat([c for _, _, c in runs])
     inner = starts.clone()
     inner[0] = 0.0
     resets = inner.cumsum(0).long()  # (T, n): reset steps inserted before each step, its own included
@@ -378,12 +385,9 @@ def lstm_sequences(lstms: list[nn.LSTM], x: torch.Tensor, h: torch.Tensor, c: to
     longer = longer.index_put((pos[is_start] - 1, env[is_start], torch.full_like(pos[is_start], F)),
                               x.new_ones(()))
     outs = []
-    for k, lstm in enumerate(lstms):
-        reset_column = x.new_zeros(4 * lstm.hidden_size, 1)
-        reset_column[:2 * lstm.hidden_size] = RESET_GATE_LOGIT  # (torch's gate order: input, forget, cell, output)
-        weights = [torch.cat([lstm.weight_ih_l0, reset_column], 1), lstm.weight_hh_l0, lstm.bias_ih_l0,
-                   lstm.bias_hh_l0]
-        out, _, _ = torch.lstm(longer, (h[k:k + 1] * first, c[k:k + 1] * first), weights, True, 1, 0.0,
-                               lstm.training, False, False)
+    for k, (w_ih, *rest) in enumerate(weights):
+        reset_column = x.new_zeros(w_ih.shape[0], 1)
+        reset_column[:w_ih.shape[0] // 2] = RESET_GATE_LOGIT  # (torch's gate order: input, forget, cell, output)
+        out, _, _ = kernel((torch.cat([w_ih, reset_column], 1), *rest), longer, k)
         outs.append(out[pos, env])
     return outs, None, None

@@ -109,9 +109,11 @@ class Trainer:
                                                  foreach=True)
         self.fused = FusedPPO(self.model, self.optimizer) if reason is None else None
         self.update_path = "fused" if reason is None else f"autograd ({reason})"
-        self.sample_action = self.fused.sample_action if self.fused else self.model._sample
-        self.evaluate_rollout = self.fused.evaluate if self.fused else self._evaluate_rollout
-        self.value_of = self.fused.value_of if self.fused else self.model._value_of
+        # (a recurrent policy's rollout runs the model itself, its LSTM state and all; the fused update only trains it)
+        feed_forward = self.fused if self.fused and self.model.memory is None else None
+        self.sample_action = feed_forward.sample_action if feed_forward else self.model._sample
+        self.evaluate_rollout = feed_forward.evaluate if feed_forward else self._evaluate_rollout
+        self.value_of = feed_forward.value_of if feed_forward else self.model._value_of
         RolloutStorage.check_memory(cfg.num_steps, self.num_envs, model.obs_spec, cfg.env_id)
         memory = self.model.memory
         self.storage = RolloutStorage(cfg.num_steps, self.num_envs, model.obs_spec, model.action_head.action_shape,

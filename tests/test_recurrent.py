@@ -10,6 +10,7 @@ import torch
 import toy_envs  # noqa: F401  (registers ppo2test/*)
 from ppo2 import PPO2, network
 from ppo2.config import TrainConfig
+from ppo2.memory import LSTMMemory
 from ppo2.speed import lstm_sequences
 from ppo2.trainer import Trainer, train
 
@@ -62,7 +63,7 @@ def test_torch_kernel_path_equals_the_reference_sequence(case):
         hh, cc = cell(x[t], (hh * keep, cc * keep))
         outs.append(hh)
     torch.testing.assert_close(ref, torch.stack(outs), atol=1e-6, rtol=1e-5)
-    (fast,), fast_h, fast_c = lstm_sequences([lstm], x, h[None], c[None], starts)
+    (fast,), fast_h, fast_c = lstm_sequences([LSTMMemory.parameters_of(lstm)], x, h[None], c[None], starts)
     torch.testing.assert_close(fast, ref, atol=1e-6, rtol=1e-5)
     g_ref = torch.autograd.grad((ref ** 2).sum(), [x, lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_hh_l0])
     g_fast = torch.autograd.grad((fast ** 2).sum(), [x, lstm.weight_ih_l0, lstm.weight_hh_l0, lstm.bias_hh_l0])
@@ -282,3 +283,51 @@ def test_shorter_sequences_start_from_the_state_the_rollout_had_there(tmp_path, 
         trainer.close()
     with pytest.raises(ValueError, match="bptt_steps must be an int that divides num_steps=16, got 5"):
         cfg.replace(bptt_steps=5)
+
+
+@pytest.mark.parametrize("env_id,kw", [
+    ("CartPoleNoVel-v1", dict(num_minibatches=2)),  # Categorical, episode starts and autoreset rows inside
+    ("PendulumNoVel-v1", dict(num_steps=64, bptt_steps=16, num_minibatches=4)),  # Gaussian, sequences cut by bptt_steps
+    ("ppo2test/MaskedChoice-v0", dict(num_minibatches=2)),  # action masks
+    ("CartPoleNoVel-v1", dict(num_minibatches=1, shared_latent=True, target_kl=1e-9)),  # one tower, early stop
+])
+def test_fused_update_of_a_shared_lstm_matches_autograd(tmp_path, env_id, kw):
+    """A recurrent policy with one shared LSTM trains through the hand-derived update (ppo2/fused.py): the LSTM's
+    forward and backward on torch's kernel under autograd, the layers after it written out. Whole updates through
+    the trainer, fused and autograd from the same seed: the same statistics and weights to float rounding, so the
+    same actions in the next rollout (continuous ones to rounding). The critic's own LSTM keeps the autograd path."""
+    def run(fused):
+        options = dict(recurrent=True, lstm_hidden=16, hidden_dim=16, num_envs=4, num_steps=32, update_epochs=3,
+                       seed=3, fused=fused, output_dir=str(tmp_path / str(fused)), eval_interval=0,
+                       checkpoint_interval=0, total_timesteps=10_000, **QUIET)
+        trainer = Trainer(TrainConfig.for_env(env_id, **{**options, **kw}))
+        initial = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+        try:
+            stats = []
+            for _ in range(2):
+                trainer.collect_rollout()
+                batch, _ = trainer.compute_batch()
+                assert not bool(batch.valid.all()) or env_id == "PendulumNoVel-v1"  # (autoreset rows to leave out)
+                stats.append(trainer.update_policy(batch, 0.2))
+            moved = [k for k, v in trainer.model.state_dict().items() if not torch.equal(v, initial[k])]
+            assert any(k.startswith("memory.") for k in moved) and any("value_head" in k for k in moved), moved
+            return trainer.update_path, stats, trainer.model.state_dict(), trainer.storage.actions.copy()
+        finally:
+            trainer.close()
+
+    (path_f, stats_f, weights_f, actions_f), (path_a, stats_a, weights_a, actions_a) = run(True), run(False)
+    assert path_f == "fused" and path_a.startswith("autograd")
+    np.testing.assert_allclose(actions_f, actions_a, rtol=1e-5, atol=1e-6)  # (discrete: equal)
+    for a, b in zip(stats_f, stats_a):
+        assert a["epochs"] == b["epochs"]
+        for key in ("loss", "pg_loss", "value_loss", "entropy", "approx_kl", "clip_fraction"):
+            assert a[key] == pytest.approx(b[key], rel=1e-4, abs=1e-6), key
+    for key in weights_a:
+        torch.testing.assert_close(weights_f[key], weights_a[key], rtol=1e-4, atol=1e-6, msg=key)
+    separate = Trainer(TrainConfig.for_env("CartPoleNoVel-v1", shared_lstm=False, num_envs=4, num_steps=32,
+                                           output_dir=str(tmp_path / "separate"), **QUIET))
+    try:
+        assert separate.update_path == "autograd (a recurrent policy with the critic's own LSTM (fused: one LSTM " \
+                                       "shared by actor and critic))"
+    finally:
+        separate.close()
