@@ -269,15 +269,16 @@ PRESETS: dict[tuple[str, str], dict] = {
         ent_coef=0.0, normalize_obs=True, eval_interval=10, eval_episodes=20),
     # PendulumNoVel (ppo2/pomdp.py): RL-Zoo's RecurrentPPO layout (4 envs x 1024 steps, gamma 0.9, 10 epochs, normalised
     # observations and rewards) through 128-step sequences, lr 2e-3, no gSDE. Seeds 1-3: their kept policies scored
-    # -212.5, -186.1 and -238.6 on 100 episodes (RL-Zoo's anchor: -217.9 at 100k; docs/history.md)
+    # -212.5, -186.1 and -238.6 on 100 episodes when chosen (autograd update), -222.0, -226.6 and -200.5 at b0f44f4
+    # (the fused update) (RL-Zoo's anchor: -217.9 at 100k; docs/history.md)
     ("PendulumNoVel-v1", "ppo"): dict(
         recurrent=True, total_timesteps=100_000, num_envs=4, num_steps=1024, bptt_steps=128, num_minibatches=16,
         update_epochs=10, learning_rate=2e-3, gamma=0.9, gae_lambda=0.95, normalize_obs=True, normalize_reward=True,
         shared_latent=False, eval_interval=4, eval_episodes=20, stop_at_target=False),
     # MountainCarContinuousNoVel (ppo2/pomdp.py): RL-Zoo's RecurrentPPO settings for it without gSDE (8 envs x 1024 steps,
     # 128-step sequences, lr 7.77e-5, gamma 0.9999, clip 0.1, ent 0.00429, normalised observations and rewards); the
-    # goal is first reached after ~230k steps. Seeds 1-2 kept policies scoring 94.2 and 97.3 on 100 episodes (RL-Zoo's
-    # anchor: 91.5 at 300k; docs/history.md)
+    # goal is first reached after ~230k steps. Seeds 1-2 kept policies scoring 94.2 and 97.3 on 100 episodes when
+    # chosen, seeds 1-3 86.4, 97.7 and 98.0 at b0f44f4 (RL-Zoo's anchor: 91.5 at 300k; docs/history.md)
     ("MountainCarContinuousNoVel-v0", "ppo"): dict(
         recurrent=True, total_timesteps=300_000, num_envs=8, num_steps=1024, bptt_steps=128, num_minibatches=32,
         update_epochs=10, learning_rate=7.77e-5, gamma=0.9999, gae_lambda=0.9, clip_range=0.1, ent_coef=0.00429,
