@@ -3,10 +3,11 @@
 settings, side by side in one run.
 
     pip install -r benchmarks/requirements.txt && pip install -e ".[atari]"
-    python benchmarks/atari_throughput.py --trials 3 [--updates 4] [--device cpu]
+    python benchmarks/atari_throughput.py --trials 3 [--updates 4] [--device cpu] [--threads 1 2]
 
 Both: 8 envs x 128 steps, 4 epochs of 4 minibatches (256), lr 2.5e-4 and clip 0.1 annealed, entropy 0.01,
-the Nature CNN on 4 stacked 84x84 gray frames, one torch thread on CPU, no evaluation. ppo2 steps ale-py's
+the Nature CNN on 4 stacked 84x84 gray frames, one torch thread on CPU (ppo2: `--threads`, its
+`torch_threads`, several side by side), no evaluation. ppo2 steps ale-py's
 own vector env (ALE/Pong-v5: sticky actions); SB3 its `make_atari_env` (PongNoFrameskip-v4 with
 AtariWrapper, in a DummyVecEnv) + VecFrameStack(4), as RL-Zoo runs it. Each trial is a fresh process,
 the two libraries alternating; the clock starts after the model and the envs are built and stops when
@@ -26,21 +27,22 @@ REPO = Path(__file__).resolve().parent.parent
 STEPS, ENVS = 128, 8
 
 
-def trial(lib: str, updates: int, device: str, precision: str = "auto") -> dict:
+def trial(lib: str, updates: int, device: str, precision: str = "auto", threads: int = 1) -> dict:
     import warnings
 
     warnings.filterwarnings("ignore")
     import torch
 
-    torch.set_num_threads(1)
+    torch.set_num_threads(threads)
     total = updates * STEPS * ENVS
     if lib == "ppo2":
         from ppo2.config import TrainConfig
         from ppo2.trainer import Trainer
 
         cfg = TrainConfig.for_env("Pong", total_timesteps=total, eval_interval=0, checkpoint_interval=0,
-                                  device=device, precision=precision, output_dir="/tmp/ppo2-bench/atari", overwrite=True,
-                                  progress=False, tensorboard=False, plot=False)
+                                  device=device, precision=precision, torch_threads=threads,
+                                  output_dir="/tmp/ppo2-bench/atari", overwrite=True, progress=False, tensorboard=False,
+                                  plot=False)
         trainer = Trainer(cfg)
         t0 = time.perf_counter()
         trainer.learn()
@@ -69,29 +71,33 @@ def main() -> None:
     p.add_argument("--device", default="cpu")
     p.add_argument("--precision", nargs="+", default=["auto"], choices=("auto", "float32", "bfloat16"),
                    help="ppo2's --precision; several run side by side (e.g. auto float32)")
+    p.add_argument("--threads", nargs="+", type=int, default=[1],
+                   help="ppo2's torch_threads; several run side by side (SB3 keeps one, its fastest here)")
     p.add_argument("--trial", choices=("ppo2", "sb3"), help=argparse.SUPPRESS)  # (one trial, in this process)
     args = p.parse_args()
     if args.trial:
-        print(json.dumps(trial(args.trial, args.updates, args.device, args.precision[0])))
+        print(json.dumps(trial(args.trial, args.updates, args.device, args.precision[0], args.threads[0])))
         return
-    variants = [("ppo2", prec) for prec in args.precision] + [("sb3", "float32")]
+    variants = [("ppo2", prec, th) for prec in args.precision for th in args.threads] + [("sb3", "float32", 1)]
     runs: dict[tuple, list[float]] = {v: [] for v in variants}
     names: dict[tuple, str] = {}
     for i in range(args.trials):
-        for lib, prec in variants:
+        for lib, prec, th in variants:
             done = subprocess.run([sys.executable, __file__, "--trial", lib, "--updates", str(args.updates),
-                                   "--device", args.device, "--precision", prec], capture_output=True, text=True,
-                                  check=True, cwd=REPO)
+                                   "--device", args.device, "--precision", prec, "--threads", str(th)],
+                                  capture_output=True, text=True, check=True, cwd=REPO)
             result = json.loads(done.stdout.strip().splitlines()[-1])
-            runs[(lib, prec)].append(result["sps"])
-            names[(lib, prec)] = f"ppo2 --precision {prec} ({result['precision']})" if lib == "ppo2" else "SB3 (RL-Zoo settings)"
-            print(f"  trial {i + 1} {names[(lib, prec)]}: {result['sps']:,.0f} agent steps/s", flush=True)
-    theirs = statistics.median(runs[("sb3", "float32")])
+            runs[(lib, prec, th)].append(result["sps"])
+            threads = f", {th} threads" if th != 1 else ""
+            names[(lib, prec, th)] = (f"ppo2 --precision {prec} ({result['precision']}{threads})" if lib == "ppo2"
+                                      else "SB3 (RL-Zoo settings)")
+            print(f"  trial {i + 1} {names[(lib, prec, th)]}: {result['sps']:,.0f} agent steps/s", flush=True)
+    theirs = statistics.median(runs[("sb3", "float32", 1)])
     print(f"\n| Pong, {args.updates} updates of {STEPS * ENVS} agent steps, {args.device} | agent steps/s, median of "
           f"{args.trials} | / SB3 (pairs) |")
     print("|---|---|---|")
     for v in variants:
-        ratios = sorted(a / b for a, b in zip(runs[v], runs[("sb3", "float32")]))
+        ratios = sorted(a / b for a, b in zip(runs[v], runs[("sb3", "float32", 1)]))
         ours = statistics.median(runs[v])
         print(f"| {names[v]} | {ours:,.0f} | {ours / theirs:.2f}x ({ratios[0]:.2f}-{ratios[-1]:.2f}x) |")
 
