@@ -1,8 +1,8 @@
 """Step 4 of an update: the clipped-surrogate (or A2C) gradient steps, with autograd.
 
 `ppo_update` is the reference to read next to the paper: a forward pass, `ppo_loss`, `loss.backward()`,
-global-norm clipping, an optimizer step. For the built-in MLP with Adam the trainer runs the same update
-with hand-derived gradients (ppo2/fused.py), tested equal to this one.
+global-norm clipping, an optimizer step. For the built-in MLP with Adam (behind one shared LSTM too) the trainer
+runs the same update with hand-derived gradients (ppo2/fused.py), tested equal to this one.
 """
 from __future__ import annotations
 
