@@ -491,14 +491,9 @@ class FusedPPO:
 
     def _sequence_epoch(self, batch, num_minibatches: int, norm_adv: bool, loss_args) -> Callable:
         """One epoch's minibatch gradients over a recurrent policy's `SequenceBatch`: minibatches of whole
-        sequences, drawn as ppo_update draws them."""
+        sequences, drawn as ppo_update draws them (`SequenceBatch.minibatches`)."""
         def epoch():
-            if num_minibatches == 1:
-                minibatches = [batch]
-            else:
-                permutation = torch.randperm(batch.num_sequences, device=batch.actions.device)
-                minibatches = [batch.sequences(idx) for idx in permutation.chunk(num_minibatches)]
-            for mb in minibatches:
+            for mb in batch.minibatches(num_minibatches):
                 yield self._sequence_gradient(mb, norm_adv, loss_args)
         return epoch
 
@@ -521,29 +516,25 @@ class FusedPPO:
     def _sequence_gradient(self, mb, norm_adv: bool, loss_args) -> Any:
         """One minibatch of whole sequences (a `SequenceBatch`): the LSTM forward on torch's kernel (ppo2/speed.py)
         with autograd, over every row; the towers, heads and loss through `_step_gradient` on the rows the loss reads
-        (ppo_update's `SequenceBatch.evaluate` drops the autoreset rows the same way), which also gives d loss / d the
-        LSTM's outputs; then the LSTM's backward from there, its gradient into self.grad. Returns the statistics."""
+        (`SequenceBatch.loss_rows`, as ppo_update's `SequenceBatch.evaluate` takes them), which also gives d loss / d
+        the LSTM's outputs; then the LSTM's backward from there, its gradient into self.grad. Returns the
+        statistics."""
         from .speed import lstm_sequences
 
         T, n = mb.starts.shape
-        keep = None if bool(mb.valid.all()) else mb.valid.nonzero().squeeze(1)
-
-        def rows(t):
-            return t if keep is None else t.index_select(0, keep)
-
-        adv = rows(mb.advantages)
+        keep, rows = mb.loss_rows()
+        adv = rows.advantages
         if norm_adv and adv.shape[0] > 1:
             adv = normalize_advantages(adv)
-        masks = () if mb.masks is None else (rows(mb.masks),)
-        head_inputs = self._head_inputs(self.one_hot(rows(mb.actions)), rows(mb.neg_log_probs), rows(mb.values), adv,
-                                        rows(mb.returns), *masks)
+        head_inputs = self._head_inputs(self.one_hot(rows.actions), rows.neg_log_probs, rows.values, adv, rows.returns,
+                                        rows.masks)
         with torch.inference_mode(False), torch.enable_grad():
             weights = [self.p[key].detach().requires_grad_() for key in self.lstm_keys]  # (views of self.flat)
             x = self.model.normalize(mb.obs).reshape(T, n, -1)
             x = x.clone() if x.is_inference() else x  # (the kernel saves its input; minibatches are cut in inference)
             (out,), _, _ = lstm_sequences([weights], x, mb.state[0], mb.state[1], mb.starts.to(x.dtype))
             out = out.reshape(T * n, -1)
-        features = rows(out.detach())
+        features = out.detach() if keep is None else out.detach().index_select(0, keep)
         g_x = torch.empty_like(features)
         stats = self._step_gradient(features, head_inputs, *loss_args, g_x=g_x)
         with torch.inference_mode(False):

@@ -34,6 +34,14 @@ class Batch:
     def __len__(self) -> int:
         return self.actions.shape[0]
 
+    def minibatches(self, num_minibatches: int) -> list["Batch"]:
+        """One epoch's minibatches: the rows of a random permutation in `num_minibatches` chunks (one minibatch:
+        the batch itself; the loss is a mean, so the order does not matter)."""
+        if num_minibatches == 1:
+            return [self]
+        permutation = torch.randperm(len(self), device=self.actions.device)
+        return [self.index(idx) for idx in permutation.chunk(num_minibatches)]
+
     def index(self, idx: torch.Tensor) -> "Batch":
         return Batch(tree_map(lambda t: select_rows(t, idx), self.obs),
                      *(t.index_select(0, idx) for t in (self.actions, self.neg_log_probs, self.values,
@@ -59,6 +67,14 @@ class SequenceBatch(Batch):
     def num_sequences(self) -> int:
         return self.starts.shape[1]
 
+    def minibatches(self, num_minibatches: int) -> list["Batch"]:
+        """One epoch's minibatches of whole sequences (truncated BPTT): a random permutation of the sequences in
+        `num_minibatches` chunks (one minibatch: the batch itself)."""
+        if num_minibatches == 1:
+            return [self]
+        permutation = torch.randperm(self.num_sequences, device=self.actions.device)
+        return [self.sequences(idx) for idx in permutation.chunk(num_minibatches)]
+
     def sequences(self, idx: torch.Tensor) -> "SequenceBatch":
         """The sequences `idx` (n of them), still time-major: T * n rows."""
         T, N = self.starts.shape
@@ -69,14 +85,20 @@ class SequenceBatch(Batch):
                              state=tuple(s.index_select(1, idx) for s in self.state),
                              starts=self.starts.index_select(1, idx))
 
+    def loss_rows(self) -> tuple[torch.Tensor | None, Batch]:
+        """(the indices of the rows the loss reads, or None for all; those rows, observations left out): the
+        autoreset rows run through the LSTM but stay out of the loss."""
+        if bool(self.valid.all()):
+            return None, self
+        keep = self.valid.nonzero().squeeze(1)
+        return keep, Batch(None, *(t.index_select(0, keep) for t in (self.actions, self.neg_log_probs, self.values,
+                                                                     self.advantages, self.returns)),
+                           masks=None if self.masks is None else self.masks.index_select(0, keep))
+
     def evaluate(self, model: nn.Module) -> tuple[Batch, tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         out = model.value_and_evaluate(self.obs, self.actions, self.masks, (self.state, self.starts))
-        if bool(self.valid.all()):
-            return self, out
-        keep = self.valid.nonzero().squeeze(1)
-        rows = Batch(None, *(t.index_select(0, keep) for t in (self.actions, self.neg_log_probs, self.values,
-                                                               self.advantages, self.returns)))
-        return rows, tuple(t.index_select(0, keep) for t in out)
+        keep, rows = self.loss_rows()
+        return rows, (out if keep is None else tuple(t.index_select(0, keep) for t in out))
 
 
 def gradient_step(model: nn.Module, optimizer: torch.optim.Optimizer, out: Any, max_grad_norm: float,
@@ -116,16 +138,8 @@ def ppo_update(model: nn.Module, optimizer: torch.optim.Optimizer, batch: Batch,
     terms: list[torch.Tensor] = []
     epochs_run = 0
     for epoch in range(update_epochs):
-        if num_minibatches == 1:  # the loss is a mean: the whole batch in any order gives the same step
-            minibatches = [batch]
-        elif isinstance(batch, SequenceBatch):  # minibatches of whole sequences
-            permutation = torch.randperm(batch.num_sequences, device=batch.actions.device)
-            minibatches = [batch.sequences(idx) for idx in permutation.chunk(num_minibatches)]
-        else:
-            permutation = torch.randperm(len(batch), device=batch.actions.device)
-            minibatches = [batch.index(idx) for idx in permutation.chunk(num_minibatches)]
         epoch_kl = []
-        for mb in minibatches:
+        for mb in batch.minibatches(num_minibatches):  # (a SequenceBatch: whole sequences)
             mb, (value_f, neg_log_probs, entropy) = mb.evaluate(model)
             advantages = mb.advantages
             if norm_adv and len(mb) > 1:
