@@ -46,7 +46,7 @@ from . import network
 from .distributions import CategoricalHead, GaussianHead
 from .errors import NonFiniteLossError
 from .losses import normalize_advantages
-from .optim import AdamState
+from .optim import AdamState, adam_moments
 from .speed import adam_step_, copy_tensors_, tanh_, tanh_backward_
 
 __all__ = ["FusedPPO"]
@@ -216,14 +216,7 @@ class FusedPPO:
         params = [param for param, _, _ in self._pairs]
         copy_tensors_(params, self._flat_views[0])
         if self.step:
-            state = self.optimizer.state
-            for param in params:
-                s = state[param]
-                if "exp_avg" not in s:  # the layout torch.optim.Adam (fused=True) creates on its first step
-                    s["step"] = torch.zeros((), dtype=torch.float32, device=param.device)
-                    s["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-                    s["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
-            states = [state[param] for param in params]
+            states = [adam_moments(self.optimizer.state, param) for param in params]
             copy_tensors_([s["step"] for s in states], [self.step_t] * len(states))
             copy_tensors_([s["exp_avg"] for s in states], self._flat_views[1])
             copy_tensors_([s["exp_avg_sq"] for s in states], self._flat_views[2])

@@ -16,7 +16,18 @@ from typing import Any, Iterable
 
 import torch
 
-__all__ = ["AdamState"]
+__all__ = ["AdamState", "adam_moments"]
+
+
+def adam_moments(state: dict, param: torch.Tensor) -> dict[str, torch.Tensor]:
+    """`param`'s entry of an Adam state (torch.optim.Adam's or AdamState's), made as torch.optim.Adam(fused=True)
+    makes it on a parameter's first step (step 0, zero moments) where it is missing."""
+    s = state[param]
+    if "exp_avg" not in s:
+        s["step"] = torch.zeros((), dtype=torch.float32, device=param.device)
+        s["exp_avg"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+        s["exp_avg_sq"] = torch.zeros_like(param, memory_format=torch.preserve_format)
+    return s
 
 
 class AdamState:
@@ -48,13 +59,7 @@ class AdamState:
         params = [p for p in self.param_groups[0]["params"] if p.grad is not None]
         if not params:
             return
-        for p in params:
-            s = self.state[p]
-            if "exp_avg" not in s:
-                s["step"] = torch.zeros((), dtype=torch.float32, device=p.device)
-                s["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                s["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        states = [self.state[p] for p in params]
+        states = [adam_moments(self.state, p) for p in params]
         torch._foreach_add_([s["step"] for s in states], 1.0)
         group = self.param_groups[0]
         adam_step_(params, [p.grad for p in params], [s["exp_avg"] for s in states],
