@@ -17,7 +17,7 @@ __all__ = ["TrainConfig", "PRESETS", "ALGO_DEFAULTS", "build_parser", "config_fr
 # Flags that may differ from a checkpoint's when resuming it: they change how the run is watched or how
 # long it goes on, not what it computes. Any other flag that disagrees with the checkpoint is refused.
 RESUME_MAY_CHANGE = frozenset({"resume", "total_timesteps", "progress", "tensorboard", "plot", "push_to_hub",
-                               "checkpoint_interval", "dist_timeout", "torch_threads"})
+                               "checkpoint_interval", "dist_timeout", "torch_threads", "processes"})
 
 
 # Bounds a saved policy must respect to load again (ppo2.model.validate_config) and that keep a run's allocations sane.
@@ -103,6 +103,10 @@ class TrainConfig:
     # ---- machinery ------------------------------------------------------------------------
     device: str = _f("cpu", "cpu, cuda, cuda:N or auto")
     torch_threads: int = _f(1, "threads of torch and of numpy's BLAS (small MLPs run fastest on one)")
+    processes: int = _f(1, "processes on this machine, each stepping its share of the envs on torch_threads threads, "
+                           "gradients averaged after every minibatch (the command line starts them, as torchrun "
+                           "would; ppo2/distributed.py). 0: one per CPU core this process may use, as many as divide "
+                           "num_envs (one on a GPU). The Atari presets take 0")
     output_dir: Optional[str] = _f(None, "where the run writes weights, metrics and checkpoints (default runs/<env>__<algo>__<seed>)")
     checkpoint_interval: int = _f(25, "write a checkpoint every this many updates (0: only at the end)")
     resume: Optional[str] = _f(None, "continue the run in this output directory from its latest checkpoint")
@@ -162,7 +166,7 @@ class TrainConfig:
                      "eval_episodes", "torch_threads", "lstm_hidden"):
             v = getattr(self, name)
             need(isinstance(v, int) and not isinstance(v, bool) and v >= 1, f"{name} must be an int >= 1, got {v!r}")
-        for name in ("eval_interval", "checkpoint_interval", "confirm_episodes"):
+        for name in ("eval_interval", "checkpoint_interval", "confirm_episodes", "processes"):
             v = getattr(self, name)
             need(isinstance(v, int) and v >= 0, f"{name} must be an int >= 0, got {v!r}")
         need(self.num_steps >= 2, f"num_steps must be >= 2 (a 1-step rollout holds only the autoreset row of every env "
@@ -289,7 +293,10 @@ PRESETS: dict[tuple[str, str], dict] = {
         total_timesteps=10_000_000, num_envs=8, num_steps=128, num_minibatches=4, update_epochs=4,
         learning_rate=2.5e-4, anneal_lr=True, clip_range=0.1, anneal_clip_range=True, gamma=0.99, gae_lambda=0.95,
         ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.5, clip_reward=True, eval_interval=100, eval_episodes=8,
-        checkpoint_interval=50, stop_at_target=False)
+        checkpoint_interval=50, stop_at_target=False,
+        # one process per core (benchmarks/atari_throughput.py); rank 0 alone plays the evaluation games, which
+        # can outlast the default wait of the other ranks
+        processes=0, dist_timeout=3600.0)
        for env_id in ("ALE/Pong-v5", "ALE/Breakout-v5")},
     # Kept by study pendulum-100k (python -m ppo2.tune, 40 trials of RL-Zoo's space, 2 seeds, 100k steps): its best
     # trial scored -551.9 on held-out episodes where this preset, at the same budget and seeds, scored -440.3

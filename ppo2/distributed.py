@@ -3,6 +3,12 @@
 `torchrun --nproc_per_node=N train.py ...` sets RANK/WORLD_SIZE/MASTER_ADDR; `DistContext.from_env`
 joins the process group (gloo on CPU, nccl on CUDA) with a timeout, so a lost rank fails the job
 instead of hanging it.
+
+On one machine the command line starts the ranks itself (`--processes`, `launch_local`): `python -m ppo2`
+once per rank, told its rank in torchrun's environment variables. Why processes and not threads: a conv net's update on two torch
+threads synchronises its threads inside every kernel, and with another busy process on the machine those
+waits multiply its time; processes of one thread each only meet once per minibatch, in the all-reduce
+(benchmarks/atari_throughput.py measures both).
 """
 from __future__ import annotations
 
@@ -13,7 +19,74 @@ from datetime import timedelta
 import torch
 import torch.distributed as dist
 
-__all__ = ["DistContext"]
+__all__ = ["DistContext", "resolve_processes", "launch_local"]
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # (macOS, Windows)
+        return os.cpu_count() or 1
+
+
+def resolve_processes(processes: int, num_envs: int, device: str) -> int:
+    """The number of local processes a run asks for: `processes`, or for 0 one per usable core, as many as
+    divide `num_envs` (every rank steps the same number of envs), and one where the device is a GPU."""
+    if processes < 0:
+        raise ValueError(f"processes must be 0 (one per core) or more, got {processes}")
+    if processes:
+        return processes
+    if device.startswith("cuda") or (device == "auto" and torch.cuda.is_available()):
+        return 1
+    return max(n for n in range(1, min(usable_cores(), num_envs) + 1) if num_envs % n == 0)
+
+
+def launch_local(argv: list[str], processes: int, threads: int) -> int:
+    """Run the command line `argv` as `processes` ranks on this machine (`python -m ppo2`, each told its rank as
+    torchrun tells it, and `--processes` so that it trains instead of launching) and return their exit status.
+    The ranks import the ppo2 this process imported. They run in their own session and this process forwards
+    them a Ctrl-C or SIGTERM once: every rank finishes its update and rank 0 writes a checkpoint, as a signal to
+    a single process does. A rank that fails stops the others (instead of leaving them waiting dist_timeout)."""
+    import signal
+    import socket
+    import subprocess
+    import sys
+    import time
+    from pathlib import Path
+
+    with socket.socket() as s:  # a free port for rank 0's rendezvous store
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    root = str(Path(__file__).resolve().parent.parent)
+    common = dict(os.environ, OMP_NUM_THREADS=str(threads), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
+                  WORLD_SIZE=str(processes), LOCAL_WORLD_SIZE=str(processes), PPO2_COMMAND=" ".join(sys.argv),
+                  PYTHONPATH=os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH")) if p))
+    cmd = [sys.executable, "-m", "ppo2", *argv, "--processes", str(processes)]
+    procs = [subprocess.Popen(cmd, env=dict(common, RANK=str(r), LOCAL_RANK=str(r)), start_new_session=True)
+             for r in range(processes)]
+
+    def forward(signum, frame):
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signum)
+
+    signals = [s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None]
+    previous = {s: signal.signal(s, forward) for s in signals}
+    try:
+        while any(p.poll() is None for p in procs):
+            if any(p.returncode for p in procs):  # a rank failed: the others would wait for it in vain
+                for p in procs:
+                    if p.poll() is None:
+                        p.terminate()
+            time.sleep(0.2)
+        return next((p.returncode for p in procs if p.returncode), 0)
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        for p in procs:  # (an exception in this process: do not leave the ranks running)
+            if p.poll() is None:
+                p.kill()
 
 
 @dataclass

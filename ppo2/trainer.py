@@ -29,7 +29,7 @@ from torch import nn
 from .checkpoint import load_checkpoint, optimizer_state_from_flat, save_checkpoint
 from .collector import Collector, RewardScaler, RolloutStorage
 from .config import TrainConfig, config_from_args, given_options, resume_conflicts
-from .distributed import DistContext
+from .distributed import DistContext, launch_local, resolve_processes
 from .distributions import UniformBlock
 from .envs import check_env_id, check_spaces, make_vector_env, refuse_file_named_module
 from .errors import NonFiniteEnvError, NonFiniteError, NonFiniteLossError
@@ -76,6 +76,8 @@ class Trainer:
             self.dist.device = self.device
         if cfg.num_envs % self.dist.world_size:
             raise ValueError(f"num_envs={cfg.num_envs} must be divisible by the number of ranks ({self.dist.world_size})")
+        if self.dist.enabled and cfg.processes != self.dist.world_size:  # (what the run was: its checkpoints say so)
+            self.config = cfg = cfg.replace(processes=self.dist.world_size)
         self.num_envs = cfg.num_envs // self.dist.world_size
         torch.set_num_threads(cfg.torch_threads)
         limit_blas_threads(cfg.torch_threads)  # (the collector's numpy policy steps: ppo2/speed.py)
@@ -557,7 +559,7 @@ class Trainer:
             "updates": self.update, "wall_time_s": round(self.elapsed, 3), "stop_reason": self.stop_reason,
             "solved_at": self.solved_at, "last_eval": _brief(self.last_eval), "best_eval": _brief(self.best_eval),
             "world_size": self.dist.world_size, "weights_sha256_all_ranks": self.weights_sha256,
-            "update_path": self.update_path, "command": " ".join(sys.argv) if sys.argv else None,
+            "update_path": self.update_path, "command": os.environ.get("PPO2_COMMAND") or (" ".join(sys.argv) if sys.argv else None),
             "provenance": self.provenance})
         if self.config.push_to_hub:
             self.push_to_hub(self.config.push_to_hub)
@@ -607,6 +609,11 @@ def train(config: TrainConfig | None = None, *, model: PPO2 | None = None, polic
         config = TrainConfig.for_env(overrides.pop("env_id", "CartPole-v1"), overrides.pop("algo", "ppo"), **overrides)
     elif overrides:
         config = config.replace(**overrides)
+    if "WORLD_SIZE" not in os.environ:
+        if config.processes > 1:
+            raise ValueError(f"processes={config.processes}: train() runs in this process; the command line "
+                             "(train.py, python -m ppo2) starts several, or run this under torchrun")
+        config = config.replace(processes=1)  # (0, "one per core", is the command line's to start)
     trainer = Trainer(config, model=model, policy_net=policy_net, value_net=value_net, encoder=encoder)
     try:
         trained = trainer.learn()
@@ -648,6 +655,13 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if config.resume:
             config = _resume_config(config.resume, given_options(args))
+        processes = resolve_processes(config.processes, config.num_envs, config.device)
+        if "WORLD_SIZE" not in os.environ:  # (under torchrun, torchrun decides)
+            if processes > 1:
+                if config.num_envs % processes:
+                    raise ValueError(f"num_envs={config.num_envs} must be divisible by processes={processes}")
+                return launch_local(argv, processes, config.torch_threads)
+            config = config.replace(processes=1)
         trainer = Trainer(config)
         trainer.learn()
     except NonFiniteError as exc:

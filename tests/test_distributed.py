@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -164,3 +165,104 @@ def test_two_node_launch_on_one_machine_trains_stays_identical_and_resumes(tmp_p
     assert summary["weights_sha256_all_ranks"] != first
     model = hub_load("ppo2", pretrained=str(out))
     assert model.input_dim == 4
+
+
+# ---- --processes: the command line starts the ranks itself -------------------------------------------------------
+def _train_py(*args, timeout=300, **popen):
+    cmd = [sys.executable, str(REPO / "train.py"), "--no-progress", "--no-tensorboard", *map(str, args)]
+    if popen:
+        return subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **popen)
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=timeout)
+
+
+def _children(pid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.append(int(stat.parent.name))
+    return out
+
+
+def test_processes_flag_trains_as_torchrun_does(tmp_path):
+    """`--processes 2` starts two ranks itself: the same run, to the bit, as torchrun's two ranks; the summary
+    records the user's command and the checkpoints the number of ranks, so that a resume starts as many."""
+    common = ["--env", "CartPole-v1", "--total-timesteps", 32 * 16 * 4, "--no-stop-at-target", "--eval-interval", 0,
+              "--checkpoint-interval", 2]
+    res = _train_py(*common, "--processes", 2, "--output-dir", tmp_path / "own")
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-3000:]
+    assert res.stdout.count("done: ") == 1 and res.stderr == ""  # one report (rank 0's), no launcher noise
+    ref = torchrun(*common, "--output-dir", tmp_path / "torchrun")
+    assert ref.returncode == 0, ref.stderr[-3000:]
+    own = json.loads((tmp_path / "own" / "summary.json").read_text())
+    assert own["world_size"] == 2 and own["command"].split() == [str(REPO / "train.py"), "--no-progress",
+                                                                     "--no-tensorboard", *map(str, common), "--processes", "2",
+                                                                     "--output-dir", str(tmp_path / "own")]
+    assert own["weights_sha256_all_ranks"] == json.loads((tmp_path / "torchrun" / "summary.json").read_text())[
+        "weights_sha256_all_ranks"]
+    state = json.loads(next((tmp_path / "own" / "checkpoints").glob("update_*/state.json")).read_text())
+    assert state["config"]["processes"] == 2 and state["world_size"] == 2
+    res = _train_py("--resume", tmp_path / "own", "--total-timesteps", 32 * 16 * 6)  # no flag: two ranks again
+    assert res.returncode == 0, res.stderr[-3000:]
+    summary = json.loads((tmp_path / "own" / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["updates"] == 6
+
+
+def test_processes_stop_on_sigterm_with_a_checkpoint_and_a_failed_rank_stops_the_rest(tmp_path):
+    out = tmp_path / "run"
+    args = ["--env", "CartPole-v1", "--total-timesteps", 50_000_000, "--no-stop-at-target", "--eval-interval", 0,
+            "--checkpoint-interval", 2, "--processes", 2, "--output-dir", out]
+    proc = _train_py(*args, stdin=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    while time.time() < deadline and not (out / "checkpoints" / "latest.json").exists():
+        time.sleep(0.2)
+    assert (out / "checkpoints" / "latest.json").exists(), "no checkpoint"
+    ranks = _children(proc.pid)
+    assert len(ranks) == 2
+    proc.send_signal(signal.SIGTERM)
+    output, _ = proc.communicate(timeout=60)
+    assert proc.returncode == 0, output[-2000:]
+    assert "(signal SIGTERM)" in output and output.count("done: ") == 1
+    summary = json.loads((out / "summary.json").read_text())
+    latest = json.loads((out / "checkpoints" / "latest.json").read_text())
+    assert latest["update"] == summary["updates"]  # the checkpoint holds the last update
+    assert not any(Path(f"/proc/{r}").exists() and "Z" not in Path(f"/proc/{r}/stat").read_text().split()[2]
+                   for r in ranks)
+
+    # a rank that dies: the launcher stops the other at once (it would wait dist_timeout for it) and fails
+    proc = _train_py("--resume", out, "--dist-timeout", 600, stdin=subprocess.DEVNULL)
+    deadline = time.time() + 60
+    while time.time() < deadline and len(_children(proc.pid)) < 2:
+        time.sleep(0.2)
+    time.sleep(3)
+    os.kill(_children(proc.pid)[1], signal.SIGKILL)
+    t0 = time.time()
+    proc.communicate(timeout=60)
+    assert proc.returncode != 0 and time.time() - t0 < 30
+
+
+def test_resolve_processes(monkeypatch):
+    import ppo2.distributed as d
+
+    for cores, envs, want in ((2, 8, 2), (3, 8, 2), (16, 8, 8), (4, 6, 3), (1, 8, 1), (2, 1, 1)):
+        monkeypatch.setattr(d, "usable_cores", lambda cores=cores: cores)
+        assert d.resolve_processes(0, envs, "cpu") == want
+    assert d.resolve_processes(3, 8, "cpu") == 3  # as asked (the launcher refuses a count that does not divide)
+    monkeypatch.setattr(d.torch.cuda, "is_available", lambda: True)
+    assert d.resolve_processes(0, 8, "cuda") == 1 and d.resolve_processes(0, 8, "auto") == 1
+
+
+def test_atari_presets_take_one_process_per_core_and_train_runs_in_this_process(tmp_path):
+    from ppo2.config import TrainConfig
+    from ppo2.trainer import train
+
+    assert TrainConfig.for_env("Pong").processes == 0 and TrainConfig.for_env("Breakout").processes == 0
+    with pytest.raises(ValueError, match="train\\(\\) runs in this process"):
+        train(env_id="CartPole-v1", processes=2)
+    model = train(env_id="CartPole-v1", processes=0, total_timesteps=512, eval_interval=0, progress=False,
+                  tensorboard=False, plot=False, output_dir=str(tmp_path / "api"))
+    state = json.loads(next((tmp_path / "api" / "checkpoints").glob("update_*/state.json")).read_text())
+    assert state["config"]["processes"] == 1 and state["world_size"] == 1 and model is not None
