@@ -3,11 +3,14 @@
 settings, side by side in one run.
 
     pip install -r benchmarks/requirements.txt && pip install -e ".[atari]"
-    python benchmarks/atari_throughput.py --trials 3 [--updates 4] [--device cpu] [--threads 1 2]
+    python benchmarks/atari_throughput.py --trials 3 [--updates 4] [--device cpu] [--threads 1 2] [--processes 1 0]
+                                          [--busy]
 
 Both: 8 envs x 128 steps, 4 epochs of 4 minibatches (256), lr 2.5e-4 and clip 0.1 annealed, entropy 0.01,
 the Nature CNN on 4 stacked 84x84 gray frames, one torch thread on CPU (ppo2: `--threads`, its
-`torch_threads`, several side by side), no evaluation. ppo2 steps ale-py's
+`torch_threads`, several side by side; `--processes`: as many ranks, train.py starting them as a user's
+command does, 0 being the preset's one per core), no evaluation. `--busy` keeps one core busy with another process
+(a Python loop) throughout: a shared machine. ppo2 steps ale-py's
 own vector env (ALE/Pong-v5: sticky actions); SB3 its `make_atari_env` (PongNoFrameskip-v4 with
 AtariWrapper, in a DummyVecEnv) + VecFrameStack(4), as RL-Zoo runs it. Each trial is a fresh process,
 the two libraries alternating; the clock starts after the model and the envs are built and stops when
@@ -25,6 +28,23 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 STEPS, ENVS = 128, 8
+
+
+def trial_processes(updates: int, device: str, precision: str, threads: int, processes: int) -> dict:
+    """ppo2 as `train.py --env Pong` runs it with --processes: its summary's steps over its training wall time
+    (the same span as `trial`'s clock: from the start of learn() to its end)."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([sys.executable, str(REPO / "train.py"), "--env", "Pong", "--total-timesteps",
+                        str(updates * STEPS * ENVS), "--eval-interval", "0", "--checkpoint-interval", "0",
+                        "--no-progress", "--no-tensorboard", "--no-plot", "--device", device, "--precision", precision,
+                        "--torch-threads", str(threads), "--processes", str(processes), "--output-dir", tmp,
+                        "--overwrite"], check=True, capture_output=True, text=True, cwd=REPO)
+        summary = json.loads((Path(tmp) / "summary.json").read_text())
+        config = json.loads((Path(tmp) / "train_config.json").read_text())
+    return {"sps": summary["global_step"] / summary["wall_time_s"], "steps": summary["global_step"],
+            "precision": precision, "processes": summary["world_size"], "resolved": config.get("processes")}
 
 
 def trial(lib: str, updates: int, device: str, precision: str = "auto", threads: int = 1) -> dict:
@@ -73,31 +93,46 @@ def main() -> None:
                    help="ppo2's --precision; several run side by side (e.g. auto float32)")
     p.add_argument("--threads", nargs="+", type=int, default=[1],
                    help="ppo2's torch_threads; several run side by side (SB3 keeps one, its fastest here)")
+    p.add_argument("--processes", nargs="+", type=int, default=[1],
+                   help="ppo2's --processes (train.py starts the ranks; 0: one per core, the Atari presets' default)")
+    p.add_argument("--busy", action="store_true", help="another process keeps one core busy throughout")
     p.add_argument("--trial", choices=("ppo2", "sb3"), help=argparse.SUPPRESS)  # (one trial, in this process)
     args = p.parse_args()
     if args.trial:
         print(json.dumps(trial(args.trial, args.updates, args.device, args.precision[0], args.threads[0])))
         return
-    variants = [("ppo2", prec, th) for prec in args.precision for th in args.threads] + [("sb3", "float32", 1)]
+    variants = [("ppo2", prec, th, n) for prec in args.precision for th in args.threads for n in args.processes]
+    variants.append(("sb3", "float32", 1, 1))
+    sb3 = variants[-1]
     runs: dict[tuple, list[float]] = {v: [] for v in variants}
     names: dict[tuple, str] = {}
-    for i in range(args.trials):
-        for lib, prec, th in variants:
-            done = subprocess.run([sys.executable, __file__, "--trial", lib, "--updates", str(args.updates),
-                                   "--device", args.device, "--precision", prec, "--threads", str(th)],
-                                  capture_output=True, text=True, check=True, cwd=REPO)
-            result = json.loads(done.stdout.strip().splitlines()[-1])
-            runs[(lib, prec, th)].append(result["sps"])
-            threads = f", {th} threads" if th != 1 else ""
-            names[(lib, prec, th)] = (f"ppo2 --precision {prec} ({result['precision']}{threads})" if lib == "ppo2"
-                                      else "SB3 (RL-Zoo settings)")
-            print(f"  trial {i + 1} {names[(lib, prec, th)]}: {result['sps']:,.0f} agent steps/s", flush=True)
-    theirs = statistics.median(runs[("sb3", "float32", 1)])
-    print(f"\n| Pong, {args.updates} updates of {STEPS * ENVS} agent steps, {args.device} | agent steps/s, median of "
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.busy else None
+    try:
+        for i in range(args.trials):
+            for lib, prec, th, n in variants:
+                if lib == "ppo2" and n != 1:
+                    result = trial_processes(args.updates, args.device, prec, th, n)
+                else:
+                    done = subprocess.run([sys.executable, __file__, "--trial", lib, "--updates", str(args.updates),
+                                           "--device", args.device, "--precision", prec, "--threads", str(th)],
+                                          capture_output=True, text=True, check=True, cwd=REPO)
+                    result = json.loads(done.stdout.strip().splitlines()[-1])
+                runs[(lib, prec, th, n)].append(result["sps"])
+                how = (f", {th} threads" if th != 1 else "") + (
+                    f", --processes {n}: {result['processes']} ranks" if n != 1 else "")
+                names[(lib, prec, th, n)] = (f"ppo2 --precision {prec} ({result['precision']}{how})" if lib == "ppo2"
+                                             else "SB3 (RL-Zoo settings)")
+                print(f"  trial {i + 1} {names[(lib, prec, th, n)]}: {result['sps']:,.0f} agent steps/s", flush=True)
+    finally:
+        if busy is not None:
+            busy.kill()
+    theirs = statistics.median(runs[sb3])
+    print(f"\n| Pong, {args.updates} updates of {STEPS * ENVS} agent steps, {args.device}"
+          f"{', one core kept busy' if args.busy else ''} | agent steps/s, median of "
           f"{args.trials} | / SB3 (pairs) |")
     print("|---|---|---|")
     for v in variants:
-        ratios = sorted(a / b for a, b in zip(runs[v], runs[("sb3", "float32", 1)]))
+        ratios = sorted(a / b for a, b in zip(runs[v], runs[sb3]))
         ours = statistics.median(runs[v])
         print(f"| {names[v]} | {ours:,.0f} | {ours / theirs:.2f}x ({ratios[0]:.2f}-{ratios[-1]:.2f}x) |")
 
