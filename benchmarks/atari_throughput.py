@@ -101,7 +101,8 @@ def main() -> None:
     if args.trial:
         print(json.dumps(trial(args.trial, args.updates, args.device, args.precision[0], args.threads[0])))
         return
-    variants = [("ppo2", prec, th, n) for prec in args.precision for th in args.threads for n in args.processes]
+    variants = [("ppo2", prec, th, n) for prec in args.precision for th in args.threads for n in args.processes
+                if th == 1 or n == 1]  # (several ranks of several threads each oversubscribe the cores: not run)
     variants.append(("sb3", "float32", 1, 1))
     sb3 = variants[-1]
     runs: dict[tuple, list[float]] = {v: [] for v in variants}
