@@ -74,7 +74,7 @@ def launch_local(argv: list[str], processes: int, threads: int) -> int:
     signals = [s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None]
     previous = {s: signal.signal(s, forward) for s in signals}
     try:
-        while any(p.poll() is None for p in procs):
+        while [p.poll() for p in procs].count(None):  # (poll every rank: each poll sets its returncode)
             if any(p.returncode for p in procs):  # a rank failed: the others would wait for it in vain
                 for p in procs:
                     if p.poll() is None:
