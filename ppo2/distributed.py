@@ -147,6 +147,14 @@ class DistContext:
             dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return tensor
 
+    def all_gather(self, tensor: torch.Tensor) -> list[torch.Tensor]:
+        """Every rank's `tensor` (the same shape on each), in rank order, on every rank."""
+        if not self.enabled:
+            return [tensor]
+        out = [torch.empty_like(tensor) for _ in range(self.world_size)]
+        dist.all_gather(out, tensor)
+        return out
+
     def any(self, flag: bool) -> bool:
         """True on every rank if it is true on any rank (used for stop decisions)."""
         if not self.enabled:
