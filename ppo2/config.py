@@ -294,8 +294,8 @@ PRESETS: dict[tuple[str, str], dict] = {
         learning_rate=2.5e-4, anneal_lr=True, clip_range=0.1, anneal_clip_range=True, gamma=0.99, gae_lambda=0.95,
         ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.5, clip_reward=True, eval_interval=100, eval_episodes=8,
         checkpoint_interval=50, stop_at_target=False,
-        # one process per core (benchmarks/atari_throughput.py); rank 0 alone plays the evaluation games, which
-        # can outlast the default wait of the other ranks
+        # one process per core (benchmarks/atari_throughput.py; learning: benchmarks/results/compare_processes_pixels.jsonl);
+        # rank 0 alone plays any confirmation games and writes the outputs, which can outlast the default wait
         processes=0, dist_timeout=3600.0)
        for env_id in ("ALE/Pong-v5", "ALE/Breakout-v5")},
     # Kept by study pendulum-100k (python -m ppo2.tune, 40 trials of RL-Zoo's space, 2 seeds, 100k steps): its best

@@ -74,7 +74,7 @@ def launch_local(argv: list[str], processes: int, threads: int) -> int:
     signals = [s for s in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", None)) if s is not None]
     previous = {s: signal.signal(s, forward) for s in signals}
     try:
-        while any(p.poll() is None for p in procs):
+        while [p.poll() for p in procs].count(None):  # (poll every rank: each poll sets its returncode)
             if any(p.returncode for p in procs):  # a rank failed: the others would wait for it in vain
                 for p in procs:
                     if p.poll() is None:
@@ -146,6 +146,14 @@ class DistContext:
         if self.enabled:
             dist.all_reduce(tensor, op=dist.ReduceOp.SUM)
         return tensor
+
+    def all_gather(self, tensor: torch.Tensor) -> list[torch.Tensor]:
+        """Every rank's `tensor` (the same shape on each), in rank order, on every rank."""
+        if not self.enabled:
+            return [tensor]
+        out = [torch.empty_like(tensor) for _ in range(self.world_size)]
+        dist.all_gather(out, tensor)
+        return out
 
     def any(self, flag: bool) -> bool:
         """True on every rank if it is true on any rank (used for stop decisions)."""

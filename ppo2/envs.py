@@ -19,7 +19,7 @@ from . import pomdp as _pomdp
 from .masks import mask_size, split_observation_space
 from .observations import obs_spec_from_space
 
-__all__ = ["ENV_ALIASES", "canonical_env_id", "check_env_id", "refuse_file_named_module", "make_vector_env", "check_spaces", "get_env_state",
+__all__ = ["ENV_ALIASES", "canonical_env_id", "check_env_id", "refuse_file_named_module", "make_vector_env", "check_spaces", "get_env_state", "seeds_each_env",
            "set_env_state"]
 
 # Short names for the Atari games with presets and zoo entries: `train.py --env Pong`, `pretrained='Pong'`.
@@ -154,6 +154,15 @@ def _time_limit(env) -> Any:
             return env
         env = env.env
     return None
+
+
+def seeds_each_env(envs: gym.vector.VectorEnv) -> bool:
+    """Whether `envs.reset(seed=s)` resets sub-environment i with seed s + i (gymnasium's sync and async vector envs,
+    ale-py's): then episodes s..s+n-1 can be split across several vector envs and still be the same episodes.
+    An env's own vectorised implementation may draw the whole batch from one generator instead (CartPole's)."""
+    base = envs.unwrapped if hasattr(envs, "unwrapped") else envs
+    return (isinstance(base, (gym.vector.SyncVectorEnv, gym.vector.AsyncVectorEnv))
+            or type(base).__module__.split(".")[0] == "ale_py")
 
 
 def get_env_state(envs: gym.vector.VectorEnv) -> dict | None:

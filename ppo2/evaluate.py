@@ -114,8 +114,14 @@ def evaluate_policy(model, env_id: str, n_episodes: int = 10, seed: int = 0, det
     finally:
         if own:
             envs.close()
+    return evaluation_result(env_id, returns, lengths, seed, deterministic)
+
+
+def evaluation_result(env_id: str, returns: np.ndarray, lengths: np.ndarray, seed: int,
+                      deterministic: bool = True) -> dict[str, Any]:
+    """What `evaluate_policy` reports for the episodes seeded `seed`, `seed + 1`, ...: their returns and lengths."""
     return {"env_id": env_id, "mean_reward": float(returns.mean()), "std_reward": float(returns.std()),
-            "n_episodes": int(n_episodes), "seed": int(seed), "deterministic": bool(deterministic),
+            "n_episodes": int(len(returns)), "seed": int(seed), "deterministic": bool(deterministic),
             "episode_rewards": [float(r) for r in returns], "episode_lengths": [int(x) for x in lengths]}
 
 

@@ -31,9 +31,9 @@ from .collector import Collector, RewardScaler, RolloutStorage
 from .config import TrainConfig, config_from_args, given_options, resume_conflicts
 from .distributed import DistContext, launch_local, resolve_processes
 from .distributions import UniformBlock
-from .envs import check_env_id, check_spaces, make_vector_env, refuse_file_named_module
+from .envs import check_env_id, check_spaces, make_vector_env, refuse_file_named_module, seeds_each_env
 from .errors import NonFiniteEnvError, NonFiniteError, NonFiniteLossError
-from .evaluate import EvaluationInterrupted, evaluate_policy
+from .evaluate import EvaluationInterrupted, evaluate_policy, evaluation_result, run_episodes
 from .fused import FusedPPO
 from .gae import compute_gae
 from .hf_hub import build_model, publish_pretrained, save_pretrained
@@ -86,6 +86,7 @@ class Trainer:
         # environments (created before any training, so a bad env id or space fails fast)
         self.envs = make_vector_env(cfg.env_id, self.num_envs, cfg.vectorization)
         self.eval_envs = self.confirm_envs = None
+        self._eval_split: bool | None = None  # (every rank plays a share of the evaluation: _split_evaluation)
         obs_spec, action_space, masks = check_spaces(self.envs, cfg.env_id, cfg.action_mask)
 
         # model + optimizer
@@ -366,23 +367,30 @@ class Trainer:
         return self.model
 
     # --------------------------------------------------------------------------------------------
-    # evaluation (rank 0; the decision to stop is shared with every rank)
+    # evaluation (rank 0, or every rank its share of the episodes; the decision to stop is shared with every rank)
     # --------------------------------------------------------------------------------------------
     def evaluate(self, start: float | None = None) -> bool:
         """Deterministic evaluation; True (on every rank) when it reaches the target and training should stop.
         `start` is the perf_counter at which training started: times recorded include this evaluation."""
         cfg = self.config
         solved = False
-        if self.dist.is_main:
-            if self.eval_envs is None:
-                self.eval_envs = make_vector_env(cfg.env_id, cfg.eval_episodes, cfg.vectorization)
-            try:
-                res = evaluate_policy(self.model, cfg.env_id, cfg.eval_episodes, seed=cfg.eval_seed, envs=self.eval_envs,
-                                      stop=self._stopping)
-            except EvaluationInterrupted:  # SIGTERM / Ctrl-C: the loop checkpoints and exits after this update
-                self.eval_envs.close()
-                self.eval_envs = None  # (its episodes were left midway)
+        if self._eval_split is None:  # (decided once: every rank builds the same kind of envs, so agrees)
+            self._eval_split = self._split_evaluation()
+        if self._eval_split:
+            res = self._evaluate_split()
+            if res is None:  # a signal cut some rank's share short: the loop checkpoints and exits after this update
                 return self.dist.broadcast_flag(False)
+        if self.dist.is_main:
+            if not self._eval_split:
+                if self.eval_envs is None:
+                    self.eval_envs = make_vector_env(cfg.env_id, cfg.eval_episodes, cfg.vectorization)
+                try:
+                    res = evaluate_policy(self.model, cfg.env_id, cfg.eval_episodes, seed=cfg.eval_seed,
+                                          envs=self.eval_envs, stop=self._stopping)
+                except EvaluationInterrupted:  # SIGTERM / Ctrl-C: the loop checkpoints and exits after this update
+                    self.eval_envs.close()
+                    self.eval_envs = None  # (its episodes were left midway)
+                    return self.dist.broadcast_flag(False)
             elapsed = time.perf_counter() - start if start is not None else 0.0
             res.update(update=self.update, global_step=self.global_step, time_s=elapsed)
             self.last_eval = res
@@ -406,6 +414,40 @@ class Trainer:
 
     def _stopping(self) -> bool:
         return self._stop_signal is not None
+
+    def _split_evaluation(self) -> bool:
+        """Whether every rank plays its share of the evaluation episodes (instead of rank 0 playing them all while
+        the others wait): under several ranks, for envs that seed sub-environment i with seed + i, so that the
+        shares are the episodes one process would play. Builds this rank's evaluation envs."""
+        cfg, world = self.config, self.dist.world_size
+        if not self.dist.enabled or cfg.eval_episodes % world:
+            return False
+        envs = make_vector_env(cfg.env_id, cfg.eval_episodes // world, cfg.vectorization)
+        if seeds_each_env(envs):
+            self.eval_envs = envs
+            return True
+        envs.close()
+        return False
+
+    def _evaluate_split(self) -> dict | None:
+        """This rank's share of the evaluation episodes (rank r plays seeds eval_seed + r*k ... + r*k + k - 1), the
+        results gathered on every rank: `evaluate_policy`'s result for all of them, or None on every rank when a
+        signal cut any share short."""
+        cfg, share = self.config, self.config.eval_episodes // self.dist.world_size
+        returns, lengths, cut = np.zeros(share), np.zeros(share), 0.0
+        try:
+            returns, lengths = run_episodes(self.model, self.eval_envs, cfg.eval_seed + self.dist.rank * share,
+                                            stop=self._stopping)
+        except EvaluationInterrupted:
+            self.eval_envs.close()
+            self.eval_envs = make_vector_env(cfg.env_id, share, cfg.vectorization)  # (its episodes were left midway)
+            cut = 1.0
+        mine = torch.from_numpy(np.concatenate([[cut], returns, lengths]).astype(np.float64))
+        every = torch.stack(self.dist.all_gather(mine.to(self.device))).cpu().numpy()  # (ranks, 1 + 2 * share)
+        if every[:, 0].any():
+            return None
+        return evaluation_result(cfg.env_id, every[:, 1:1 + share].reshape(-1),
+                                 every[:, 1 + share:].reshape(-1).astype(np.int64), cfg.eval_seed)
 
     def _confirm(self, res: dict, target: float) -> dict | None:
         """Play `confirm_episodes` fresh episodes (never played before in this run: their seed moves on with the

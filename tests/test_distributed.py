@@ -238,7 +238,7 @@ def test_processes_stop_on_sigterm_with_a_checkpoint_and_a_failed_rank_stops_the
     while time.time() < deadline and len(_children(proc.pid)) < 2:
         time.sleep(0.2)
     time.sleep(3)
-    os.kill(_children(proc.pid)[1], signal.SIGKILL)
+    os.kill(max(_children(proc.pid)), signal.SIGKILL)  # rank 1 (started second)
     t0 = time.time()
     proc.communicate(timeout=60)
     assert proc.returncode != 0 and time.time() - t0 < 30
@@ -266,3 +266,71 @@ def test_atari_presets_take_one_process_per_core_and_train_runs_in_this_process(
                   tensorboard=False, plot=False, output_dir=str(tmp_path / "api"))
     state = json.loads(next((tmp_path / "api" / "checkpoints").glob("update_*/state.json")).read_text())
     assert state["config"]["processes"] == 1 and state["world_size"] == 1 and model is not None
+
+
+def test_ranks_share_the_evaluation_episodes(tmp_path):
+    """Under two ranks each plays half of the evaluation episodes (rank 1 seeds eval_seed + 2, + 3); together they
+    are the episodes one process plays with the same policy."""
+    import numpy as np
+
+    from ppo2.evaluate import evaluate_policy
+
+    out = tmp_path / "split"
+    res = _train_py("--env", "Pendulum-v1", "--num-envs", 4, "--num-steps", 64, "--total-timesteps", 4 * 64 * 4,
+                    "--eval-interval", 2, "--eval-episodes", 4, "--processes", 2, "--output-dir", out)
+    assert res.returncode == 0, res.stderr[-3000:]
+    results = json.loads((out / "best" / "results.json").read_text())
+    assert results["n_episodes"] == 4 and results["seed"] == 1_000_000
+    ref = evaluate_policy(hub_load("ppo2", pretrained=str(out / "best")), "Pendulum-v1", 4, seed=results["seed"])
+    assert results["episode_lengths"] == ref["episode_lengths"] == [200] * 4
+    np.testing.assert_allclose(results["episode_rewards"], ref["episode_rewards"], rtol=1e-6)
+    assert len(set(results["episode_rewards"])) == 4  # four different episodes, not one played twice
+
+
+def test_seeds_each_env():
+    from ppo2.envs import make_vector_env, seeds_each_env
+
+    for env_id, want in (("Pendulum-v1", True), ("CartPole-v1", False), ("ALE/Pong-v5", True)):
+        envs = make_vector_env(env_id, 2)
+        try:
+            assert seeds_each_env(envs) is want, env_id
+        finally:
+            envs.close()
+
+
+class _TwoRanks:
+    """DistContext for one rank of two, the other rank's evaluation share given (returns, lengths)."""
+
+    def __init__(self, rank, other_returns, other_lengths):
+        self.rank, self.world_size, self.enabled, self.is_main = rank, 2, True, rank == 0
+        self.other = torch.tensor([0.0, *other_returns, *other_lengths], dtype=torch.float64)
+
+    def all_gather(self, tensor):
+        return [tensor, self.other] if self.rank == 0 else [self.other, tensor]
+
+    def broadcast_flag(self, flag):
+        return flag
+
+
+@pytest.mark.parametrize("rank", [0, 1])
+def test_a_rank_plays_its_share_of_the_evaluation_and_rank_0_reports_them_all(tmp_path, monkeypatch, rank):
+    import ppo2.trainer as trainer_mod
+    from ppo2.config import TrainConfig
+
+    t = trainer_mod.Trainer(TrainConfig.for_env("Pendulum-v1", num_envs=4, num_steps=64, total_timesteps=256,
+                                                eval_episodes=4, output_dir=str(tmp_path / "run"), progress=False,
+                                                tensorboard=False, plot=False))
+    t.dist = _TwoRanks(rank, [-5.0, -6.0], [7, 8])
+    played, run = [], trainer_mod.run_episodes
+    monkeypatch.setattr(trainer_mod, "run_episodes",
+                        lambda model, envs, seed, **kw: played.append((envs.num_envs, seed)) or run(model, envs, seed, **kw))
+    assert t.evaluate() is False
+    assert played == [(2, 1_000_000 + 2 * rank)]  # this rank's two episodes, seeded as one process seeds them
+    if rank == 0:
+        res = t.last_eval
+        assert res["n_episodes"] == 4 and res["seed"] == 1_000_000
+        assert res["episode_rewards"][2:] == [-5.0, -6.0] and res["episode_lengths"] == [200, 200, 7, 8]
+        assert res["mean_reward"] == pytest.approx(sum(res["episode_rewards"]) / 4)
+    else:
+        assert t.last_eval is None  # (rank 0 keeps the results)
+    t.close()
