@@ -76,8 +76,11 @@ class Trainer:
             self.dist.device = self.device
         if cfg.num_envs % self.dist.world_size:
             raise ValueError(f"num_envs={cfg.num_envs} must be divisible by the number of ranks ({self.dist.world_size})")
-        if self.dist.enabled and cfg.processes != self.dist.world_size:  # (what the run was: its checkpoints say so)
-            self.config = cfg = cfg.replace(processes=self.dist.world_size)
+        if not self.dist.enabled and cfg.processes > 1:
+            raise ValueError(f"processes={cfg.processes}: a Trainer (and train()) runs in this process; the command "
+                             "line (train.py, python -m ppo2) starts several, or run this under torchrun")
+        if cfg.processes != self.dist.world_size:  # (0, "one per core", is the command line's to start; the run
+            self.config = cfg = cfg.replace(processes=self.dist.world_size)  # records what it was)
         self.num_envs = cfg.num_envs // self.dist.world_size
         torch.set_num_threads(cfg.torch_threads)
         limit_blas_threads(cfg.torch_threads)  # (the collector's numpy policy steps: ppo2/speed.py)
@@ -651,11 +654,6 @@ def train(config: TrainConfig | None = None, *, model: PPO2 | None = None, polic
         config = TrainConfig.for_env(overrides.pop("env_id", "CartPole-v1"), overrides.pop("algo", "ppo"), **overrides)
     elif overrides:
         config = config.replace(**overrides)
-    if "WORLD_SIZE" not in os.environ:
-        if config.processes > 1:
-            raise ValueError(f"processes={config.processes}: train() runs in this process; the command line "
-                             "(train.py, python -m ppo2) starts several, or run this under torchrun")
-        config = config.replace(processes=1)  # (0, "one per core", is the command line's to start)
     trainer = Trainer(config, model=model, policy_net=policy_net, value_net=value_net, encoder=encoder)
     try:
         trained = trainer.learn()
@@ -703,7 +701,6 @@ def main(argv: list[str] | None = None) -> int:
                 if config.num_envs % processes:
                     raise ValueError(f"num_envs={config.num_envs} must be divisible by processes={processes}")
                 return launch_local(argv, processes, config.torch_threads)
-            config = config.replace(processes=1)
         trainer = Trainer(config)
         trainer.learn()
     except NonFiniteError as exc:
