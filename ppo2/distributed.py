@@ -5,10 +5,10 @@ joins the process group (gloo on CPU, nccl on CUDA) with a timeout, so a lost ra
 instead of hanging it.
 
 On one machine the command line starts the ranks itself (`--processes`, `launch_local`): `python -m ppo2`
-once per rank, told its rank in torchrun's environment variables. Why processes and not threads: a conv net's update on two torch
-threads synchronises its threads inside every kernel, and with another busy process on the machine those
-waits multiply its time; processes of one thread each only meet once per minibatch, in the all-reduce
-(benchmarks/atari_throughput.py measures both).
+once per rank, told its rank in torchrun's environment variables. Why processes and not threads: a conv
+net's update on two torch threads synchronises its threads inside every kernel, and with another busy
+process on the machine those waits multiply its time; processes of one thread each only meet once per
+minibatch, in the all-reduce (benchmarks/atari_throughput.py measures both).
 """
 from __future__ import annotations
 
