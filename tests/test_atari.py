@@ -2,6 +2,8 @@
 training rewards, the Nature CNN trained on stacked uint8 frames, and a saved pixel policy that plays,
 exports and replays from the env's own observations."""
 import json
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -10,6 +12,7 @@ import torch
 pytest.importorskip("ale_py")
 
 import toy_envs  # noqa: E402,F401  (registers ppo2test/*)
+from conftest import REPO  # noqa: E402
 from ppo2 import PPO2  # noqa: E402
 from ppo2.config import TrainConfig  # noqa: E402
 from ppo2.envs import check_env_id, make_vector_env  # noqa: E402
@@ -93,3 +96,22 @@ def test_pixel_policy_trains_on_pong_and_plays_from_raw_observations(tmp_path):
     assert res["n_episodes"] == 2 and all(-21 <= r <= 21 for r in res["episode_rewards"])
     replay = record_replay(loaded, "Pong", tmp_path / "pong.gif", max_steps=40, frame_skip=4)
     assert replay["length"] == 40 and (tmp_path / "pong.gif").stat().st_size > 1000
+
+
+def test_pong_command_runs_one_rank_per_core_and_they_share_the_evaluation(tmp_path):
+    """The Pong preset's default, as a user's command runs it: two ranks (pinned here with --processes 2, whatever the
+    CI machine's cores), each stepping half of the envs, the evaluation games split between them: the same games,
+    with the same scores, that one process plays with the saved policy."""
+    out = tmp_path / "pong2"
+    assert TrainConfig.for_env("Pong").processes == 0 and TrainConfig.for_env("Breakout").processes == 0
+    args = ["--env", "Pong", "--num-envs", 2, "--num-steps", 32, "--num-minibatches", 2, "--update-epochs", 1,
+            "--total-timesteps", 128, "--eval-interval", 2, "--eval-episodes", 2, "--processes", 2, "--no-progress",
+            "--no-tensorboard", "--no-plot", "--output-dir", out]
+    done = subprocess.run([sys.executable, str(REPO / "train.py"), *map(str, args)], capture_output=True, text=True,
+                          timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["world_size"] == 2 and summary["global_step"] == 128
+    results = json.loads((out / "best" / "results.json").read_text())
+    ref = evaluate_policy(PPO2.from_pretrained(out / "best"), "Pong", n_episodes=2, seed=results["seed"])
+    assert results["episode_lengths"] == ref["episode_lengths"] and results["episode_rewards"] == ref["episode_rewards"]
