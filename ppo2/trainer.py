@@ -377,23 +377,10 @@ class Trainer:
         `start` is the perf_counter at which training started: times recorded include this evaluation."""
         cfg = self.config
         solved = False
-        if self._eval_split is None:  # (decided once: every rank builds the same kind of envs, so agrees)
-            self._eval_split = self._split_evaluation()
-        if self._eval_split:
-            res = self._evaluate_split()
-            if res is None:  # a signal cut some rank's share short: the loop checkpoints and exits after this update
-                return self.dist.broadcast_flag(False)
+        res = self._play_evaluation()
+        if res is None:  # a signal cut the episodes short: the loop checkpoints and exits after this update
+            return self.dist.broadcast_flag(False)
         if self.dist.is_main:
-            if not self._eval_split:
-                if self.eval_envs is None:
-                    self.eval_envs = make_vector_env(cfg.env_id, cfg.eval_episodes, cfg.vectorization)
-                try:
-                    res = evaluate_policy(self.model, cfg.env_id, cfg.eval_episodes, seed=cfg.eval_seed,
-                                          envs=self.eval_envs, stop=self._stopping)
-                except EvaluationInterrupted:  # SIGTERM / Ctrl-C: the loop checkpoints and exits after this update
-                    self.eval_envs.close()
-                    self.eval_envs = None  # (its episodes were left midway)
-                    return self.dist.broadcast_flag(False)
             elapsed = time.perf_counter() - start if start is not None else 0.0
             res.update(update=self.update, global_step=self.global_step, time_s=elapsed)
             self.last_eval = res
@@ -418,6 +405,27 @@ class Trainer:
     def _stopping(self) -> bool:
         return self._stop_signal is not None
 
+    def _play_evaluation(self) -> dict | None:
+        """The evaluation episodes, played by rank 0 or by every rank its share (`_split_evaluation`):
+        `evaluate_policy`'s result on rank 0 (on every rank when split), {} on a rank that only waits for rank 0,
+        None when a signal cut them short (on every rank that knows it; rank 0's answer reaches the others)."""
+        cfg = self.config
+        if self._eval_split is None:  # (decided once: every rank builds the same kind of envs, so agrees)
+            self._eval_split = self._split_evaluation()
+        if self._eval_split:
+            return self._evaluate_split()
+        if not self.dist.is_main:
+            return {}
+        if self.eval_envs is None:
+            self.eval_envs = make_vector_env(cfg.env_id, cfg.eval_episodes, cfg.vectorization)
+        try:
+            return evaluate_policy(self.model, cfg.env_id, cfg.eval_episodes, seed=cfg.eval_seed, envs=self.eval_envs,
+                                   stop=self._stopping)
+        except EvaluationInterrupted:  # SIGTERM / Ctrl-C
+            self.eval_envs.close()
+            self.eval_envs = None  # (its episodes were left midway)
+            return None
+
     def _split_evaluation(self) -> bool:
         """Whether every rank plays its share of the evaluation episodes (instead of rank 0 playing them all while
         the others wait): under several ranks, for envs that seed sub-environment i with seed + i, so that the
@@ -437,13 +445,15 @@ class Trainer:
         results gathered on every rank: `evaluate_policy`'s result for all of them, or None on every rank when a
         signal cut any share short."""
         cfg, share = self.config, self.config.eval_episodes // self.dist.world_size
+        if self.eval_envs is None:
+            self.eval_envs = make_vector_env(cfg.env_id, share, cfg.vectorization)
         returns, lengths, cut = np.zeros(share), np.zeros(share), 0.0
         try:
             returns, lengths = run_episodes(self.model, self.eval_envs, cfg.eval_seed + self.dist.rank * share,
                                             stop=self._stopping)
         except EvaluationInterrupted:
             self.eval_envs.close()
-            self.eval_envs = make_vector_env(cfg.env_id, share, cfg.vectorization)  # (its episodes were left midway)
+            self.eval_envs = None  # (its episodes were left midway)
             cut = 1.0
         mine = torch.from_numpy(np.concatenate([[cut], returns, lengths]).astype(np.float64))
         every = torch.stack(self.dist.all_gather(mine.to(self.device))).cpu().numpy()  # (ranks, 1 + 2 * share)

@@ -334,3 +334,22 @@ def test_a_rank_plays_its_share_of_the_evaluation_and_rank_0_reports_them_all(tm
     else:
         assert t.last_eval is None  # (rank 0 keeps the results)
     t.close()
+
+
+def test_a_signal_during_a_ranks_share_ends_the_evaluation_on_every_rank(tmp_path, monkeypatch):
+    """A signal cuts this rank's share short: no results on any rank (the other rank learns it in the gather), the
+    half-played envs are closed, and the next evaluation builds fresh ones and plays."""
+    import ppo2.trainer as trainer_mod
+    from ppo2.config import TrainConfig
+
+    t = trainer_mod.Trainer(TrainConfig.for_env("Pendulum-v1", num_envs=4, num_steps=64, total_timesteps=256,
+                                                eval_episodes=4, output_dir=str(tmp_path / "run"), progress=False,
+                                                tensorboard=False, plot=False))
+    t.dist = _TwoRanks(0, [-5.0, -6.0], [7, 8])
+    gathered = []
+    t.dist.all_gather = lambda tensor, f=t.dist.all_gather: gathered.append(tensor[0].item()) or f(tensor)
+    t._stop_signal = signal.SIGTERM
+    assert t.evaluate() is False and t.last_eval is None and t.eval_envs is None and gathered == [1.0]
+    t._stop_signal = None
+    assert t.evaluate() is False and t.last_eval["n_episodes"] == 4 and gathered == [1.0, 0.0]
+    t.close()
