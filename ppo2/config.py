@@ -218,6 +218,8 @@ class TrainConfig:
              f"eval_episodes and confirm_episodes run as that many parallel environments: at most {MAX_EVAL_EPISODES}, "
              f"got {self.eval_episodes} and {self.confirm_episodes}")
         need(self.dist_timeout > 0, f"dist_timeout must be > 0 seconds, got {self.dist_timeout}")
+        need(self.processes == 0 or self.num_envs % self.processes == 0,
+             f"num_envs={self.num_envs} must be divisible by processes={self.processes} (each steps the same share)")
         return self
 
 

@@ -705,11 +705,9 @@ def main(argv: list[str] | None = None) -> int:
             return 0
         if config.resume:
             config = _resume_config(config.resume, given_options(args))
-        processes = resolve_processes(config.processes, config.num_envs, config.device)
         if "WORLD_SIZE" not in os.environ:  # (under torchrun, torchrun decides)
+            processes = resolve_processes(config.processes, config.num_envs, config.device)
             if processes > 1:
-                if config.num_envs % processes:
-                    raise ValueError(f"num_envs={config.num_envs} must be divisible by processes={processes}")
                 return launch_local(argv, processes, config.torch_threads)
         trainer = Trainer(config)
         trainer.learn()
