@@ -42,9 +42,8 @@ def trial_processes(updates: int, device: str, precision: str, threads: int, pro
                         "--torch-threads", str(threads), "--processes", str(processes), "--output-dir", tmp,
                         "--overwrite"], check=True, capture_output=True, text=True, cwd=REPO)
         summary = json.loads((Path(tmp) / "summary.json").read_text())
-        config = json.loads((Path(tmp) / "train_config.json").read_text())
     return {"sps": summary["global_step"] / summary["wall_time_s"], "steps": summary["global_step"],
-            "precision": precision, "processes": summary["world_size"], "resolved": config.get("processes")}
+            "precision": precision, "processes": summary["world_size"]}
 
 
 def trial(lib: str, updates: int, device: str, precision: str = "auto", threads: int = 1) -> dict:
