@@ -42,6 +42,15 @@ def resolve_processes(processes: int, num_envs: int, device: str) -> int:
     return max(n for n in range(1, min(usable_cores(), num_envs) + 1) if num_envs % n == 0)
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def launch_local(argv: list[str], processes: int, threads: int) -> int:
     """Run the command line `argv` as `processes` ranks on this machine (`python -m ppo2`, each told its rank as
     torchrun tells it, and `--processes` so that it trains instead of launching) and return their exit status.
@@ -49,15 +58,12 @@ def launch_local(argv: list[str], processes: int, threads: int) -> int:
     them a Ctrl-C or SIGTERM once: every rank finishes its update and rank 0 writes a checkpoint, as a signal to
     a single process does. A rank that fails stops the others (instead of leaving them waiting dist_timeout)."""
     import signal
-    import socket
     import subprocess
     import sys
     import time
     from pathlib import Path
 
-    with socket.socket() as s:  # a free port for rank 0's rendezvous store
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()  # (for rank 0's rendezvous store)
     root = str(Path(__file__).resolve().parent.parent)
     common = dict(os.environ, OMP_NUM_THREADS=str(threads), MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port),
                   WORLD_SIZE=str(processes), LOCAL_WORLD_SIZE=str(processes), PPO2_COMMAND=" ".join(sys.argv),

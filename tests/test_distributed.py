@@ -2,7 +2,6 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,13 +13,7 @@ import torch.multiprocessing as mp
 
 from conftest import REPO, hub_load
 from ppo2 import PPO2
-from ppo2.distributed import DistContext
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from ppo2.distributed import DistContext, free_port
 
 
 def torchrun(*args, nproc=2, timeout=300):
