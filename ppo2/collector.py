@@ -206,9 +206,11 @@ class Collector:
         numpy actions and the LSTM state after (None for other policies) out), then V(s_t) and log pi(a_t|s_t) of
         every step in one batched pass (the policy does not change during a rollout, so these are the numbers a
         per-step computation would give, for one call instead of num_steps; a recurrent policy runs the rollout's
-        sequences from the state they began with)."""
+        sequences from the state they began with). A step that returns a third item, (V(s_t), -log pi(a_t|s_t))
+        from the pass that sampled a_t, fills them itself, and the batched pass is skipped."""
         s = self.storage
         T = s.values.shape[0]
+        evaluated_steps = 0
         for t in range(T):
             obs = self.next_obs
             if isinstance(obs, dict):
@@ -228,8 +230,11 @@ class Collector:
                     s.states[0][t // s.window], s.states[1][t // s.window] = self.lstm_state
                 s.starts[t] = self.next_start
                 memory = (self.lstm_state, s.starts[t])
-            action_np, state = sample_action(row, mask, memory)
+            action_np, state, *evaluated = sample_action(row, mask, memory)
             s.actions[t] = action_np
+            if evaluated:
+                s.values[t], s.neg_log_probs[t] = evaluated[0]
+                evaluated_steps += 1
             if state is not None:
                 self.lstm_state = state
 
@@ -255,16 +260,17 @@ class Collector:
             self.next_start = self.prev_done.copy()
             self.prev_done = done
         N = self.num_envs
-        obs_t = tree_map(lambda x: x.to(self.device), s.flat_obs())
-        actions_t = torch.from_numpy(s.actions.reshape(T * N, *s.actions.shape[2:])).to(self.device)
-        extra = {}
-        if s.masks is not None:
-            extra["mask"] = torch.from_numpy(s.masks.reshape(T * N, -1)).to(self.device)
-        if s.starts is not None:
-            extra["memory"] = self.memory_tensors(s.state0, s.starts)
-        values, neg_log_probs = evaluate(obs_t, actions_t, **extra)
-        s.values[:] = values.view(T, N).cpu().numpy()
-        s.neg_log_probs[:] = neg_log_probs.view(T, N).cpu().numpy()
+        if evaluated_steps < T:
+            obs_t = tree_map(lambda x: x.to(self.device), s.flat_obs())
+            actions_t = torch.from_numpy(s.actions.reshape(T * N, *s.actions.shape[2:])).to(self.device)
+            extra = {}
+            if s.masks is not None:
+                extra["mask"] = torch.from_numpy(s.masks.reshape(T * N, -1)).to(self.device)
+            if s.starts is not None:
+                extra["memory"] = self.memory_tensors(s.state0, s.starts)
+            values, neg_log_probs = evaluate(obs_t, actions_t, **extra)
+            s.values[:] = values.view(T, N).cpu().numpy()
+            s.neg_log_probs[:] = neg_log_probs.view(T, N).cpu().numpy()
         next_memory = None if s.starts is None else self.memory_tensors(self.lstm_state, self.next_start[None])
         s.next_value[:] = value_of(self.to_device(self._next_obs_array()), next_memory).cpu().numpy()
 

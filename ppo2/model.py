@@ -477,6 +477,16 @@ class PPO2(nn.Module):
         """A sampled action for a validated batch (the collector's policy step in torch)."""
         return self.action_head.sample(self._policy_out(obs, mask))
 
+    def _sample_evaluated(self, obs: Any, mask: Any = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(sampled action, V(s), -log pi(action|s)) for a validated batch from one pass of the network (feed-forward
+        models): the collector's step where the network is an image encoder, which a batched evaluation of the
+        rollout afterwards would run a second time on every frame."""
+        pi_latent, vf_latent, _ = self._latents(obs)
+        out = self._masked(self.action_head.output(pi_latent), mask)
+        action = self.action_head.sample(out)
+        log_prob, _ = self.action_head.log_prob_entropy(out, action)
+        return action, self._value_out(vf_latent), -log_prob
+
     def _mode(self, obs: Any, mask: Any = None) -> torch.Tensor:
         """The most likely action for a validated batch (evaluation, export)."""
         return self.action_head.mode(self._policy_out(obs, mask))

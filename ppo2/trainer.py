@@ -191,11 +191,13 @@ class Trainer:
         self.collector.collect(self.policy_step(), self.evaluate_rollout, self.value_of, self.model.action_head.to_env,
                                where=f"update {self.update + 1}")
 
-    def policy_step(self) -> Callable[[Any, Any, Any], tuple[np.ndarray, Any]]:
+    def policy_step(self) -> Callable[[Any, Any, Any], tuple]:
         """This rollout's policy step, (observations, action masks, LSTM memory) (numpy) -> (sampled actions, LSTM
         state after) (numpy): through numpy for the built-in MLP on CPU with up to NUMPY_MAX_BATCH envs per process (a
         numpy call costs a fraction of a torch call at these sizes; the same weights and random numbers), else in
-        torch (`sample_action`, or the recurrent model's `_step`)."""
+        torch (`sample_action`, or the recurrent model's `_step`). A feed-forward model with an image encoder also
+        returns (V(s), -log pi(a|s)) from the same pass (`_sample_evaluated`): the encoder is most of its cost, and
+        the collector then skips the batched evaluation that would run it again on the whole rollout."""
         if self.device.type == "cpu" and self.num_envs <= NUMPY_MAX_BATCH:
             policy = numpy_policy(self.model)
             if policy is not None and self.model.action_head.builtin:
@@ -214,6 +216,11 @@ class Trainer:
                 action, state = self.model._step(to_device(obs), self.collector.memory_tensors(*memory), mask_of(mask))
                 return numpy_of(action), tuple(numpy_of(s) for s in state)
             return step
+        if self.model.encoder is not None and self.fused is None:
+            def evaluated_step(obs, mask, memory):
+                action, value, neg_log_prob = self.model._sample_evaluated(to_device(obs), mask_of(mask))
+                return numpy_of(action), None, (numpy_of(value), numpy_of(neg_log_prob))
+            return evaluated_step
         sample = self.sample_action
         return lambda obs, mask, memory: (numpy_of(sample(to_device(obs), mask_of(mask))), None)
 

@@ -243,6 +243,30 @@ def test_rollout_stores_images_as_uint8():
         t.close()
 
 
+def test_image_rollout_is_evaluated_by_the_pass_that_samples(monkeypatch):
+    """An image encoder runs once per frame of a rollout: the step that samples a_t stores V(s_t) and
+    -log pi(a_t|s_t) too, the numbers a batched evaluation of the stored rollout gives, and no batched pass runs."""
+    from ppo2.config import TrainConfig
+    from ppo2.trainer import Trainer
+
+    t = Trainer(TrainConfig.for_env("pixel_games:SideWithFlag-v0", num_envs=2, num_steps=8, total_timesteps=16,
+                                    num_minibatches=2, output_dir=None, progress=False))
+    try:
+        def batched(*args, **kwargs):
+            raise AssertionError("the rollout was evaluated a second time")
+        monkeypatch.setattr(t, "evaluate_rollout", batched)
+        t.collect_rollout()
+        s = t.storage
+        obs = {k: torch.from_numpy(v.reshape(16, *v.shape[2:])) for k, v in s.obs.items()}
+        with torch.no_grad():
+            value, neg_log_prob, _ = t.model.value_and_evaluate(obs, torch.from_numpy(s.actions.reshape(16)))
+        np.testing.assert_allclose(s.values.reshape(-1), value.numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(s.neg_log_probs.reshape(-1), neg_log_prob.numpy(), rtol=1e-5, atol=1e-6)
+        assert np.abs(s.values).max() > 0 and (s.neg_log_probs > 0).all()
+    finally:
+        t.close()
+
+
 @pytest.mark.slow
 def test_pixel_task_is_learned_from_a_users_module(tmp_path):
     """A CNN policy must read the picture to beat chance (4 of 8); the env's threshold is 7.5."""
