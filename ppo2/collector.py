@@ -58,6 +58,24 @@ class RewardScaler:
     # reward would be scaled to ~0 and training would go on silently on nothing.
     MAX_VAR = 1e16
 
+    def state_row(self) -> torch.Tensor:
+        """[mean, var, count]: the statistics one rank contributes to a checkpoint of several ranks."""
+        return torch.tensor([self.mean, self.var, self.count], dtype=torch.float64)
+
+    def load_rank_rows(self, rows: torch.Tensor, rank: int, world_size: int) -> None:
+        """Restore from the rows of every rank (`state_row`): this rank's own where the run has as many ranks as the
+        checkpoint, else the statistics of all of them merged; the episodes in flight start afresh."""
+        if rows.dim() != 2 or rows.shape[1] != 3 or rows.shape[0] < 1:
+            raise ValueError(f"the checkpoint's per-rank reward-scaler state must be (ranks, 3), got {tuple(rows.shape)}")
+        if rows.shape[0] == world_size:
+            mean, var, count = (float(v) for v in rows[rank])
+        else:
+            mean, var, count = (float(v) for v in rows[0])
+            for m, v, c in rows[1:].tolist():
+                mean, var, count = merge_moments(mean, var, count, m, v, c)
+        self.load_state({"mean": mean, "var": var, "count": count},
+                        {"collector.reward_scaler.ret": torch.zeros(self.ret.shape, dtype=torch.float64)}, False)
+
     def load_state(self, state: dict, tensors: dict[str, torch.Tensor], episodes_restored: bool) -> None:
         """Restore from a checkpoint, every value checked: finite, a variance in [0, MAX_VAR], a count > 0."""
         try:
@@ -354,9 +372,15 @@ class Collector:
         return True
 
     def restart(self, seed: int) -> None:
+        """Fresh episodes from `envs.reset(seed=seed)`: what was in flight (returns, lengths, the reward scaler's
+        discounted returns, LSTM memory) is dropped with them."""
         self.next_obs, _ = self.envs.reset(seed=seed)
         self.next_mask = self._split()
         self.prev_done[:] = False
+        self.ep_return[:] = 0.0
+        self.ep_length[:] = 0
+        if self.reward_scaler is not None:
+            self.reward_scaler.ret[:] = 0.0
         if self.lstm_state is not None:  # fresh episodes: fresh memory
             self.lstm_state = tuple(np.zeros_like(a) for a in self.lstm_state)
             self.next_start[:] = True

@@ -110,6 +110,11 @@ class TrainConfig:
     output_dir: Optional[str] = _f(None, "where the run writes weights, metrics and checkpoints (default runs/<env>__<algo>__<seed>)")
     checkpoint_interval: int = _f(25, "write a checkpoint every this many updates (0: only at the end)")
     resume: Optional[str] = _f(None, "continue the run in this output directory from its latest checkpoint")
+    restart_episodes_at: tuple[int, ...] = _f((), "updates before which the episodes start afresh, as they do where "
+                                                  "a run resumes and its checkpoint cannot hold the envs' state "
+                                                  "(ALE, Box2D, MuJoCo, any env under several ranks): a resumed "
+                                                  "run's train_config.json lists its resumes here, and that "
+                                                  "configuration reproduces it in one go")
     overwrite: bool = _f(False, "replace an earlier run in --output-dir (without it such a directory is refused; "
                                 "the default directory moves on to a fresh runs/<env>__<algo>__<seed>__N)")
     tensorboard: bool = _f(True, "write TensorBoard events to <output_dir>/tb")
@@ -148,8 +153,13 @@ class TrainConfig:
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes).validated()
 
+    def __post_init__(self):
+        if isinstance(self.restart_episodes_at, (list, tuple)):  # (JSON and the command line give lists)
+            object.__setattr__(self, "restart_episodes_at", tuple(self.restart_episodes_at))
+
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        """The options as JSON holds them (tuples as lists)."""
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(self).items()}
 
     @classmethod
     def from_dict(cls, data: dict) -> "TrainConfig":
@@ -218,6 +228,10 @@ class TrainConfig:
              f"eval_episodes and confirm_episodes run as that many parallel environments: at most {MAX_EVAL_EPISODES}, "
              f"got {self.eval_episodes} and {self.confirm_episodes}")
         need(self.dist_timeout > 0, f"dist_timeout must be > 0 seconds, got {self.dist_timeout}")
+        restarts = self.restart_episodes_at
+        need(isinstance(restarts, tuple) and all(isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in restarts)
+             and list(restarts) == sorted(set(restarts)),
+             f"restart_episodes_at must be updates >= 1 in increasing order, got {restarts!r}")
         need(self.processes == 0 or self.num_envs % self.processes == 0,
              f"num_envs={self.num_envs} must be divisible by processes={self.processes} (each steps the same share)")
         return self
@@ -340,6 +354,8 @@ def build_parser() -> argparse.ArgumentParser:
             kw["type"] = _optional_float
         elif f.type in ("Optional[int]",):
             kw["type"] = _optional_int
+        elif f.type == "tuple[int, ...]":
+            kw.update(type=int, nargs="+", metavar="UPDATE")
         p.add_argument(*flags, **kw)
     p.add_argument("--print-config", action="store_true", help="print the resolved configuration as JSON and exit")
     p.add_argument("--config", dest="config_file", default=None, metavar="FILE",
@@ -386,6 +402,7 @@ def resume_conflicts(saved: "TrainConfig", given: dict[str, Any]) -> list[str]:
     for key, value in given.items():
         if key in RESUME_MAY_CHANGE:
             continue
+        value = tuple(value) if isinstance(value, list) else value
         old = getattr(saved, key)
         if value != old:
             out.append(f"--{key.replace('_', '-')}={value} (the checkpoint has {old})")

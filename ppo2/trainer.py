@@ -141,6 +141,7 @@ class Trainer:
                                    reward_scaler=scaler, clip_reward=cfg.clip_reward, masks=mask_source)
         self._stop_signal: int | None = None
         self.last_checkpoint: Path | None = None
+        self.checkpointed_update: int | None = None  # (on every rank: the update the last checkpoint holds)
 
         # the code and platform this run computes with, taken now: the modules it runs are loaded by now
         self.provenance = provenance() if self.dist.is_main else None
@@ -174,6 +175,12 @@ class Trainer:
 
     def _env_seed(self, offset: int) -> int:
         return self.config.seed + 10_007 * self.dist.rank + 7919 * offset
+
+    def _restart_episodes(self) -> None:
+        """Fresh episodes, seeded by the update they begin at, and the sampler reseeded: where a resumed run's envs
+        could not be restored, and wherever `restart_episodes_at` repeats that in a run that goes straight through."""
+        self.collector.restart(seed=self._env_seed(self.update))
+        torch.manual_seed(self.config.seed + self.dist.rank + 1_000_003 * self.update)
 
     @property
     def target_reward(self) -> float | None:
@@ -327,6 +334,8 @@ class Trainer:
         stop_reason = "total_timesteps"
         try:
             while self.update < num_updates:
+                if self.update in cfg.restart_episodes_at:
+                    self._restart_episodes()
                 frac = 1.0 - self.update / num_updates
                 lr = cfg.learning_rate * (frac if cfg.anneal_lr else 1.0)
                 clip = cfg.clip_range * (frac if cfg.anneal_clip_range else 1.0)
@@ -361,7 +370,7 @@ class Trainer:
                 if stop_requested or solved:
                     break
             else:
-                if self.last_checkpoint is None or self.last_checkpoint.name != f"update_{self.update:06d}":
+                if self.checkpointed_update != self.update:
                     self.elapsed = time.perf_counter() - start
                     self.save_checkpoint()  # unless the last update's interval checkpoint already wrote it
             self.elapsed = time.perf_counter() - start
@@ -501,6 +510,12 @@ class Trainer:
     # checkpoints and resume
     # --------------------------------------------------------------------------------------------
     def save_checkpoint(self) -> Path | None:
+        """Rank 0 writes the checkpoint (every rank calls this at the same updates: the ranks' reward-scaler
+        statistics, each from its own envs, are gathered into it)."""
+        self.checkpointed_update = self.update
+        scaler = self.collector.reward_scaler
+        rank_scalers = (torch.stack(self.dist.all_gather(scaler.state_row()))
+                        if self.dist.enabled and scaler is not None else None)
         if not self.dist.is_main:
             return None
         state = {"update": self.update, "global_step": self.global_step, "elapsed": self.elapsed,
@@ -513,6 +528,8 @@ class Trainer:
             collector, collector_tensors = self.collector.state()
             state["collector"] = collector
             tensors.update(collector_tensors)
+        if rank_scalers is not None:
+            tensors["collector.reward_scalers"] = rank_scalers
         self.last_checkpoint = save_checkpoint(self.output_dir, self.update, self.model, self.optimizer, state, tensors)
         return self.last_checkpoint
 
@@ -538,13 +555,17 @@ class Trainer:
                              "for update and global_step and a finite elapsed time >= 0")
         self.update, self.global_step, self.elapsed = state["update"], state["global_step"], state["elapsed"]
         self.best_eval, self.last_eval, self.solved_at = state["best_eval"], state["last_eval"], state["solved_at"]
+        scaler = self.collector.reward_scaler
+        if scaler is not None and "collector.reward_scalers" in tensors:  # a checkpoint of several ranks
+            scaler.load_rank_rows(tensors["collector.reward_scalers"], self.dist.rank, self.dist.world_size)
         if not self.dist.enabled and self.collector.load_state(state.get("collector"), tensors):
             torch.set_rng_state(tensors["rng.torch"])
-        else:
-            # envs whose state cannot be captured exactly (Box2D, or per-rank envs under torchrun)
-            # restart with fresh episodes, seeded by the update they resume at
-            self.collector.restart(seed=self._env_seed(self.update))
-            torch.manual_seed(self.config.seed + self.dist.rank + 1_000_003 * self.update)
+        elif self.update not in self.config.restart_episodes_at:
+            # envs whose state a checkpoint cannot hold (ALE, Box2D, MuJoCo, per-rank envs under torchrun): the
+            # episodes restart here (learn(): _restart_episodes), and the configuration says so, so that the run's
+            # train_config.json reproduces it in one go
+            self.config = self.config.replace(
+                restart_episodes_at=tuple(sorted((*self.config.restart_episodes_at, self.update))))
         if "rng.cuda" in tensors and self.device.type == "cuda":
             torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
         self.output_dir = Path(path) if (Path(path) / "checkpoints").is_dir() else ckpt.parent.parent

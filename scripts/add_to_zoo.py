@@ -104,7 +104,10 @@ def main() -> int:
         "trained_on": args.trained_on,
         "commit": summary["provenance"]["commit"],
         "platform": {k: v for k, v in summary["provenance"].items() if k not in ("commit", "dirty")},
-        "train_config": {k: v for k, v in read_json(run / "train_config.json").items() if k != "output_dir"},
+        # (a resumed run's file names the directory it resumed; its command reproduces it without: restart_episodes_at
+        # holds where its episodes restarted)
+        "train_config": {k: (None if k == "resume" else v) for k, v in read_json(run / "train_config.json").items()
+                         if k != "output_dir"},
         "training_steps": int(best_step),
         "run_steps": int(summary["global_step"]),
         "run_wall_time_s": summary["wall_time_s"],

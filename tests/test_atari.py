@@ -115,3 +115,25 @@ def test_pong_command_runs_one_rank_per_core_and_they_share_the_evaluation(tmp_p
     results = json.loads((out / "best" / "results.json").read_text())
     ref = evaluate_policy(PPO2.from_pretrained(out / "best"), "Pong", n_episodes=2, seed=results["seed"])
     assert results["episode_lengths"] == ref["episode_lengths"] and results["episode_rewards"] == ref["episode_rewards"]
+
+
+def test_a_seeded_reset_restarts_ale_from_scratch():
+    """A resume (or --restart-episodes-at) reproduces a run only if envs.reset(seed=s) leaves ale-py's vector env
+    exactly as a fresh one after the same reset, sticky actions included, whatever it played before."""
+    actions = np.random.default_rng(0).integers(0, 6, (200, 2))
+
+    def play(envs, seed):
+        frames = [envs.reset(seed=seed)[0]]
+        frames += [envs.step(a)[0] for a in actions]
+        return np.stack(frames)
+
+    used = make_vector_env("ALE/Pong-v5", 2)
+    fresh = make_vector_env("ALE/Pong-v5", 2)
+    try:
+        used.reset(seed=1)
+        for a in actions[::-1]:
+            used.step(a)
+        assert np.array_equal(play(used, 7), play(fresh, 7))
+    finally:
+        used.close()
+        fresh.close()

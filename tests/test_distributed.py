@@ -204,6 +204,29 @@ def test_processes_flag_trains_as_torchrun_does(tmp_path):
     assert summary["world_size"] == 2 and summary["updates"] == 6
 
 
+def test_a_resume_under_two_ranks_is_reproduced_in_one_go(tmp_path):
+    """Under several ranks a resume always starts fresh episodes (each rank's envs are its own), and each rank keeps
+    its own reward-scaler statistics across it (gathered into rank 0's checkpoint); the resumed run's
+    train_config.json lists where the episodes restarted, and that configuration, run straight through, gives the
+    same weights to the bit. Without the restart the weights differ."""
+    import shutil
+
+    common = ["--env", "CartPole-v1", "--num-envs", 4, "--num-steps", 32, "--num-minibatches", 2, "--update-epochs", 2,
+              "--normalize-reward", "--total-timesteps", 4 * 32 * 4, "--no-stop-at-target", "--eval-interval", 0,
+              "--checkpoint-interval", 2, "--processes", 2, "--no-plot"]
+    res = _train_py(*common, "--output-dir", tmp_path / "straight")
+    assert res.returncode == 0, res.stderr[-3000:]
+    shutil.copytree(tmp_path / "straight", tmp_path / "split")
+    res = _train_py("--resume", tmp_path / "split" / "checkpoints" / "update_000002")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert json.loads((tmp_path / "split" / "train_config.json").read_text())["restart_episodes_at"] == [2]
+    res = _train_py(*common, "--restart-episodes-at", 2, "--output-dir", tmp_path / "one_go")
+    assert res.returncode == 0, res.stderr[-3000:]
+    weights = {name: json.loads((tmp_path / name / "summary.json").read_text())["weights_sha256_all_ranks"]
+               for name in ("straight", "split", "one_go")}
+    assert weights["split"] == weights["one_go"] != weights["straight"]
+
+
 def test_processes_stop_on_sigterm_with_a_checkpoint_and_a_failed_rank_stops_the_rest(tmp_path):
     out = tmp_path / "run"
     args = ["--env", "CartPole-v1", "--total-timesteps", 50_000_000, "--no-stop-at-target", "--eval-interval", 0,

@@ -358,6 +358,9 @@ def test_nan_observation_stops_training_before_any_nan_action_reaches_the_env(tm
     (["--env", "CartPole-v1", "--num-envs", "0"], r"num_envs must be an int >= 1, got 0"),
     (["--env", "CartPole-v1", "--num-envs", "3", "--processes", "2"], r"num_envs=3 must be divisible by processes=2"),
     (["--env", "CartPole-v1", "--processes", "-1"], r"processes must be an int >= 0, got -1"),
+    (["--env", "CartPole-v1", "--restart-episodes-at", "5", "3"],
+     r"restart_episodes_at must be updates >= 1 in increasing order, got \(5, 3\)"),
+    (["--env", "CartPole-v1", "--restart-episodes-at", "0"], r"restart_episodes_at must be updates >= 1"),
 ])
 def test_train_cli_errors_are_one_line(argv, match, capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)

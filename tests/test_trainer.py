@@ -1,5 +1,6 @@
 """The trainer's machinery: autoreset handling, bootstrapping, determinism, resume, signals, bad input."""
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -129,6 +130,28 @@ def test_resume_is_bit_identical(tmp_path, monkeypatch, env_id, fused, extra):
     assert_same(state(full), state(model))
     rows = (tmp_path / "split" / "metrics.csv").read_text().strip().splitlines()
     assert len(rows) == 1 + 6  # header + one row per update, across both processes
+
+
+@pytest.mark.parametrize("extra", [{}, {"normalize_reward": True}])
+def test_a_resume_that_restarts_the_episodes_is_reproduced_in_one_go(tmp_path, extra):
+    """A checkpoint cannot hold a user env's state: resumed after update 3, the run starts fresh episodes there and
+    its train_config.json says so (restart_episodes_at [3]); that configuration, run straight through, gives the
+    same weights to the bit. The restart changes the run: without it the weights differ."""
+    env_id = "ppo2test/Score-v0"
+    kw = dict(SHORT, num_envs=4, num_steps=32, num_minibatches=2, update_epochs=2, total_timesteps=4 * 32 * 6,
+              checkpoint_interval=3, **extra, **FAST)
+    straight = train(env_id=env_id, seed=5, output_dir=str(tmp_path / "straight"), **kw)
+    split = tmp_path / "split"
+    shutil.copytree(tmp_path / "straight", split)
+    resumed = Trainer(TrainConfig.for_env(env_id, seed=5, output_dir=str(split),
+                                          resume=str(split / "checkpoints" / "update_000003"), **kw))
+    assert resumed.update == 3 and resumed.config.restart_episodes_at == (3,)
+    model = resumed.learn()
+    resumed.close()
+    assert json.loads((split / "train_config.json").read_text())["restart_episodes_at"] == [3]
+    one_go = train(env_id=env_id, seed=5, output_dir=str(tmp_path / "one_go"), restart_episodes_at=(3,), **kw)
+    assert_same(state(model), state(one_go))
+    assert not torch.equal(straight.value_head.weight, one_go.value_head.weight)
 
 
 def test_resume_from_missing_path_is_an_error(tmp_path):

@@ -149,6 +149,25 @@ def test_reward_scaler_state_is_validated_on_resume(state):
         scaler.load_state(state, {"collector.reward_scaler.ret": torch.zeros(2, dtype=torch.float64)}, True)
 
 
+def test_per_rank_reward_scaler_rows_are_validated_and_merged_for_another_world_size():
+    """A checkpoint of two ranks: a run of two takes its rank's row; a run of one the two merged (the moments of
+    the pooled returns); malformed rows are refused by name."""
+    from ppo2.collector import RewardScaler
+
+    rows = torch.tensor([[1.0, 4.0, 10.0], [3.0, 2.0, 30.0]], dtype=torch.float64)
+    scaler = RewardScaler(num_envs=2, gamma=0.99)
+    scaler.ret[:] = 5.0
+    scaler.load_rank_rows(rows, rank=1, world_size=2)
+    assert (scaler.mean, scaler.var, scaler.count) == (3.0, 2.0, 30.0) and scaler.ret.tolist() == [0.0, 0.0]
+    scaler.load_rank_rows(rows, rank=0, world_size=1)
+    # pooled: mean (10*1 + 30*3)/40 = 2.5; var = (10*(4 + 1.5^2) + 30*(2 + 0.5^2)) / 40 = (62.5 + 67.5) / 40 = 3.25
+    assert scaler.mean == pytest.approx(2.5) and scaler.var == pytest.approx(3.25) and scaler.count == 40.0
+    with pytest.raises(ValueError, match=r"per-rank reward-scaler state must be \(ranks, 3\), got \(2, 2\)"):
+        scaler.load_rank_rows(rows[:, :2], rank=0, world_size=2)
+    with pytest.raises(ValueError, match="reward-scaler state is invalid"):
+        scaler.load_rank_rows(torch.tensor([[0.0, -1.0, 5.0]], dtype=torch.float64), rank=0, world_size=1)
+
+
 def test_a_failure_after_resume_does_not_claim_no_checkpoint(monkeypatch, capsys):
     import ppo2.trainer as T
     from ppo2.errors import NonFiniteLossError

@@ -105,7 +105,8 @@ def test_entry_records_what_reproduces_it(env_id):
     resolved, _ = config_from_args(shlex.split(entry["command"])[2:])
     # options added since the entry was recorded must sit at the defaults that reproduce it
     added = {k: v for k, v in resolved.to_dict().items() if k not in flags and k != "output_dir"}
-    assert added == {k: TrainConfig.__dataclass_fields__[k].default for k in added}
+    defaults = TrainConfig().to_dict()
+    assert added == {k: defaults[k] for k in added}
     assert {k: v for k, v in resolved.to_dict().items() if k in flags} == flags
 
 
