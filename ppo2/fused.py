@@ -458,7 +458,7 @@ class FusedPPO:
                     break
         return terms, epochs_run
 
-    def _flat_epoch(self, fields, num_minibatches: int, norm_adv: bool, loss_args) -> Callable:
+    def _flat_epoch(self, fields, num_minibatches: int, normalize: Callable | None, loss_args) -> Callable:
         """One epoch's minibatch gradients over a flat batch (`fields`: x, actions, ..., masks), drawn as
         ppo_update draws them: minibatches of a random permutation (one minibatch: the whole batch)."""
         N, M = fields[0].shape[0], num_minibatches
@@ -475,19 +475,19 @@ class FusedPPO:
             for start in range(0, N, size):
                 minibatch = shuffled if M == 1 else [f[start:start + size] for f in shuffled]
                 mb_x, mb_act, mb_nlp, mb_v, adv, mb_ret, *mb_mask = minibatch
-                if norm_adv and adv.shape[0] > 1:
-                    adv = normalize_advantages(adv)
+                if normalize is not None and adv.shape[0] > 1:
+                    adv = normalize(adv)
                 if M > 1 or not cached:
                     cached[:] = [self._head_inputs(mb_act, mb_nlp, mb_v, adv, mb_ret, *mb_mask)]
                 yield self._step_gradient(mb_x, cached[0], *loss_args)
         return epoch
 
-    def _sequence_epoch(self, batch, num_minibatches: int, norm_adv: bool, loss_args) -> Callable:
+    def _sequence_epoch(self, batch, num_minibatches: int, normalize: Callable | None, loss_args) -> Callable:
         """One epoch's minibatch gradients over a recurrent policy's `SequenceBatch`: minibatches of whole
         sequences, drawn as ppo_update draws them (`SequenceBatch.minibatches`)."""
         def epoch():
             for mb in batch.minibatches(num_minibatches):
-                yield self._sequence_gradient(mb, norm_adv, loss_args)
+                yield self._sequence_gradient(mb, normalize, loss_args)
         return epoch
 
     def _apply(self, stats, all_reduce_mean, max_grad_norm: float, lr: float, loss_args) -> None:
@@ -506,7 +506,7 @@ class FusedPPO:
     # ---------------------------------------------------------------------------------------------
     # a recurrent policy: the LSTM under autograd, the layers after it written out
     # ---------------------------------------------------------------------------------------------
-    def _sequence_gradient(self, mb, norm_adv: bool, loss_args) -> Any:
+    def _sequence_gradient(self, mb, normalize: Callable | None, loss_args) -> Any:
         """One minibatch of whole sequences (a `SequenceBatch`): the LSTM forward on torch's kernel (ppo2/speed.py)
         with autograd, over every row; the towers, heads and loss through `_step_gradient` on the rows the loss reads
         (`SequenceBatch.loss_rows`, as ppo_update's `SequenceBatch.evaluate` takes them), which also gives d loss / d
@@ -517,8 +517,8 @@ class FusedPPO:
         T, n = mb.starts.shape
         keep, rows = mb.loss_rows()
         adv = rows.advantages
-        if norm_adv and adv.shape[0] > 1:
-            adv = normalize_advantages(adv)
+        if normalize is not None and adv.shape[0] > 1:
+            adv = normalize(adv)
         head_inputs = self._head_inputs(self.one_hot(rows.actions), rows.neg_log_probs, rows.values, adv, rows.returns,
                                         rows.masks)
         with torch.inference_mode(False), torch.enable_grad():
@@ -543,14 +543,17 @@ class FusedPPO:
     def update(self, batch, *, update_epochs: int, num_minibatches: int, clip_range: float, ent_coef: float,
                vf_coef: float, max_grad_norm: float, norm_adv: bool, clip_value_loss: bool = True,
                target_kl: float | None = None, all_reduce_mean: Callable[[torch.Tensor], None] | None = None,
-               any_rank: Callable[[bool], bool] | None = None) -> dict[str, float]:
-        """update_epochs x num_minibatches gradient steps; returns the same statistics as `ppo_update`."""
+               any_rank: Callable[[bool], bool] | None = None,
+               all_reduce_sum: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, float]:
+        """update_epochs x num_minibatches gradient steps; returns the same statistics as `ppo_update` (its
+        arguments, and the ranks' collectives, the same too)."""
         self.pull()
         loss_args = (clip_range, ent_coef, vf_coef, clip_value_loss)
+        normalize = (lambda adv: normalize_advantages(adv, all_reduce_sum)) if norm_adv else None
         if self.lstm_keys:
-            epoch = self._sequence_epoch(batch, num_minibatches, norm_adv, loss_args)
+            epoch = self._sequence_epoch(batch, num_minibatches, normalize, loss_args)
         else:
-            epoch = self._flat_epoch(*self._flat_fields(batch, num_minibatches, norm_adv), loss_args)
+            epoch = self._flat_epoch(*self._flat_fields(batch, num_minibatches, normalize), loss_args)
         try:
             with torch.inference_mode():  # entered once for every step
                 terms, epochs_run = self._epochs(epoch, update_epochs, target_kl, all_reduce_mean, any_rank, loss_args,
@@ -559,16 +562,16 @@ class FusedPPO:
             self.push()  # (after a NonFiniteLossError too: the model keeps the last good parameters)
         return self._summary(terms, epochs_run, ent_coef, vf_coef)
 
-    def _flat_fields(self, batch, num_minibatches: int, norm_adv: bool) -> tuple:
-        """(fields, num_minibatches, norm_adv) of `_flat_epoch` for a flat batch."""
+    def _flat_fields(self, batch, num_minibatches: int, normalize: Callable | None) -> tuple:
+        """(fields, num_minibatches, normalize) of `_flat_epoch` for a flat batch."""
         x = self.model.normalize(batch.obs)
         fields = (x, self.one_hot(batch.actions), batch.neg_log_probs, batch.values, batch.advantages, batch.returns)
         if batch.masks is not None:
             fields += (batch.masks,)
-        if num_minibatches == 1 and norm_adv and x.shape[0] > 1:  # one minibatch: the same normalised advantages every epoch
-            fields = (*fields[:4], normalize_advantages(fields[4]), *fields[5:])
-            norm_adv = False
-        return fields, num_minibatches, norm_adv
+        if num_minibatches == 1 and normalize is not None and x.shape[0] > 1:  # one minibatch: the same normalised advantages every epoch
+            fields = (*fields[:4], normalize(fields[4]), *fields[5:])
+            normalize = None
+        return fields, num_minibatches, normalize
 
     def _summary(self, terms, epochs_run: int, ent_coef: float, vf_coef: float) -> dict[str, float]:
         pg_loss, value_loss, entropy, approx_kl, clip_fraction = _scaled(self.xp.stack(terms).mean(0).tolist())

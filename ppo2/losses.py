@@ -13,7 +13,8 @@
 """
 from __future__ import annotations
 
-from typing import NamedTuple
+import math
+from typing import Callable, NamedTuple
 
 import torch
 
@@ -86,9 +87,18 @@ def a2c_loss(
     return PPOLoss(loss, pg_loss, value_loss, entropy_mean, approx_kl, torch.zeros(()))
 
 
-def normalize_advantages(advantages: torch.Tensor) -> torch.Tensor:
-    """Zero mean, unit (unbiased) standard deviation over the batch, as baselines normalises each minibatch."""
-    return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+def normalize_advantages(advantages: torch.Tensor,
+                         all_reduce_sum: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
+    """Zero mean, unit (unbiased) standard deviation over the batch, as baselines normalises each minibatch. Under
+    several ranks (`all_reduce_sum`: each rank holds its share of the minibatch) the mean and deviation are those of
+    every rank's share together, the minibatch one process would normalise, from summed moments (float64)."""
+    if all_reduce_sum is None:
+        return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
+    a = advantages.detach().double()
+    n, total, squares = all_reduce_sum(torch.stack([a.new_tensor(float(a.numel())), a.sum(), a.square().sum()])).tolist()
+    mean = total / n
+    std = math.sqrt(max(squares - n * mean * mean, 0.0) / max(n - 1.0, 1.0))
+    return (advantages - mean) / (std + 1e-8)
 
 
 def _check_same_shape(**tensors: torch.Tensor) -> None:

@@ -299,7 +299,7 @@ class Trainer:
         common = dict(update_epochs=cfg.update_epochs, num_minibatches=cfg.num_minibatches, clip_range=clip_range,
                       ent_coef=cfg.ent_coef, vf_coef=cfg.vf_coef, max_grad_norm=cfg.max_grad_norm,
                       norm_adv=cfg.norm_adv, clip_value_loss=cfg.clip_value_loss, target_kl=cfg.target_kl,
-                      any_rank=dist.any)
+                      any_rank=dist.any, all_reduce_sum=dist.all_reduce_sum if dist.enabled else None)
         if self.fused is not None:
             return self.fused.update(batch, all_reduce_mean=dist.all_reduce_mean_ if dist.enabled else None, **common)
         batch = dataclasses.replace(batch, obs=preprocess_once(self.model, batch.obs))  # (images only: ppo2/speed.py)

@@ -129,8 +129,11 @@ def ppo_update(model: nn.Module, optimizer: torch.optim.Optimizer, batch: Batch,
                num_minibatches: int, clip_range: float, ent_coef: float, vf_coef: float, max_grad_norm: float,
                norm_adv: bool, clip_value_loss: bool = True, target_kl: float | None = None,
                average_gradients: Callable[[nn.Module], None] | None = None,
-               any_rank: Callable[[bool], bool] | None = None) -> dict[str, float]:
-    """update_epochs x num_minibatches gradient steps on the clipped surrogate (or A2C) loss.
+               any_rank: Callable[[bool], bool] | None = None,
+               all_reduce_sum: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict[str, float]:
+    """update_epochs x num_minibatches gradient steps on the clipped surrogate (or A2C) loss. Under several ranks,
+    `average_gradients` averages each step's gradients and `all_reduce_sum` makes the advantages' normalisation that
+    of the whole minibatch (ppo2.losses.normalize_advantages).
 
     Returns the mean of each loss term over the steps taken, plus how many epochs ran."""
     model.train()
@@ -143,7 +146,7 @@ def ppo_update(model: nn.Module, optimizer: torch.optim.Optimizer, batch: Batch,
             mb, (value_f, neg_log_probs, entropy) = mb.evaluate(model)
             advantages = mb.advantages
             if norm_adv and len(mb) > 1:
-                advantages = normalize_advantages(advantages)
+                advantages = normalize_advantages(advantages, all_reduce_sum)
             if algo == "a2c":
                 out = a2c_loss(mb.returns, value_f, neg_log_probs, entropy, advantages, mb.neg_log_probs, ent_coef, vf_coef)
             else:

@@ -14,6 +14,7 @@ import torch.multiprocessing as mp
 from conftest import REPO, hub_load
 from ppo2 import PPO2
 from ppo2.distributed import DistContext, free_port
+from ppo2.losses import normalize_advantages
 
 
 def torchrun(*args, nproc=2, timeout=300):
@@ -30,14 +31,16 @@ def _fixed_batch():
     return obs, actions, returns, adv
 
 
-def _loss(model, obs, actions, returns, adv):
+def _loss(model, obs, actions, returns, adv, all_reduce_sum=None, normalize=False):
+    if normalize:  # (as the update does: over the whole minibatch, every rank's share together)
+        adv = normalize_advantages(adv, all_reduce_sum)
     with torch.no_grad():
         old_v, _, old_nlp, _ = model(obs, action=actions)
     v, _, nlp, ent = model(obs, action=actions)
     return model.loss(returns, v, nlp, ent, adv, old_v + 0.1, old_nlp + 0.05, 0.2, 0.01, 0.5)[0]
 
 
-def _rank_grads(rank, world, port, out_dir):
+def _rank_grads(rank, world, port, out_dir, normalize):
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world))
     ctx = DistContext.from_env(torch.device("cpu"), timeout_s=60)
     torch.manual_seed(100 + rank)  # different init per rank: the broadcast must fix it
@@ -45,20 +48,23 @@ def _rank_grads(rank, world, port, out_dir):
     ctx.broadcast_module(model)
     obs, actions, returns, adv = _fixed_batch()
     half = slice(rank * 32, (rank + 1) * 32)
-    _loss(model, obs[half], actions[half], returns[half], adv[half]).backward()
+    _loss(model, obs[half], actions[half], returns[half], adv[half], ctx.all_reduce_sum, normalize).backward()
     ctx.average_gradients(model)
     torch.save({n: p.grad for n, p in model.named_parameters()} | {f"param.{n}": p.detach() for n, p in model.named_parameters()},
                f"{out_dir}/rank{rank}.pt")
     ctx.close()
 
 
-def test_averaged_gradient_of_split_batch_equals_single_process_gradient(tmp_path):
-    mp.spawn(_rank_grads, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
+@pytest.mark.parametrize("normalize", [False, True])
+def test_averaged_gradient_of_split_batch_equals_single_process_gradient(tmp_path, normalize):
+    """Each rank's loss on its half of the minibatch, gradients averaged: the whole minibatch's gradient, with the
+    advantages normalised over the whole minibatch too (not over each half)."""
+    mp.spawn(_rank_grads, args=(2, free_port(), str(tmp_path), normalize), nprocs=2, join=True)
     r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
     r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
     model = PPO2(4, 16, 2)
     model.load_state_dict({k[len("param."):]: v for k, v in r0.items() if k.startswith("param.")}, strict=False)
-    _loss(model, *_fixed_batch()).backward()
+    _loss(model, *_fixed_batch(), normalize=normalize).backward()
     for name, p in model.named_parameters():
         torch.testing.assert_close(r0[name], p.grad, rtol=1e-5, atol=1e-6)
         assert torch.equal(r0[name], r1[name])  # both ranks hold the same averaged gradient

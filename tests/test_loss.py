@@ -111,3 +111,23 @@ def test_gradients_reach_both_heads_and_latent():
     for name in ("action_head.logits.weight", "value_head.weight", "latent.0.weight"):
         grad = dict(model.named_parameters())[name].grad
         assert grad is not None and grad.abs().sum() > 0, name
+
+
+def test_advantages_are_normalised_over_every_ranks_share():
+    """Under two ranks each normalises its half with the moments of both halves (summed by the all-reduce, here
+    a stand-in that adds the other rank's): the whole batch's normalisation, not each half's."""
+    from ppo2.losses import normalize_advantages
+
+    adv = torch.randn(64, generator=torch.Generator().manual_seed(3)) * 3 + 1
+    halves = adv[:32], adv[32:]
+
+    def moments(a):
+        a = a.double()
+        return torch.stack([a.new_tensor(float(a.numel())), a.sum(), a.square().sum()])
+
+    whole = normalize_advantages(adv)
+    for rank in (0, 1):
+        other = moments(halves[1 - rank])
+        out = normalize_advantages(halves[rank], lambda t: t + other)
+        torch.testing.assert_close(out, whole[rank * 32:(rank + 1) * 32], rtol=1e-5, atol=1e-6)
+        assert not torch.allclose(out, normalize_advantages(halves[rank]), atol=1e-3)  # (each half's own differs)
