@@ -475,7 +475,7 @@ class FusedPPO:
             for start in range(0, N, size):
                 minibatch = shuffled if M == 1 else [f[start:start + size] for f in shuffled]
                 mb_x, mb_act, mb_nlp, mb_v, adv, mb_ret, *mb_mask = minibatch
-                if normalize is not None and adv.shape[0] > 1:
+                if normalize is not None:
                     adv = normalize(adv)
                 if M > 1 or not cached:
                     cached[:] = [self._head_inputs(mb_act, mb_nlp, mb_v, adv, mb_ret, *mb_mask)]
@@ -517,7 +517,7 @@ class FusedPPO:
         T, n = mb.starts.shape
         keep, rows = mb.loss_rows()
         adv = rows.advantages
-        if normalize is not None and adv.shape[0] > 1:
+        if normalize is not None:
             adv = normalize(adv)
         head_inputs = self._head_inputs(self.one_hot(rows.actions), rows.neg_log_probs, rows.values, adv, rows.returns,
                                         rows.masks)
@@ -568,7 +568,7 @@ class FusedPPO:
         fields = (x, self.one_hot(batch.actions), batch.neg_log_probs, batch.values, batch.advantages, batch.returns)
         if batch.masks is not None:
             fields += (batch.masks,)
-        if num_minibatches == 1 and normalize is not None and x.shape[0] > 1:  # one minibatch: the same normalised advantages every epoch
+        if num_minibatches == 1 and normalize is not None:  # one minibatch: the same normalised advantages every epoch
             fields = (*fields[:4], normalize(fields[4]), *fields[5:])
             normalize = None
         return fields, num_minibatches, normalize

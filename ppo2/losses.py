@@ -91,13 +91,18 @@ def normalize_advantages(advantages: torch.Tensor,
                          all_reduce_sum: Callable[[torch.Tensor], torch.Tensor] | None = None) -> torch.Tensor:
     """Zero mean, unit (unbiased) standard deviation over the batch, as baselines normalises each minibatch. Under
     several ranks (`all_reduce_sum`: each rank holds its share of the minibatch) the mean and deviation are those of
-    every rank's share together, the minibatch one process would normalise, from summed moments (float64)."""
+    every rank's share together, the minibatch one process would normalise, from summed moments (float64); every
+    rank calls it for every minibatch, whatever its share holds. Fewer than 2 advantages in all: left as they are."""
     if all_reduce_sum is None:
+        if advantages.numel() < 2:
+            return advantages
         return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
     a = advantages.detach().double()
     n, total, squares = all_reduce_sum(torch.stack([a.new_tensor(float(a.numel())), a.sum(), a.square().sum()])).tolist()
+    if n < 2:
+        return advantages
     mean = total / n
-    std = math.sqrt(max(squares - n * mean * mean, 0.0) / max(n - 1.0, 1.0))
+    std = math.sqrt(max(squares - n * mean * mean, 0.0) / (n - 1.0))
     return (advantages - mean) / (std + 1e-8)
 
 

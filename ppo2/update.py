@@ -145,7 +145,7 @@ def ppo_update(model: nn.Module, optimizer: torch.optim.Optimizer, batch: Batch,
         for mb in batch.minibatches(num_minibatches):  # (a SequenceBatch: whole sequences)
             mb, (value_f, neg_log_probs, entropy) = mb.evaluate(model)
             advantages = mb.advantages
-            if norm_adv and len(mb) > 1:
+            if norm_adv:
                 advantages = normalize_advantages(advantages, all_reduce_sum)
             if algo == "a2c":
                 out = a2c_loss(mb.returns, value_f, neg_log_probs, entropy, advantages, mb.neg_log_probs, ent_coef, vf_coef)

@@ -131,3 +131,30 @@ def test_advantages_are_normalised_over_every_ranks_share():
         out = normalize_advantages(halves[rank], lambda t: t + other)
         torch.testing.assert_close(out, whole[rank * 32:(rank + 1) * 32], rtol=1e-5, atol=1e-6)
         assert not torch.allclose(out, normalize_advantages(halves[rank]), atol=1e-3)  # (each half's own differs)
+
+
+def test_every_rank_joins_the_normalisation_whatever_its_share_holds():
+    """A rank whose share of a minibatch holds one row, or none (autoreset rows are left out), still takes part in
+    the all-reduce (the other ranks would wait for it) and normalises with the whole minibatch's moments."""
+    from ppo2.losses import normalize_advantages
+
+    adv = torch.tensor([3.0, -1.0, 0.5, 2.0, 4.0])
+
+    def moments(a):
+        a = a.double()
+        return torch.stack([a.new_tensor(float(a.numel())), a.sum(), a.square().sum()])
+
+    calls = []
+
+    def with_the_rest(rest):
+        def reduce(t):
+            calls.append(1)
+            return t + moments(rest)
+        return reduce
+
+    whole = normalize_advantages(adv)
+    torch.testing.assert_close(normalize_advantages(adv[:1], with_the_rest(adv[1:])), whole[:1])
+    assert normalize_advantages(adv[:0], with_the_rest(adv)).numel() == 0 and len(calls) == 2
+    one = torch.tensor([7.0])
+    assert torch.equal(normalize_advantages(one), one)  # fewer than 2 in all: as they are
+    assert torch.equal(normalize_advantages(one, with_the_rest(adv[:0])), one)
