@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
-__all__ = ["TrainConfig", "PRESETS", "ALGO_DEFAULTS", "build_parser", "config_from_args", "RESUME_MAY_CHANGE", "resume_conflicts"]
+__all__ = ["TrainConfig", "PRESETS", "ATARI_PPO", "ALGO_DEFAULTS", "build_parser", "config_from_args", "RESUME_MAY_CHANGE", "resume_conflicts"]
 
 # Flags that may differ from a checkpoint's when resuming it: they change how the run is watched or how
 # long it goes on, not what it computes. Any other flag that disagrees with the checkpoint is refused.
@@ -147,7 +147,10 @@ class TrainConfig:
         from .envs import canonical_env_id  # (envs imports gymnasium: not at config import time)
 
         env_id = canonical_env_id(env_id)
-        preset = PRESETS.get((env_id, algo), ALGO_DEFAULTS.get(algo, {}))
+        preset = PRESETS.get((env_id, algo))
+        if preset is None:
+            atari = algo == "ppo" and isinstance(env_id, str) and env_id.startswith("ALE/")
+            preset = ATARI_PPO if atari else ALGO_DEFAULTS.get(algo, {})
         return cls(**{**preset, **overrides, "env_id": env_id, "algo": algo}).validated()
 
     def replace(self, **changes) -> "TrainConfig":
@@ -250,6 +253,17 @@ _INVERTED_PENDULUMS = dict(num_envs=8, num_steps=256, num_minibatches=8, update_
 
 # Tuned presets (key: (env_id, algo)). Each reaches the env's reward threshold; the README's zoo table
 # records the measured results and the exact commands.
+# baselines ppo2's Atari settings (Schulman et al. 2017, table 5), the Nature CNN shared by both heads: the preset of
+# every ALE game (`ALE/<Game>-v5`), as RL-Zoo's atari entry is of every Atari id
+ATARI_PPO: dict = dict(
+    total_timesteps=10_000_000, num_envs=8, num_steps=128, num_minibatches=4, update_epochs=4,
+    learning_rate=2.5e-4, anneal_lr=True, clip_range=0.1, anneal_clip_range=True, gamma=0.99, gae_lambda=0.95,
+    ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.5, clip_reward=True, eval_interval=100, eval_episodes=10,
+    checkpoint_interval=50, stop_at_target=False,
+    # one process per core (benchmarks/atari_throughput.py; learning: benchmarks/results/compare_processes_pixels.jsonl);
+    # rank 0 alone plays any confirmation games and writes the outputs, which can outlast the default wait
+    processes=0, dist_timeout=3600.0)
+
 PRESETS: dict[tuple[str, str], dict] = {
     # Tuned for wall-clock time to solve on a 2-core CPU (benchmarks/preset_seeds.py): many envs, one
     # large minibatch, few epochs, a high annealed learning rate. RL-Zoo's settings are sample-efficient
@@ -304,18 +318,10 @@ PRESETS: dict[tuple[str, str], dict] = {
         update_epochs=10, learning_rate=7.77e-5, gamma=0.9999, gae_lambda=0.9, clip_range=0.1, ent_coef=0.00429,
         max_grad_norm=5.0, vf_coef=0.19, normalize_obs=True, normalize_reward=True, shared_latent=False,
         eval_interval=4, eval_episodes=10, stop_at_target=False),
-    # baselines ppo2's Atari settings (Schulman et al. 2017, table 5): the Nature CNN shared by both heads. Pong's
-    # target, a mean of 20 on 10 evaluation episodes (confirmed on 100 fresh ones), makes the summary's solved_at
-    # its wall clock to 20; training goes on to the full budget either way
-    **{(env_id, "ppo"): dict(
-        total_timesteps=10_000_000, num_envs=8, num_steps=128, num_minibatches=4, update_epochs=4,
-        learning_rate=2.5e-4, anneal_lr=True, clip_range=0.1, anneal_clip_range=True, gamma=0.99, gae_lambda=0.95,
-        ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.5, clip_reward=True, eval_interval=100, eval_episodes=10,
-        checkpoint_interval=50, stop_at_target=False, target_reward=20.0 if env_id == "ALE/Pong-v5" else None,
-        # one process per core (benchmarks/atari_throughput.py; learning: benchmarks/results/compare_processes_pixels.jsonl);
-        # rank 0 alone plays any confirmation games and writes the outputs, which can outlast the default wait
-        processes=0, dist_timeout=3600.0)
-       for env_id in ("ALE/Pong-v5", "ALE/Breakout-v5")},
+    # Atari (ATARI_PPO, below, for every ALE game). Pong's target, a mean of 20 on 10 evaluation episodes (confirmed
+    # on 100 fresh ones), makes the summary's solved_at its wall clock to 20; training goes on to the full budget
+    ("ALE/Pong-v5", "ppo"): dict(ATARI_PPO, target_reward=20.0),
+    ("ALE/Breakout-v5", "ppo"): ATARI_PPO,
     # Kept by study pendulum-100k (python -m ppo2.tune, 40 trials of RL-Zoo's space, 2 seeds, 100k steps): its best
     # trial scored -551.9 on held-out episodes where this preset, at the same budget and seeds, scored -440.3
     # (docs/tune/pendulum_best.json, docs/tune/pendulum_preset_100k.json).

@@ -32,6 +32,24 @@ def test_short_names_resolve_to_ale_v5_with_baselines_atari_settings():
     assert spec.kwargs["repeat_action_probability"] == 0.25  # v5: sticky actions
 
 
+def test_every_ale_game_takes_the_atari_settings_and_trains(tmp_path):
+    """Not only the two games with zoo entries: any ALE v5 id gets the Atari preset (Pong alone adds its target),
+    and trains on ale-py's vector env with the Nature CNN."""
+    from ppo2.config import ATARI_PPO
+
+    cfg = TrainConfig.for_env("ALE/SpaceInvaders-v5")
+    assert {k: getattr(cfg, k) for k in ATARI_PPO} == ATARI_PPO and cfg.target_reward is None
+    assert TrainConfig.for_env("Breakout").to_dict() == {**cfg.to_dict(), "env_id": "ALE/Breakout-v5"}
+    assert TrainConfig.for_env("Pong").target_reward == 20.0
+    trainer = Trainer(cfg.replace(total_timesteps=1024, eval_interval=0, processes=1, output_dir=str(tmp_path / "si"),
+                                  progress=False, tensorboard=False, plot=False))
+    try:
+        trainer.learn()
+        assert trainer.model.encoder_name == "nature_cnn" and trainer.model.action_head.n == 6 and trainer.update == 1
+    finally:
+        trainer.close()
+
+
 def test_ale_vector_env_returns_the_games_raw_rewards(monkeypatch):
     import gymnasium as gym
 
