@@ -82,6 +82,10 @@ def main() -> int:
         # ~16 frames/s, at most 100 frames at half size: the textured floor compresses poorly in a GIF
         skip = max(1, round(gym.spec(env_id).make().metadata["render_fps"] / 16))
         replay = dict(max_steps=min(1000, 100 * skip), frame_skip=skip)
+    elif env_id.startswith("ALE/"):
+        # the game's own 160x210 screen at full size (half would be a thumbnail), every other agent step, up to
+        # 2,000 of them: about a whole game of Pong played well
+        replay = dict(max_steps=2000, frame_skip=2, scale=1.0)
     else:
         replay = dict(max_steps=500 if env_id == "LunarLander-v3" else 1000,
                       frame_skip=3 if env_id in ("CartPole-v1", "CartPoleNoVel-v1", "LunarLander-v3") else 2)
