@@ -477,15 +477,16 @@ class PPO2(nn.Module):
         """A sampled action for a validated batch (the collector's policy step in torch)."""
         return self.action_head.sample(self._policy_out(obs, mask))
 
-    def _sample_evaluated(self, obs: Any, mask: Any = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(sampled action, V(s), -log pi(action|s)) for a validated batch from one pass of the network (feed-forward
-        models): the collector's step where the network is an image encoder, which a batched evaluation of the
-        rollout afterwards would run a second time on every frame."""
+    def _act(self, obs: Any, mask: Any = None, action: Any = None, deterministic: bool = False):
+        """(V(s), action, -log pi(action|s), entropy) for a validated batch from one pass of the network: `action`
+        sampled (or the most likely one) unless given. `forward` on checked inputs, and the collector's step where
+        the network is an image encoder (a batched evaluation of the rollout would run it again on every frame)."""
         pi_latent, vf_latent, _ = self._latents(obs)
         out = self._masked(self.action_head.output(pi_latent), mask)
-        action = self.action_head.sample(out)
-        log_prob, _ = self.action_head.log_prob_entropy(out, action)
-        return action, self._value_out(vf_latent), -log_prob
+        if action is None:
+            action = self.action_head.mode(out) if deterministic else self.action_head.sample(out)
+        log_prob, entropy = self.action_head.log_prob_entropy(out, action)
+        return self._value_out(vf_latent), action, -log_prob, entropy
 
     def _mode(self, obs: Any, mask: Any = None) -> torch.Tensor:
         """The most likely action for a validated batch (evaluation, export)."""
@@ -559,15 +560,10 @@ class PPO2(nn.Module):
             action = self.action_head.check_action(action, None if single else _batch_size(obs))
             if single:
                 action = action.unsqueeze(0)
-        pi_latent, vf_latent, _ = self._latents(obs)
-        out = self._masked(self.action_head.output(pi_latent), mask)
-        if action is None:
-            action = self.action_head.mode(out) if deterministic else self.action_head.sample(out)
-        log_prob, entropy = self.action_head.log_prob_entropy(out, action)
-        value = self._value_out(vf_latent)
+        value, action, neg_log_prob, entropy = self._act(obs, mask, action, deterministic)
         if single:
-            return value[0], action[0], -log_prob[0], entropy[0]
-        return value, action, -log_prob, entropy
+            return value[0], action[0], neg_log_prob[0], entropy[0]
+        return value, action, neg_log_prob, entropy
 
     def predict(self, obs: Any, state: Any = None, episode_start: Any = None, deterministic: bool = True,
                 action_masks: Any = None):

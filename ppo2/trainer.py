@@ -203,7 +203,7 @@ class Trainer:
         state after) (numpy): through numpy for the built-in MLP on CPU with up to NUMPY_MAX_BATCH envs per process (a
         numpy call costs a fraction of a torch call at these sizes; the same weights and random numbers), else in
         torch (`sample_action`, or the recurrent model's `_step`). A feed-forward model with an image encoder also
-        returns (V(s), -log pi(a|s)) from the same pass (`_sample_evaluated`): the encoder is most of its cost, and
+        returns (V(s), -log pi(a|s)) from the same pass (`PPO2._act`): the encoder is most of its cost, and
         the collector then skips the batched evaluation that would run it again on the whole rollout."""
         if self.device.type == "cpu" and self.num_envs <= NUMPY_MAX_BATCH:
             policy = numpy_policy(self.model)
@@ -225,7 +225,7 @@ class Trainer:
             return step
         if self.model.encoder is not None and self.fused is None:
             def evaluated_step(obs, mask, memory):
-                action, value, neg_log_prob = self.model._sample_evaluated(to_device(obs), mask_of(mask))
+                value, action, neg_log_prob, _ = self.model._act(to_device(obs), mask_of(mask))
                 return numpy_of(action), None, (numpy_of(value), numpy_of(neg_log_prob))
             return evaluated_step
         sample = self.sample_action
