@@ -18,6 +18,8 @@ from typing import Callable, NamedTuple
 
 import torch
 
+from .moments import pooled_sums
+
 __all__ = ["PPOLoss", "ppo_loss", "a2c_loss", "normalize_advantages"]
 
 
@@ -97,12 +99,11 @@ def normalize_advantages(advantages: torch.Tensor,
         if advantages.numel() < 2:
             return advantages
         return (advantages - advantages.mean()) / (advantages.std() + 1e-8)
-    a = advantages.detach().double()
-    n, total, squares = all_reduce_sum(torch.stack([a.new_tensor(float(a.numel())), a.sum(), a.square().sum()])).tolist()
+    n, total, squares = pooled_sums(advantages.detach().double(), all_reduce_sum)
     if n < 2:
         return advantages
-    mean = total / n
-    std = math.sqrt(max(squares - n * mean * mean, 0.0) / (n - 1.0))
+    mean = float(total) / n
+    std = math.sqrt(max(float(squares) - n * mean * mean, 0.0) / (n - 1.0))
     return (advantages - mean) / (std + 1e-8)
 
 

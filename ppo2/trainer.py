@@ -39,6 +39,7 @@ from .gae import compute_gae
 from .hf_hub import build_model, publish_pretrained, save_pretrained
 from .masks import MaskSource
 from .model import PPO2
+from .moments import pooled_sums
 from .observations import tree_map, vector_part
 from .optim import AdamState
 from .outputs import METRICS, RunOutputs
@@ -311,14 +312,11 @@ class Trainer:
             return
         valid = self.storage.valid
         obs = torch.from_numpy(vector_part(self.model.obs_spec, self.storage.obs)[valid])  # (never the images)
-        moments = torch.cat([obs.sum(0), (obs * obs).sum(0), torch.tensor([float(obs.shape[0])], dtype=torch.float64)])
-        moments = self.dist.all_reduce_sum(moments.to(self.device)).cpu()
-        d = self.model.norm_dim
-        count = float(moments[-1])
+        count, sums, squares = pooled_sums(obs, lambda t: self.dist.all_reduce_sum(t.to(self.device)).cpu())
         if count < 1:
             return
-        mean = moments[:d] / count
-        var = (moments[d:2 * d] / count - mean * mean).clamp_min(0.0)
+        mean = sums / count
+        var = (squares / count - mean * mean).clamp_min(0.0)
         self.model.update_obs_stats(mean, var, count)
 
     # --------------------------------------------------------------------------------------------

@@ -113,6 +113,28 @@ def test_gradients_reach_both_heads_and_latent():
         assert grad is not None and grad.abs().sum() > 0, name
 
 
+def _moments(a):
+    """What another rank adds in the all-reduce: its count, sum and sum of squares, by hand."""
+    a = a.double()
+    return torch.stack([a.new_tensor(float(a.numel())), a.sum(), a.square().sum()])
+
+
+def test_pooled_sums_of_rows_over_ranks():
+    """Per-column count, sum and sum of squares of this rank's rows plus the other ranks' (hand-computed)."""
+    from ppo2.moments import pooled_sums
+
+    mine = torch.tensor([[1.0, 2.0], [3.0, 4.0]])  # and the other rank holds one row, [5, 6]
+    count, sums, squares = pooled_sums(mine)
+    assert count == 2 and sums.tolist() == [4, 6] and squares.tolist() == [10, 20]
+    other = torch.tensor([1.0, 5.0, 6.0, 25.0, 36.0], dtype=torch.float64)  # its packed (count, sums, squares)
+    count, sums, squares = pooled_sums(mine, lambda t: t + other)
+    assert count == 3 and sums.tolist() == [9, 12] and squares.tolist() == [35, 56] and sums.dtype == torch.float64
+    count, sums, squares = pooled_sums(mine[:0], lambda t: t + other)  # an empty share still joins
+    assert count == 1 and sums.tolist() == [5, 6] and squares.tolist() == [25, 36]
+    count, sums, squares = pooled_sums(torch.tensor([1.0, -2.0, 3.0]))  # a 1-D tensor: its rows are numbers
+    assert count == 3 and sums.tolist() == [2] and squares.tolist() == [14]
+
+
 def test_advantages_are_normalised_over_every_ranks_share():
     """Under two ranks each normalises its half with the moments of both halves (summed by the all-reduce, here
     a stand-in that adds the other rank's): the whole batch's normalisation, not each half's."""
@@ -121,13 +143,9 @@ def test_advantages_are_normalised_over_every_ranks_share():
     adv = torch.randn(64, generator=torch.Generator().manual_seed(3)) * 3 + 1
     halves = adv[:32], adv[32:]
 
-    def moments(a):
-        a = a.double()
-        return torch.stack([a.new_tensor(float(a.numel())), a.sum(), a.square().sum()])
-
     whole = normalize_advantages(adv)
     for rank in (0, 1):
-        other = moments(halves[1 - rank])
+        other = _moments(halves[1 - rank])
         out = normalize_advantages(halves[rank], lambda t: t + other)
         torch.testing.assert_close(out, whole[rank * 32:(rank + 1) * 32], rtol=1e-5, atol=1e-6)
         assert not torch.allclose(out, normalize_advantages(halves[rank]), atol=1e-3)  # (each half's own differs)
@@ -140,16 +158,12 @@ def test_every_rank_joins_the_normalisation_whatever_its_share_holds():
 
     adv = torch.tensor([3.0, -1.0, 0.5, 2.0, 4.0])
 
-    def moments(a):
-        a = a.double()
-        return torch.stack([a.new_tensor(float(a.numel())), a.sum(), a.square().sum()])
-
     calls = []
 
     def with_the_rest(rest):
         def reduce(t):
             calls.append(1)
-            return t + moments(rest)
+            return t + _moments(rest)
         return reduce
 
     whole = normalize_advantages(adv)
