@@ -20,7 +20,7 @@ import torch
 from .envs import get_env_state, set_env_state
 from .errors import NonFiniteEnvError
 from .moments import merge_moments
-from .observations import check_finite, describe, tree_map, tree_zeros
+from .observations import check_finite, describe, has_images, tree_map, tree_zeros
 
 __all__ = ["RolloutStorage", "Collector", "RewardScaler"]
 
@@ -125,8 +125,7 @@ class RolloutStorage:
         """Refuse, before anything is allocated, a rollout whose observations alone (and the float32 copy of them
         that the update makes: 4x for images) exceed the memory this machine has available."""
         obs = cls.observation_bytes(num_steps, num_envs, obs_spec)
-        images = obs_spec["type"] == "Image" or any(s["type"] == "Image" for s in obs_spec.get("spaces", {}).values())
-        need = obs * (5 if images else 2)
+        need = obs * (5 if has_images(obs_spec) else 2)
         available = _available_memory()
         if available is not None and need > available:
             raise ValueError(f"{env_id}: a rollout of {num_steps} steps x {num_envs} envs of {describe(obs_spec)} needs "

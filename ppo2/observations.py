@@ -141,6 +141,11 @@ def image_keys(spec: dict) -> list[str]:
     return sorted(k for k, s in spec["spaces"].items() if s["type"] == "Image") if spec["type"] == "Dict" else []
 
 
+def has_images(spec: dict) -> bool:
+    """Whether observations of this spec hold any image (the whole observation, or a Dict entry)."""
+    return spec["type"] == "Image" or bool(image_keys(spec))
+
+
 def vector_dim(spec: dict) -> int:
     """Size of the vector part: what observation normalisation sees (0 for images only)."""
     if spec["type"] == "Box":

@@ -144,10 +144,10 @@ PREPROCESS_ONCE_BYTES = 512 << 20
 def preprocess_once(model: nn.Module, obs: Any) -> Any:
     """The rollout's observations through `model.preprocess`, wrapped as `Preprocessed`, for a model with a built-in
     image encoder whose preprocessed rollout fits in PREPROCESS_ONCE_BYTES; otherwise `obs` unchanged."""
-    from .observations import Preprocessed, image_keys
+    from .observations import Preprocessed, has_images
 
     spec = model.obs_spec
-    if model.encoder is None or model.encoder_name == "custom" or not (spec["type"] == "Image" or image_keys(spec)):
+    if model.encoder is None or model.encoder_name == "custom" or not has_images(spec):
         return obs
     element = 2 if model.precision.autocast is torch.bfloat16 else 4
     frames = obs if isinstance(obs, torch.Tensor) else next(iter(obs.values()))

@@ -25,6 +25,7 @@ import gymnasium as gym  # noqa: E402
 from ppo2.evaluate import evaluate_policy, record_replay  # noqa: E402
 from ppo2.hf_hub import save_pretrained  # noqa: E402
 from ppo2.model import PPO2  # noqa: E402
+from ppo2.observations import has_images  # noqa: E402
 from ppo2.io import atomic_write_json, read_json, sha256_file  # noqa: E402
 
 FRESH_SEED = 2_000_000  # neither the recorded seeds (0..99), the trainer's (1,000,000..), nor CI's fresh set (777,000..)
@@ -39,6 +40,8 @@ RL_ZOO_PPO = {  # RL-Zoo's published PPO scores (the goals we must match or beat
     "CartPoleNoVel-v1": "500.00 +/- 0.00 (RL-Zoo RecurrentPPO)",
     "PendulumNoVel-v1": "-217.9 +/- 140 (RL-Zoo RecurrentPPO)",
     "MountainCarContinuousNoVel-v0": "91.5 (RL-Zoo RecurrentPPO)",
+    # Atari at 10M steps (issue #29): RL-Zoo3 PPO on the NoFrameskip-v4 games
+    "ALE/Pong-v5": "20.99 (RL-Zoo3, NoFrameskip-v4)", "ALE/Breakout-v5": "398 (RL-Zoo3, NoFrameskip-v4)",
 }
 
 
@@ -50,6 +53,9 @@ def main() -> int:
     p.add_argument("--readme-only", action="store_true", help="only regenerate the README's zoo table")
     p.add_argument("--episodes", type=int, default=100)
     p.add_argument("--fresh-episodes", type=int, default=1000, help="a second, larger evaluation on other seeds")
+    p.add_argument("--check-episodes", type=int, default=None,
+                   help="the evaluation CI replays (seeds 0..N-1); default: 10 for image observations, whose 100 "
+                        "episodes take minutes, else all of --episodes")
     p.add_argument("--weights-dir", type=Path, default=REPO / "weights")
     args = p.parse_args()
     if args.readme_only:
@@ -73,6 +79,10 @@ def main() -> int:
     fresh = evaluate_policy(model, env_id, n_episodes=args.fresh_episodes, seed=FRESH_SEED)
     fresh_se = fresh["std_reward"] / fresh["n_episodes"] ** 0.5
     print(f"{env_id}: {fresh['mean_reward']:.2f} (standard error {fresh_se:.2f}) over {args.fresh_episodes} fresh episodes")
+    n_check = args.check_episodes if args.check_episodes is not None else (min(10, args.episodes) if has_images(model.obs_spec) else args.episodes)
+    if not 1 <= n_check <= args.episodes:
+        raise SystemExit(f"error: --check-episodes must be between 1 and --episodes ({args.episodes}), got {n_check}")
+    check = evaluate_policy(model, env_id, n_episodes=n_check, seed=0) if n_check < args.episodes else None
 
     out = args.weights_dir / env_id
     if out.exists():
@@ -97,6 +107,7 @@ def main() -> int:
     shutil.copyfile(run / "metrics.csv", out / "metrics.csv")
     best_step = read_json(source / "results.json").get("global_step", summary["global_step"]) if source != run else summary["global_step"]
 
+    train_config = read_json(run / "train_config.json")
     index_path = args.weights_dir / "zoo.json"
     index = read_json(index_path) if index_path.exists() else {"default": "CartPole-v1", "policies": {}}
     index["policies"][env_id] = {
@@ -110,8 +121,7 @@ def main() -> int:
         "platform": {k: v for k, v in summary["provenance"].items() if k not in ("commit", "dirty")},
         # (a resumed run's file names the directory it resumed; its command reproduces it without: restart_episodes_at
         # holds where its episodes restarted)
-        "train_config": {k: (None if k == "resume" else v) for k, v in read_json(run / "train_config.json").items()
-                         if k != "output_dir"},
+        "train_config": {k: (None if k == "resume" else v) for k, v in train_config.items() if k != "output_dir"},
         "training_steps": int(best_step),
         "run_steps": int(summary["global_step"]),
         "run_wall_time_s": summary["wall_time_s"],
@@ -124,9 +134,19 @@ def main() -> int:
                        "command": f"python -m ppo2.evaluate {env_id} -n {args.fresh_episodes} --seed {FRESH_SEED}"},
         "rl_zoo_ppo": RL_ZOO_PPO.get(env_id),
     }
+    if check is not None:  # what tests/test_zoo.py replays in CI
+        index["policies"][env_id]["eval_check"] = {
+            "mean_reward": check["mean_reward"], "std_reward": check["std_reward"], "n_episodes": n_check,
+            "seeds": f"0..{n_check - 1}", "deterministic": True,
+            "command": f"python -m ppo2.evaluate {env_id} -n {n_check} --seed 0"}
+    if summary.get("solved_at"):  # the run's wall clock to its target (confirmed on fresh episodes)
+        index["policies"][env_id]["target"] = dict(summary["solved_at"], target_reward=train_config["target_reward"])
     index["policies"] = dict(sorted(index["policies"].items()))
     atomic_write_json(index_path, index)
-    write_readme_table(args.weights_dir)
+    if args.weights_dir.resolve() == (REPO / "weights").resolve():
+        write_readme_table(args.weights_dir)
+    else:  # (the README shows the shipped zoo only)
+        print(f"README.md left as it is: {args.weights_dir} is not {REPO / 'weights'}")
     return 0
 
 

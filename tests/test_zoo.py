@@ -56,12 +56,16 @@ def test_entry_matches_files_and_model(env_id):
     model = load_pretrained(env_id, weights_dir=REPO / "weights")
     config = {k: v for k, v in entry["config"].items() if k not in ("model_type", "ppo2_version", "env_id")}
     assert model.get_config() == config
-    import gymnasium as gym
+    from ppo2.envs import make_vector_env
+    from ppo2.validation import check_compatible
 
-    env = gym.make(env_id)
-    assert model.input_dim == env.observation_space.shape[0]
+    envs = make_vector_env(env_id, 1)  # the env as the trainer builds it (Atari: the preprocessed frames)
+    try:
+        check_compatible(model, envs.single_observation_space, envs.single_action_space, env_id)
+    finally:
+        envs.close()
     assert entry["eval"]["n_episodes"] == 100 and entry["eval"]["mean_reward"] >= GOALS[env_id]
-    assert entry["command"].startswith(f"python train.py --env {env_id}")
+    assert entry["command"].startswith("python train.py --env ")  # (its --env resolving to env_id: below)
     assert (directory / "replay.gif").stat().st_size > 1000 and (directory / "learning_curve.png").exists()
 
 
@@ -71,7 +75,9 @@ def test_entry_matches_files_and_model(env_id):
 # contacts amplify one ulp over 1,000 steps), and the chaotic MuJoCo episodes are in effect drawn again: an
 # AMD EPYC CI host scored Ant 1,852 and Humanoid 1,129 where the recording host scored 1,777 and 1,151 (0.95
 # and 0.62 standard errors). So the tolerance is 2% of the goal or 3 standard errors of the recorded mean,
-# whichever is wider, and the score must still meet the goal.
+# whichever is wider, and the score must still meet the goal. A pixel entry's 100 episodes (thousands of CNN steps
+# each) would take minutes: CI replays the shorter evaluation recorded beside them (`eval_check`, seeds 0..9), and
+# the goal is the recorded 100 episodes' (test_entry_matches_files_and_model).
 @pytest.mark.parametrize("env_id", sorted(GOALS))
 def test_recorded_score_reproduces(env_id):
     """The pinned score is the recorded one: exactly where the platform fingerprint matches the entry's, else
@@ -80,14 +86,16 @@ def test_recorded_score_reproduces(env_id):
 
     entry = ZOO[env_id]
     model = load_pretrained(env_id, weights_dir=REPO / "weights")
-    n = entry["eval"]["n_episodes"]
+    recorded_eval = entry.get("eval_check", entry["eval"])
+    n = recorded_eval["n_episodes"]
     res = evaluate_policy(model, env_id, n_episodes=n, seed=0)
     recorded, here = entry["platform"], platform_fingerprint()
     if all(recorded.get(k) == here[k] for k in REPRODUCTION_KEYS):
-        assert (res["mean_reward"], res["std_reward"]) == (entry["eval"]["mean_reward"], entry["eval"]["std_reward"])
-    tolerance = max(0.02 * abs(GOALS[env_id]), 3 * entry["eval"]["std_reward"] / n ** 0.5)
-    assert res["mean_reward"] == pytest.approx(entry["eval"]["mean_reward"], abs=tolerance)
-    assert res["mean_reward"] >= GOALS[env_id]
+        assert (res["mean_reward"], res["std_reward"]) == (recorded_eval["mean_reward"], recorded_eval["std_reward"])
+    tolerance = max(0.02 * abs(GOALS[env_id]), 3 * recorded_eval["std_reward"] / n ** 0.5)
+    assert res["mean_reward"] == pytest.approx(recorded_eval["mean_reward"], abs=tolerance)
+    if recorded_eval is entry["eval"]:
+        assert res["mean_reward"] >= GOALS[env_id]
 
 
 @pytest.mark.parametrize("env_id", sorted(GOALS))
