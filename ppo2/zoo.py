@@ -40,19 +40,29 @@ def is_zoo_id(name: Any, weights_dir: str | os.PathLike | None = None) -> bool:
     if not isinstance(name, str):
         return False
     try:
-        return name in load_zoo(weights_dir)
+        return _zoo_id(name, load_zoo(weights_dir)) is not None
     except FileNotFoundError:
         return False
+
+
+def _zoo_id(name: str, zoo: dict) -> str | None:
+    """The zoo's id for `name`: itself, or the env id a short name stands for (`'Pong'`: `'ALE/Pong-v5'`)."""
+    if name in zoo:
+        return name
+    from .envs import ENV_ALIASES  # (gymnasium, only for a name the index does not hold)
+
+    return ENV_ALIASES[name] if ENV_ALIASES.get(name) in zoo else None
 
 
 def zoo_entry(name: str | bool, weights_dir: str | os.PathLike | None = None) -> dict:
     zoo = load_zoo(weights_dir)
     env_id = DEFAULT_ENV if name is True else name
-    if env_id not in zoo:
+    found = _zoo_id(env_id, zoo) if isinstance(env_id, str) else None
+    if found is None:
         close = difflib.get_close_matches(str(env_id), list(zoo), n=3)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise ValueError(f"no pretrained policy for {env_id!r}; available: {sorted(zoo)}.{hint}")
-    return zoo[env_id]
+    return zoo[found]
 
 
 def load_pretrained(name: str | bool = True, weights_dir: str | os.PathLike | None = None,

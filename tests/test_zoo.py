@@ -212,6 +212,25 @@ def zoo_copy(tmp_path):
     return dst
 
 
+def test_a_short_game_name_finds_its_entry(zoo_copy):
+    """`pretrained='Pong'` means what `train.py --env Pong` trains: the entry of ALE/Pong-v5 (here a stand-in
+    entry under that id); an alias whose game the zoo lacks, or another spelling, is still an unknown id."""
+    import json
+
+    from ppo2.zoo import is_zoo_id, zoo_entry
+
+    index = json.loads((zoo_copy / "zoo.json").read_text())
+    stand_in = dict(index["policies"]["CartPole-v1"], env_id="ALE/Pong-v5")
+    index["policies"]["ALE/Pong-v5"] = stand_in
+    (zoo_copy / "zoo.json").write_text(json.dumps(index))
+    assert is_zoo_id("Pong", zoo_copy) and zoo_entry("Pong", zoo_copy) == stand_in
+    assert load_pretrained("Pong", weights_dir=zoo_copy).input_dim == 4
+    for name in ("pong", "Breakout"):
+        assert not is_zoo_id(name, zoo_copy)
+        with pytest.raises(ValueError, match=f"no pretrained policy for '{name}'"):
+            zoo_entry(name, zoo_copy)
+
+
 def test_flipped_byte_is_caught(zoo_copy):
     path = zoo_copy / "CartPole-v1" / "model.safetensors"
     data = bytearray(path.read_bytes())
