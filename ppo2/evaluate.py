@@ -203,7 +203,7 @@ def load_policy(source: str, map_location: str = "cpu"):
 
     if is_zoo_id(source):  # a zoo id is never shadowed by a same-named local directory
         model = load_pretrained(source, map_location=map_location)
-        model.env_id = source
+        model.env_id = zoo_entry(source)["env_id"]  # ('Pong': ALE/Pong-v5)
         return model
     if Path(source).is_dir():
         return PPO2.from_pretrained(source, map_location=map_location)
