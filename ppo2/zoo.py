@@ -114,6 +114,15 @@ ZOO_TABLE_BEGIN = "<!-- zoo table: generated from weights/zoo.json by scripts/ad
 ZOO_TABLE_END = "<!-- end of zoo table -->"
 
 
+def _duration(seconds: float | None) -> str:
+    """A wall time as the README's zoo table shows it: 81 s, 18 min, 7.9 h."""
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:,.0f} s"
+    return f"{seconds / 60:,.0f} min" if seconds < 120 * 60 else f"{seconds / 3600:,.1f} h"
+
+
 def zoo_table(weights_dir: str | os.PathLike | None = None) -> str:
     """The README's table of shipped policies, in Markdown, from the index alone (the README shows this text)."""
     rows = ["| env | return (100 episodes) | 1,000 fresh episodes | published PPO | steps | train time | replay |",
@@ -121,8 +130,7 @@ def zoo_table(weights_dir: str | os.PathLike | None = None) -> str:
     for env_id, e in load_zoo(weights_dir).items():
         ev, fresh = e["eval"], e.get("eval_fresh") or {}
         fresh_text = f"{fresh['mean_reward']:,.1f}" if fresh else "-"
-        minutes = e.get("run_wall_time_s")
-        took = "-" if minutes is None else (f"{minutes:,.0f} s" if minutes < 120 else f"{minutes / 60:,.0f} min")
+        took = _duration(e.get("run_wall_time_s"))
         rows.append(f"| {env_id} | {ev['mean_reward']:,.1f} +/- {ev['std_reward']:,.1f} | {fresh_text} | "
                     f"{e.get('rl_zoo_ppo') or '-'} | {e.get('training_steps', 0):,} | {took} | "
                     f"[gif](weights/{e['dir']}/replay.gif) |")

@@ -332,3 +332,11 @@ def test_replay_as_mp4(tmp_path):
     assert frames.ndim == 4 and frames.shape[0] >= rep["length"] // 2
     with pytest.raises(ValueError, match="must end in .gif or .mp4, got 'r.avi'"):
         record_replay(load_pretrained("Acrobot-v1"), "Acrobot-v1", tmp_path / "r.avi")
+
+
+def test_train_time_reads_in_the_unit_it_needs():
+    """The zoo table's train time: seconds under 2 minutes, minutes under 2 hours, then hours (an Atari run)."""
+    from ppo2.zoo import _duration
+
+    assert [_duration(t) for t in (None, 38.4, 119.4, 120, 1079, 7199, 7200, 28512)] == [
+        "-", "38 s", "119 s", "2 min", "18 min", "120 min", "2.0 h", "7.9 h"]
