@@ -5,6 +5,10 @@ observation acted on at step t; when step t-1 ended an episode, row t is the res
 ignored, so it is marked invalid and left out of the update, and its value V(final observation) is
 exactly the bootstrap a time-limit truncation at step t-1 needs.
 
+With `life_loss` (Atari), a step on which the game lost a life is terminal to the learner (no value bootstrapped
+across it: baselines' EpisodicLifeEnv) but not an episode end: the game goes on, the next row is an ordinary step,
+and logged episodes are whole games.
+
 Observations are an array or a dict of arrays (ppo2/observations.py); images are stored as uint8.
 """
 from __future__ import annotations
@@ -169,14 +173,18 @@ class Collector:
     at a time into `storage`."""
 
     def __init__(self, envs, env_id: str, storage: RolloutStorage, device: torch.device, reset_seed: int,
-                 reward_scaler: RewardScaler | None = None, clip_reward: bool = False, masks=None):
-        """`masks` (a `ppo2.masks.MaskSource`) splits action masks off the observations or asks the envs for them."""
+                 reward_scaler: RewardScaler | None = None, clip_reward: bool = False, masks=None,
+                 life_loss: bool = False):
+        """`masks` (a `ppo2.masks.MaskSource`) splits action masks off the observations or asks the envs for them.
+        `life_loss`: a lost life (the envs' info 'lives' going down) is terminal to the learner."""
         self.envs, self.env_id, self.storage, self.device = envs, env_id, storage, device
         self.masks = masks
         self.reward_scaler = reward_scaler
         self.clip_reward = clip_reward  # train on sign(r) (then scale, if a scaler is set); log the env's r
         self.num_envs = envs.num_envs
-        self.next_obs, _ = envs.reset(seed=reset_seed)
+        self.life_loss = life_loss
+        self.next_obs, info = envs.reset(seed=reset_seed)
+        self.lives = self._lives(info, "reset")
         self.next_mask = self._split()
         self.prev_done = np.zeros(self.num_envs, np.bool_)
         # recurrent policies: the LSTM state, and which envs' next observation begins an episode (all, after reset)
@@ -202,6 +210,16 @@ class Collector:
         raise NonFiniteEnvError(f"{self.env_id} returned a NaN/inf {what} at {where} in sub-environment(s) {envs} "
                                 "(nothing from this rollout was used; check the environment or wrap it to sanitise "
                                 "its output)")
+
+    def _lives(self, info: dict, where: str) -> np.ndarray | None:
+        """Each env's lives left (info 'lives'), where lost lives are terminal; else None."""
+        if not self.life_loss:
+            return None
+        lives = info.get("lives") if isinstance(info, dict) else None
+        if lives is None or np.shape(lives) != (self.num_envs,):
+            raise ValueError(f"{self.env_id}: life_loss='terminal' needs the envs to report each one's 'lives' in their "
+                             f"info (Atari games do); at {where} the info holds {sorted(info) if isinstance(info, dict) else info!r}")
+        return np.asarray(lives, np.int64).copy()
 
     def to_device(self, obs: Any) -> Any:
         on_cpu = self.device.type == "cpu"
@@ -255,14 +273,20 @@ class Collector:
             if state is not None:
                 self.lstm_state = state
 
-            self.next_obs, reward, terminated, truncated, _ = self.envs.step(to_env(action_np))
+            self.next_obs, reward, terminated, truncated, info = self.envs.step(to_env(action_np))
             self.check_finite(self.next_obs, f"{where}, rollout step {t}", reward)
             done = terminated | truncated
+            terminal = terminated  # to the learner
+            if self.lives is not None:
+                lives = self._lives(info, f"{where}, rollout step {t}")
+                terminal = terminated | ((lives < self.lives) & ~done)  # (an autoreset step's new game has more)
+                self.lives = lives
             self.next_mask = self._split(done)
             s.valid[t] = ~self.prev_done  # False on the autoreset step: its action was ignored
             train_reward = np.sign(reward) if self.clip_reward else reward
-            s.rewards[t] = train_reward if self.reward_scaler is None else self.reward_scaler(train_reward, done, s.valid[t])
-            s.terminations[t] = terminated
+            s.rewards[t] = (train_reward if self.reward_scaler is None
+                            else self.reward_scaler(train_reward, done | terminal, s.valid[t]))
+            s.terminations[t] = terminal
             s.truncations[t] = truncated
 
             self.ep_return += reward
@@ -373,7 +397,8 @@ class Collector:
     def restart(self, seed: int) -> None:
         """Fresh episodes from `envs.reset(seed=seed)`: what was in flight (returns, lengths, the reward scaler's
         discounted returns, LSTM memory) is dropped with them."""
-        self.next_obs, _ = self.envs.reset(seed=seed)
+        self.next_obs, info = self.envs.reset(seed=seed)
+        self.lives = self._lives(info, "reset")
         self.next_mask = self._split()
         self.prev_done[:] = False
         self.ep_return[:] = 0.0

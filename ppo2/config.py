@@ -75,6 +75,10 @@ class TrainConfig:
     reward_clip: float = _f(10.0, "clip for scaled rewards (with --normalize-reward)")
     clip_reward: bool = _f(False, "train on the sign of each reward (-1, 0, +1), as baselines' Atari wrapper does; "
                                   "logged and evaluated returns stay the env's")
+    life_loss: str = _f("auto", "what a lost life is to the learner: terminal (no value bootstrapped across it, as "
+                                "baselines' EpisodicLifeEnv; the game goes on, and logged and evaluated episodes stay "
+                                "whole games), ignore, or auto (terminal for ALE games)",
+                        choices=("auto", "terminal", "ignore"))
     log_std_init: float = _f(0.0, "initial log-std of Gaussian policies")
     recurrent: bool = _f(False, "an LSTM between the encoder and the latent MLP (ppo2/memory.py): memory for partially "
                                 "observed envs; training runs each env's rollout as one sequence from its saved state")
@@ -153,6 +157,11 @@ class TrainConfig:
             preset = ATARI_PPO if atari else ALGO_DEFAULTS.get(algo, {})
         return cls(**{**preset, **overrides, "env_id": env_id, "algo": algo}).validated()
 
+    @property
+    def life_loss_terminal(self) -> bool:
+        """Whether a lost life is terminal to the learner: `life_loss`, with auto resolved (ALE games: yes)."""
+        return self.life_loss == "terminal" or (self.life_loss == "auto" and str(self.env_id).startswith("ALE/"))
+
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes).validated()
 
@@ -189,6 +198,7 @@ class TrainConfig:
              f"encoder must be auto, mlp, nature_cnn or multi_input, got {self.encoder!r}")
         need(self.optimizer in ("adam", "rmsprop"), f"optimizer must be 'adam' or 'rmsprop', got {self.optimizer!r}")
         need(self.precision in PRECISIONS, f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
+        need(self.life_loss in ("auto", "terminal", "ignore"), f"life_loss must be auto, terminal or ignore, got {self.life_loss!r}")
         need(self.vectorization in ("auto", "sync", "async"), f"vectorization must be auto, sync or async, got {self.vectorization!r}")
         need(self.batch_size % self.num_minibatches == 0,
              f"batch size num_envs*num_steps = {self.num_envs}*{self.num_steps} = {self.batch_size} is not divisible "

@@ -139,7 +139,8 @@ class Trainer:
         mask_source = (MaskSource(self.model.mask_config, self.model.action_spec, cfg.env_id)
                        if self.model.mask_config is not None else None)
         self.collector = Collector(self.envs, cfg.env_id, self.storage, self.device, reset_seed=self._env_seed(0),
-                                   reward_scaler=scaler, clip_reward=cfg.clip_reward, masks=mask_source)
+                                   reward_scaler=scaler, clip_reward=cfg.clip_reward, masks=mask_source,
+                                   life_loss=cfg.life_loss_terminal)
         self._stop_signal: int | None = None
         self.last_checkpoint: Path | None = None
         self.checkpointed_update: int | None = None  # (on every rank: the update the last checkpoint holds)

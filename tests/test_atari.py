@@ -155,3 +155,35 @@ def test_a_seeded_reset_restarts_ale_from_scratch():
     finally:
         used.close()
         fresh.close()
+
+
+def test_breakout_lives_end_the_value_horizon_not_the_game(tmp_path):
+    """The Atari default (life_loss auto: terminal for ALE games), on the real game: every lost life is a terminal
+    row of the rollout, the row after it is an ordinary step, and only game overs count as episodes."""
+    cfg = TrainConfig.for_env("Breakout", num_envs=2, num_steps=384, num_minibatches=1, total_timesteps=768,
+                              processes=1, eval_interval=0, output_dir=str(tmp_path), progress=False,
+                              tensorboard=False, plot=False)
+    assert cfg.life_loss == "auto" and cfg.life_loss_terminal
+    trainer = Trainer(cfg)
+    lives = []
+    real_step = trainer.envs.step
+
+    def step(action):
+        out = real_step(action)
+        lives.append(out[4]["lives"].copy())
+        return out
+
+    trainer.envs.step = step
+    try:
+        trainer.collect_rollout()
+        s, c = trainer.storage, trainer.collector
+        lives = np.stack(lives)  # (steps, envs): the lives left after each step
+        before = np.vstack([np.full((1, 2), 5), lives[:-1]])
+        lost = (lives < before) & (lives > 0)  # a life lost, the game going on
+        game_over = (lives == 0) & (before > 0)
+        assert lost.sum() >= 4 and game_over.sum() == c.episodes
+        np.testing.assert_array_equal(s.terminations.astype(bool), lost | game_over)
+        assert s.valid[1:][lost[:-1]].all()  # the game goes on: the next row is played
+        assert not s.valid[1:][game_over[:-1]].any()  # after a game over, the autoreset row
+    finally:
+        trainer.close()

@@ -132,12 +132,12 @@ def test_resume_is_bit_identical(tmp_path, monkeypatch, env_id, fused, extra):
     assert len(rows) == 1 + 6  # header + one row per update, across both processes
 
 
-@pytest.mark.parametrize("extra", [{}, {"normalize_reward": True}])
-def test_a_resume_that_restarts_the_episodes_is_reproduced_in_one_go(tmp_path, extra):
+@pytest.mark.parametrize("env_id,extra", [("ppo2test/Score-v0", {}), ("ppo2test/Score-v0", {"normalize_reward": True}),
+                                          ("ppo2test/Lives-v0", {"life_loss": "terminal"})])
+def test_a_resume_that_restarts_the_episodes_is_reproduced_in_one_go(tmp_path, env_id, extra):
     """A checkpoint cannot hold a user env's state: resumed after update 3, the run starts fresh episodes there and
     its train_config.json says so (restart_episodes_at [3]); that configuration, run straight through, gives the
     same weights to the bit. The restart changes the run: without it the weights differ."""
-    env_id = "ppo2test/Score-v0"
     kw = dict(SHORT, num_envs=4, num_steps=32, num_minibatches=2, update_epochs=2, total_timesteps=4 * 32 * 6,
               checkpoint_interval=3, **extra, **FAST)
     straight = train(env_id=env_id, seed=5, output_dir=str(tmp_path / "straight"), **kw)
@@ -152,6 +152,33 @@ def test_a_resume_that_restarts_the_episodes_is_reproduced_in_one_go(tmp_path, e
     one_go = train(env_id=env_id, seed=5, output_dir=str(tmp_path / "one_go"), restart_episodes_at=(3,), **kw)
     assert_same(state(model), state(one_go))
     assert not torch.equal(straight.value_head.weight, one_go.value_head.weight)
+
+
+@pytest.mark.parametrize("life_loss,terminal_rows", [("terminal", [2, 5, 8]), ("ignore", [8]), ("auto", [8])])
+def test_a_lost_life_is_terminal_to_the_learner_only(tmp_path, life_loss, terminal_rows):
+    """Lives-v0 loses a life on its 3rd, 6th and 9th step, the last ending the game. With life_loss='terminal' each loss
+    ends the value's horizon (terminations), but the game goes on: the next row is an ordinary step (valid), and the
+    logged episode is the whole game (return 9). 'auto' is terminal for ALE games only."""
+    cfg = TrainConfig.for_env("ppo2test/Lives-v0", num_envs=1, num_steps=12, num_minibatches=1, total_timesteps=12,
+                              life_loss=life_loss, output_dir=str(tmp_path), **FAST)
+    assert cfg.life_loss_terminal == (life_loss == "terminal")
+    assert TrainConfig.for_env("Breakout").life_loss_terminal and not TrainConfig.for_env("CartPole-v1").life_loss_terminal
+    trainer = Trainer(cfg)
+    try:
+        trainer.collect_rollout()
+        s, c = trainer.storage, trainer.collector
+        assert np.flatnonzero(s.terminations[:, 0]).tolist() == terminal_rows
+        assert s.valid[:, 0].tolist() == [True] * 9 + [False, True, True]  # row 9: the autoreset step
+        assert list(c.recent_returns) == [9.0] and c.episodes == 1
+    finally:
+        trainer.close()
+
+
+def test_life_loss_terminal_needs_lives_from_the_env(tmp_path):
+    with pytest.raises(ValueError, match=r"life_loss='terminal' needs the envs to report each one's 'lives'.*at reset"):
+        Trainer(TrainConfig.for_env("CartPole-v1", life_loss="terminal", output_dir=str(tmp_path), **FAST))
+    with pytest.raises(ValueError, match="life_loss must be auto, terminal or ignore, got 'yes'"):
+        TrainConfig.for_env("CartPole-v1", life_loss="yes")
 
 
 def test_resume_from_missing_path_is_an_error(tmp_path):

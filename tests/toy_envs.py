@@ -49,6 +49,22 @@ class CountEnv(gym.Env):
         return np.array([float(self.t)], np.float32), 1.0, terminated, False, {}
 
 
+class LivesEnv(CountEnv):
+    """CountEnv with an Atari-like life counter in its info: 3 lives, one lost every 3rd step; the game ends (terminated)
+    with the last one, after 9 steps and a return of 9."""
+
+    def reset(self, *, seed=None, options=None):
+        obs, _ = super().reset(seed=seed)
+        self.lives = 3
+        return obs, {"lives": self.lives}
+
+    def step(self, action):
+        obs, reward, _, truncated, _ = super().step(action)
+        if self.t % 3 == 0:
+            self.lives -= 1
+        return obs, reward, self.lives == 0, truncated, {"lives": self.lives}
+
+
 class NaNRewardEnv(CountEnv):
     """Healthy for `healthy_steps` steps, then rewards become NaN."""
 
@@ -233,6 +249,7 @@ def register_all():
     for name, entry, kwargs in [
         ("Identity-v0", IdentityEnv, {}),
         ("Count-v0", CountEnv, {"terminate_at": 3}),
+        ("Lives-v0", LivesEnv, {}),
         ("CountTruncated-v0", CountEnv, {}),
         ("NaNReward-v0", NaNRewardEnv, {}),
         ("NaNObsBox-v0", NaNObsBoxEnv, {}),
