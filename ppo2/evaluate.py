@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -54,11 +55,30 @@ class PolicyActor:
         return action
 
 
-@torch.no_grad()
 def run_episodes(model, envs, seed: int, deterministic: bool = True,
                  stop: Callable[[], bool] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Play exactly one episode in each sub-environment of `envs` (reset with `seed`); returns (returns, lengths).
-    `stop`, checked before every step, raises EvaluationInterrupted when it returns True."""
+    Sampled actions (`deterministic=False`) are drawn from `seed` too, so those episodes replay as well; the caller's
+    random state is left as it was. `stop`, checked before every step, raises EvaluationInterrupted when it returns
+    True."""
+    if deterministic:
+        return _play_episodes(model, envs, seed, True, stop)
+    with _sampling_seeded(model, seed):
+        return _play_episodes(model, envs, seed, False, stop)
+
+
+@contextlib.contextmanager
+def _sampling_seeded(model, seed: int):
+    """torch's random state (CPU, and the model's GPU) started from `seed` inside, and restored after."""
+    device = next(model.parameters(), torch.zeros(0)).device
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)
+        yield
+
+
+@torch.no_grad()
+def _play_episodes(model, envs, seed: int, deterministic: bool,
+                   stop: Callable[[], bool] | None) -> tuple[np.ndarray, np.ndarray]:
     n = envs.num_envs
     was_training = model.training
     model.eval()
@@ -143,19 +163,21 @@ def record_replay(model, env_id: str, path: str | Path, seed: int = 0, determini
         os.environ.setdefault("MUJOCO_GL", "egl")  # MuJoCo's default (GLFW) needs a display; EGL renders without one
 
     env = _make_render_env(env_id)
+    sampling = contextlib.nullcontext() if deterministic else _sampling_seeded(model, seed)
     try:
-        obs, _ = env.reset(seed=seed)
-        frames, total, steps = [env.render()], 0.0, 0
-        model.eval()
-        actor = PolicyActor(model, deterministic, 1)
-        for steps in range(1, max_steps + 1):
-            action = actor(obs, lambda: np.asarray(env.get_wrapper_attr("action_masks")()))
-            obs, reward, terminated, truncated, _ = env.step(action)
-            total += float(reward)
-            if steps % frame_skip == 0:
-                frames.append(env.render())
-            if terminated or truncated:
-                break
+        with sampling:  # (sampled actions drawn from `seed`, as in run_episodes)
+            obs, _ = env.reset(seed=seed)
+            frames, total, steps = [env.render()], 0.0, 0
+            model.eval()
+            actor = PolicyActor(model, deterministic, 1)
+            for steps in range(1, max_steps + 1):
+                action = actor(obs, lambda: np.asarray(env.get_wrapper_attr("action_masks")()))
+                obs, reward, terminated, truncated, _ = env.step(action)
+                total += float(reward)
+                if steps % frame_skip == 0:
+                    frames.append(env.render())
+                if terminated or truncated:
+                    break
         fps = fps or int(env.metadata.get("render_fps", 30))
     finally:
         env.close()

@@ -340,3 +340,26 @@ def test_train_time_reads_in_the_unit_it_needs():
 
     assert [_duration(t) for t in (None, 38.4, 119.4, 120, 1079, 7199, 7200, 28512)] == [
         "-", "38 s", "119 s", "2 min", "18 min", "120 min", "2.0 h", "7.9 h"]
+
+
+def test_sampled_actions_replay_from_the_evaluation_seed(tmp_path):
+    """With sampled actions (RL-Zoo's choice for Atari) the same (seed, episodes) give the same episodes whatever
+    torch's random state was; another seed other episodes; the caller's random state is left as it was. A replay
+    likewise."""
+    from ppo2.evaluate import record_replay
+
+    model = PPO2(input_dim=4, action_space=2)  # untrained: a sampling policy with ~uniform actions
+    runs = []
+    for state in (1, 2):
+        torch.manual_seed(state)
+        before = torch.get_rng_state()
+        runs.append(evaluate_policy(model, "CartPole-v1", n_episodes=5, seed=3, deterministic=False)["episode_rewards"])
+        assert torch.equal(torch.get_rng_state(), before)
+    assert runs[0] == runs[1]
+    assert evaluate_policy(model, "CartPole-v1", n_episodes=5, seed=4, deterministic=False)["episode_rewards"] != runs[0]
+    replays = []
+    for state in (1, 2):
+        torch.manual_seed(state)
+        replays.append(record_replay(model, "CartPole-v1", tmp_path / f"r{state}.gif", seed=3, deterministic=False))
+    assert replays[0]["length"] == replays[1]["length"]
+    assert (tmp_path / "r1.gif").read_bytes() == (tmp_path / "r2.gif").read_bytes()
