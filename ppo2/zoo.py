@@ -131,7 +131,8 @@ def zoo_table(weights_dir: str | os.PathLike | None = None) -> str:
         ev, fresh = e["eval"], e.get("eval_fresh") or {}
         fresh_text = f"{fresh['mean_reward']:,.1f}" if fresh else "-"
         took = _duration(e.get("run_wall_time_s"))
-        rows.append(f"| {env_id} | {ev['mean_reward']:,.1f} +/- {ev['std_reward']:,.1f} | {fresh_text} | "
+        played = "" if ev.get("deterministic", True) else " (sampled actions)"
+        rows.append(f"| {env_id} | {ev['mean_reward']:,.1f} +/- {ev['std_reward']:,.1f}{played} | {fresh_text} | "
                     f"{e.get('rl_zoo_ppo') or '-'} | {e.get('training_steps', 0):,} | {took} | "
                     f"[gif](weights/{e['dir']}/replay.gif) |")
     return "\n".join(rows) + "\n"

@@ -6,7 +6,8 @@
     python scripts/add_to_zoo.py --readme-only      # regenerate the README's zoo table from weights/zoo.json
 
 Takes RUN_DIR/best (the best policy by the run's own periodic evaluation; RUN_DIR itself if there is no
-best/), evaluates it on 100 deterministic episodes with seeds 0..99 (never used during training: the
+best/), evaluates it on 100 deterministic episodes (sampled actions with --stochastic, as RL-Zoo plays Atari;
+drawn from the seed, so they replay too) with seeds 0..99 (never used during training: the
 trainer evaluates on seeds from 1,000,000), writes a replay GIF and copies the learning curve, and records
 the entry with the sha256 of every file in weights/zoo.json, then regenerates the README's zoo table from it
 (tests/test_first_contact.py keeps the two equal).
@@ -53,6 +54,8 @@ def main() -> int:
     p.add_argument("--readme-only", action="store_true", help="only regenerate the README's zoo table")
     p.add_argument("--episodes", type=int, default=100)
     p.add_argument("--fresh-episodes", type=int, default=1000, help="a second, larger evaluation on other seeds")
+    p.add_argument("--stochastic", action="store_true",
+                   help="sample the actions in every evaluation (RL-Zoo's way with Atari) instead of the most likely")
     p.add_argument("--check-episodes", type=int, default=None,
                    help="the evaluation CI replays (seeds 0..N-1); default: 10 for image observations, whose 100 "
                         "episodes take minutes, else all of --episodes")
@@ -73,16 +76,19 @@ def main() -> int:
     if not prov.get("commit") or prov.get("dirty"):
         raise SystemExit(f"error: {run} was not trained from a clean, committed checkout (provenance {prov}); "
                          "a zoo entry must name the commit that reproduces it")
-    res = evaluate_policy(model, env_id, n_episodes=args.episodes, seed=0)
+    deterministic = not args.stochastic
+    flag = " --stochastic" if args.stochastic else ""
+    res = evaluate_policy(model, env_id, n_episodes=args.episodes, seed=0, deterministic=deterministic)
     print(f"{env_id}: {res['mean_reward']:.2f} +/- {res['std_reward']:.2f} over {args.episodes} episodes")
     # a larger set of episodes never used to train or to choose the policy: what a user will see
-    fresh = evaluate_policy(model, env_id, n_episodes=args.fresh_episodes, seed=FRESH_SEED)
+    fresh = evaluate_policy(model, env_id, n_episodes=args.fresh_episodes, seed=FRESH_SEED, deterministic=deterministic)
     fresh_se = fresh["std_reward"] / fresh["n_episodes"] ** 0.5
     print(f"{env_id}: {fresh['mean_reward']:.2f} (standard error {fresh_se:.2f}) over {args.fresh_episodes} fresh episodes")
     n_check = args.check_episodes if args.check_episodes is not None else (min(10, args.episodes) if has_images(model.obs_spec) else args.episodes)
     if not 1 <= n_check <= args.episodes:
         raise SystemExit(f"error: --check-episodes must be between 1 and --episodes ({args.episodes}), got {n_check}")
-    check = evaluate_policy(model, env_id, n_episodes=n_check, seed=0) if n_check < args.episodes else None
+    check = (evaluate_policy(model, env_id, n_episodes=n_check, seed=0, deterministic=deterministic)
+             if n_check < args.episodes else None)
 
     out = args.weights_dir / env_id
     if out.exists():
@@ -99,7 +105,7 @@ def main() -> int:
     else:
         replay = dict(max_steps=500 if env_id == "LunarLander-v3" else 1000,
                       frame_skip=3 if env_id in ("CartPole-v1", "CartPoleNoVel-v1", "LunarLander-v3") else 2)
-    record_replay(model, env_id, out / "replay.gif", seed=0, **replay)
+    record_replay(model, env_id, out / "replay.gif", seed=0, deterministic=deterministic, **replay)
     deadline = time.time() + 120  # train.py leaves the plot to its companion process; it may still be drawing
     while not (run / "learning_curve.png").exists() and time.time() < deadline:
         time.sleep(0.5)
@@ -126,19 +132,19 @@ def main() -> int:
         "run_steps": int(summary["global_step"]),
         "run_wall_time_s": summary["wall_time_s"],
         "eval": {"mean_reward": res["mean_reward"], "std_reward": res["std_reward"], "n_episodes": res["n_episodes"],
-                 "seeds": f"{res['seed']}..{res['seed'] + res['n_episodes'] - 1}", "deterministic": True,
-                 "command": f"python -m ppo2.evaluate {env_id} -n {args.episodes} --seed 0"},
+                 "seeds": f"{res['seed']}..{res['seed'] + res['n_episodes'] - 1}", "deterministic": deterministic,
+                 "command": f"python -m ppo2.evaluate {env_id} -n {args.episodes} --seed 0{flag}"},
         "eval_fresh": {"mean_reward": fresh["mean_reward"], "std_reward": fresh["std_reward"],
                        "standard_error": fresh_se, "n_episodes": fresh["n_episodes"],
-                       "seeds": f"{FRESH_SEED}..{FRESH_SEED + fresh['n_episodes'] - 1}", "deterministic": True,
-                       "command": f"python -m ppo2.evaluate {env_id} -n {args.fresh_episodes} --seed {FRESH_SEED}"},
+                       "seeds": f"{FRESH_SEED}..{FRESH_SEED + fresh['n_episodes'] - 1}", "deterministic": deterministic,
+                       "command": f"python -m ppo2.evaluate {env_id} -n {args.fresh_episodes} --seed {FRESH_SEED}{flag}"},
         "rl_zoo_ppo": RL_ZOO_PPO.get(env_id),
     }
     if check is not None:  # what tests/test_zoo.py replays in CI
         index["policies"][env_id]["eval_check"] = {
             "mean_reward": check["mean_reward"], "std_reward": check["std_reward"], "n_episodes": n_check,
-            "seeds": f"0..{n_check - 1}", "deterministic": True,
-            "command": f"python -m ppo2.evaluate {env_id} -n {n_check} --seed 0"}
+            "seeds": f"0..{n_check - 1}", "deterministic": deterministic,
+            "command": f"python -m ppo2.evaluate {env_id} -n {n_check} --seed 0{flag}"}
     if summary.get("solved_at"):  # the run's wall clock to its target (confirmed on fresh episodes)
         index["policies"][env_id]["target"] = dict(summary["solved_at"], target_reward=train_config["target_reward"])
     index["policies"] = dict(sorted(index["policies"].items()))

@@ -88,7 +88,7 @@ def test_recorded_score_reproduces(env_id):
     model = load_pretrained(env_id, weights_dir=REPO / "weights")
     recorded_eval = entry.get("eval_check", entry["eval"])
     n = recorded_eval["n_episodes"]
-    res = evaluate_policy(model, env_id, n_episodes=n, seed=0)
+    res = evaluate_policy(model, env_id, n_episodes=n, seed=0, deterministic=recorded_eval["deterministic"])
     recorded, here = entry["platform"], platform_fingerprint()
     if all(recorded.get(k) == here[k] for k in REPRODUCTION_KEYS):
         assert (res["mean_reward"], res["std_reward"]) == (recorded_eval["mean_reward"], recorded_eval["std_reward"])
