@@ -76,6 +76,13 @@ def main() -> int:
     if not prov.get("commit") or prov.get("dirty"):
         raise SystemExit(f"error: {run} was not trained from a clean, committed checkout (provenance {prov}); "
                          "a zoo entry must name the commit that reproduces it")
+    train_config = read_json(run / "train_config.json")
+    differences = command_differences(args.command, train_config)
+    if differences:
+        raise SystemExit(f"error: --command does not resolve to the run's configuration ({run / 'train_config.json'}): "
+                         + "; ".join(f"{k} {mine!r} where the run had {theirs!r}" for k, (mine, theirs) in differences.items())
+                         + ". Name those options in the command (a run of N ranks: --processes N) so that it reproduces "
+                         "the run on any machine")
     deterministic = not args.stochastic
     flag = " --stochastic" if args.stochastic else ""
     res = evaluate_policy(model, env_id, n_episodes=args.episodes, seed=0, deterministic=deterministic)
@@ -113,7 +120,6 @@ def main() -> int:
     shutil.copyfile(run / "metrics.csv", out / "metrics.csv")
     best_step = read_json(source / "results.json").get("global_step", summary["global_step"]) if source != run else summary["global_step"]
 
-    train_config = read_json(run / "train_config.json")
     index_path = args.weights_dir / "zoo.json"
     index = read_json(index_path) if index_path.exists() else {"default": "CartPole-v1", "policies": {}}
     index["policies"][env_id] = {
@@ -154,6 +160,21 @@ def main() -> int:
     else:  # (the README shows the shipped zoo only)
         print(f"README.md left as it is: {args.weights_dir} is not {REPO / 'weights'}")
     return 0
+
+
+def command_differences(command: str, train_config: dict) -> dict:
+    """{option: (what `command` resolves it to, what the run had)} for every option that differs and decides what
+    the run trains (not where its outputs went or how it reported: ppo2.config.OUTPUT_ONLY)."""
+    import shlex
+
+    from ppo2.config import OUTPUT_ONLY, config_from_args
+
+    argv = shlex.split(command)
+    if argv[:2] != ["python", "train.py"]:
+        raise SystemExit(f"error: --command must be a `python train.py ...` command line, got {command!r}")
+    resolved = config_from_args(argv[2:])[0].to_dict()
+    return {k: (resolved.get(k), v) for k, v in train_config.items()
+            if k not in OUTPUT_ONLY and resolved.get(k) != v}
 
 
 def write_readme_table(weights_dir: Path) -> None:

@@ -105,17 +105,19 @@ def test_entry_records_what_reproduces_it(env_id):
     assert {"python", "torch", "machine", "cpu_capability", "torch_threads"} <= set(entry["platform"])
     flags = entry["train_config"]
     assert flags["env_id"] == env_id and flags["seed"] == int(entry["command"].split("--seed ")[1].split()[0])
-    # the recorded flags are exactly what the recorded command resolves to
+    # the recorded flags are exactly what the recorded command resolves to (but for where the outputs went and how
+    # the run reported: a run of --no-progress trains the same weights)
     import shlex
 
-    from ppo2.config import TrainConfig, config_from_args
+    from ppo2.config import OUTPUT_ONLY, TrainConfig, config_from_args
 
     resolved, _ = config_from_args(shlex.split(entry["command"])[2:])
     # options added since the entry was recorded must sit at the defaults that reproduce it
     added = {k: v for k, v in resolved.to_dict().items() if k not in flags and k != "output_dir"}
     defaults = TrainConfig().to_dict()
     assert added == {k: defaults[k] for k in added}
-    assert {k: v for k, v in resolved.to_dict().items() if k in flags} == flags
+    trains = {k: v for k, v in flags.items() if k not in OUTPUT_ONLY}
+    assert {k: v for k, v in resolved.to_dict().items() if k in trains} == trains
 
 
 def test_acrobot_clears_its_goal_on_a_large_fresh_set():
@@ -363,3 +365,21 @@ def test_sampled_actions_replay_from_the_evaluation_seed(tmp_path):
         replays.append(record_replay(model, "CartPole-v1", tmp_path / f"r{state}.gif", seed=3, deterministic=False))
     assert replays[0]["length"] == replays[1]["length"]
     assert (tmp_path / "r1.gif").read_bytes() == (tmp_path / "r2.gif").read_bytes()
+
+
+def test_add_to_zoo_refuses_a_command_that_would_not_reproduce_the_run():
+    """A two-rank run recorded as `python train.py --env Pong --seed 1` would train with one rank per core wherever
+    it is re-run: the script names what the command must add (here --processes 2), and ignores output options."""
+    import importlib.util
+
+    from ppo2.config import TrainConfig
+
+    spec = importlib.util.spec_from_file_location("add_to_zoo", REPO / "scripts" / "add_to_zoo.py")
+    add_to_zoo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(add_to_zoo)
+    run = TrainConfig.for_env("Pong", seed=1, processes=2, progress=False, tensorboard=False,
+                              output_dir="/somewhere", restart_episodes_at=(1600,)).to_dict()
+    assert add_to_zoo.command_differences("python train.py --env Pong --seed 1", run) == {
+        "processes": (0, 2), "restart_episodes_at": ([], [1600])}
+    assert add_to_zoo.command_differences(
+        "python train.py --env Pong --seed 1 --processes 2 --restart-episodes-at 1600", run) == {}
