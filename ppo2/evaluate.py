@@ -21,7 +21,8 @@ from .masks import allow_ended, env_masks
 from .speed import NUMPY_MAX_BATCH, numpy_policy
 from .validation import check_compatible
 
-__all__ = ["evaluate_policy", "run_episodes", "record_replay", "load_policy", "main", "EvaluationInterrupted"]
+__all__ = ["evaluate_policy", "run_episodes", "record_replay", "replay_settings", "load_policy", "main",
+           "EvaluationInterrupted"]
 
 
 class EvaluationInterrupted(Exception):
@@ -147,9 +148,11 @@ def evaluation_result(env_id: str, returns: np.ndarray, lengths: np.ndarray, see
 
 @torch.no_grad()
 def record_replay(model, env_id: str, path: str | Path, seed: int = 0, deterministic: bool = True,
-                  max_steps: int = 1000, frame_skip: int = 2, scale: float = 0.5, fps: int | None = None) -> dict:
-    """Render one episode (rgb_array, headless) to a .gif, or an .mp4 (needs `pip install imageio-ffmpeg`);
-    returns {'return', 'length', 'path'}."""
+                  max_steps: int | None = None, frame_skip: int | None = None, scale: float | None = None,
+                  fps: int | None = None) -> dict:
+    """Render one episode (rgb_array, headless) to a .gif, or an .mp4 (needs `pip install imageio-ffmpeg`): up to
+    `max_steps` agent steps, every `frame_skip`-th frame, at `scale` of the env's screen; what is left out comes from
+    `replay_settings`. Returns {'return', 'length', 'path'}."""
     path = Path(path)
     if path.suffix not in (".gif", ".mp4"):
         raise ValueError(f"replay path must end in .gif or .mp4, got {path.name!r}")
@@ -163,6 +166,10 @@ def record_replay(model, env_id: str, path: str | Path, seed: int = 0, determini
         os.environ.setdefault("MUJOCO_GL", "egl")  # MuJoCo's default (GLFW) needs a display; EGL renders without one
 
     env = _make_render_env(env_id)
+    given = {"max_steps": max_steps, "frame_skip": frame_skip, "scale": scale}
+    settings = {**replay_settings(env_id, env.metadata.get("render_fps", 30)),
+                **{k: v for k, v in given.items() if v is not None}}
+    max_steps, frame_skip, scale = settings["max_steps"], settings["frame_skip"], settings["scale"]
     sampling = contextlib.nullcontext() if deterministic else _sampling_seeded(model, seed)
     try:
         with sampling:  # (sampled actions drawn from `seed`, as in run_episodes)
@@ -193,6 +200,20 @@ def record_replay(model, env_id: str, path: str | Path, seed: int = 0, determini
     else:
         iio.imwrite(path, frames, duration=1000 * frame_skip / fps, loop=0)
     return {"return": total, "length": steps, "path": str(path)}
+
+
+def replay_settings(env_id: str, render_fps: float) -> dict:
+    """How a replay is recorded unless told otherwise, by the kind of env: {'max_steps', 'frame_skip', 'scale'}.
+    MuJoCo: ~16 frames/s and at most 100 frames at half size (the textured floor compresses poorly in a GIF); Atari: the
+    game's own 160x210 screen (half would be a thumbnail), every other agent step, up to 2,000 of them, about a whole
+    game of Pong played well; anything else at half size, every 3rd frame of a 50 frames/s env, else every 2nd."""
+    spec = check_env_id(env_id)
+    if str(spec.entry_point).startswith("gymnasium.envs.mujoco"):
+        skip = max(1, round(render_fps / 16))
+        return {"max_steps": min(1000, 100 * skip), "frame_skip": skip, "scale": 0.5}
+    if spec.id.startswith("ALE/"):
+        return {"max_steps": 2000, "frame_skip": 2, "scale": 1.0}
+    return {"max_steps": 1000, "frame_skip": 3 if render_fps >= 50 else 2, "scale": 0.5}
 
 
 def _make_render_env(env_id: str):

@@ -21,8 +21,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-import gymnasium as gym  # noqa: E402
-
 from ppo2.evaluate import evaluate_policy, record_replay  # noqa: E402
 from ppo2.hf_hub import save_pretrained  # noqa: E402
 from ppo2.model import PPO2  # noqa: E402
@@ -101,18 +99,7 @@ def main() -> int:
     if out.exists():
         shutil.rmtree(out)
     save_pretrained(model, out, env_id=env_id, results=res)
-    if str(gym.spec(env_id).entry_point).startswith("gymnasium.envs.mujoco"):
-        # ~16 frames/s, at most 100 frames at half size: the textured floor compresses poorly in a GIF
-        skip = max(1, round(gym.spec(env_id).make().metadata["render_fps"] / 16))
-        replay = dict(max_steps=min(1000, 100 * skip), frame_skip=skip)
-    elif env_id.startswith("ALE/"):
-        # the game's own 160x210 screen at full size (half would be a thumbnail), every other agent step, up to
-        # 2,000 of them: about a whole game of Pong played well
-        replay = dict(max_steps=2000, frame_skip=2, scale=1.0)
-    else:
-        replay = dict(max_steps=500 if env_id == "LunarLander-v3" else 1000,
-                      frame_skip=3 if env_id in ("CartPole-v1", "CartPoleNoVel-v1", "LunarLander-v3") else 2)
-    record_replay(model, env_id, out / "replay.gif", seed=0, deterministic=deterministic, **replay)
+    record_replay(model, env_id, out / "replay.gif", seed=0, deterministic=deterministic)  # (its replay_settings)
     deadline = time.time() + 120  # train.py leaves the plot to its companion process; it may still be drawing
     while not (run / "learning_curve.png").exists() and time.time() < deadline:
         time.sleep(0.5)

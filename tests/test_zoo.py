@@ -383,3 +383,14 @@ def test_add_to_zoo_refuses_a_command_that_would_not_reproduce_the_run():
         "processes": (0, 2), "restart_episodes_at": ([], [1600])}
     assert add_to_zoo.command_differences(
         "python train.py --env Pong --seed 1 --processes 2 --restart-episodes-at 1600", run) == {}
+
+
+def test_replay_settings_by_kind_of_env():
+    """A replay (the zoo's, a Hub model card's, `python -m ppo2.evaluate --gif`) is recorded by the env's kind."""
+    from ppo2.evaluate import replay_settings
+
+    assert replay_settings("Hopper-v5", 125) == {"max_steps": 800, "frame_skip": 8, "scale": 0.5}  # ~16 frames/s
+    assert replay_settings("CartPole-v1", 50) == {"max_steps": 1000, "frame_skip": 3, "scale": 0.5}
+    assert replay_settings("Acrobot-v1", 15) == {"max_steps": 1000, "frame_skip": 2, "scale": 0.5}
+    pytest.importorskip("ale_py")
+    assert replay_settings("Pong", 30) == {"max_steps": 2000, "frame_skip": 2, "scale": 1.0}  # the full screen
