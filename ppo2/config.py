@@ -15,12 +15,12 @@ from typing import Any, Optional
 __all__ = ["TrainConfig", "PRESETS", "ATARI_PPO", "ALGO_DEFAULTS", "build_parser", "config_from_args", "OUTPUT_ONLY",
            "RESUME_MAY_CHANGE", "resume_conflicts"]
 
-# Flags that may differ from a checkpoint's when resuming it: they change how the run is watched or how
-# long it goes on, not what it computes. Any other flag that disagrees with the checkpoint is refused.
 # Options that decide where a run's outputs go and how it reports, never what it trains: a zoo entry's command need not
 # repeat them to reproduce its weights.
 OUTPUT_ONLY = frozenset({"output_dir", "resume", "overwrite", "progress", "tensorboard", "plot", "push_to_hub",
                          "dist_timeout"})
+# Flags that may differ from a checkpoint's when resuming it: they change how the run is watched or how
+# long it goes on, not what it computes. Any other flag that disagrees with the checkpoint is refused.
 RESUME_MAY_CHANGE = frozenset({"resume", "total_timesteps", "progress", "tensorboard", "plot", "push_to_hub",
                                "checkpoint_interval", "dist_timeout", "torch_threads", "processes"})
 

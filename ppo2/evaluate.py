@@ -166,8 +166,9 @@ def record_replay(model, env_id: str, path: str | Path, seed: int = 0, determini
         os.environ.setdefault("MUJOCO_GL", "egl")  # MuJoCo's default (GLFW) needs a display; EGL renders without one
 
     env = _make_render_env(env_id)
+    render_fps = env.metadata.get("render_fps", 30)
     given = {"max_steps": max_steps, "frame_skip": frame_skip, "scale": scale}
-    settings = {**replay_settings(env_id, env.metadata.get("render_fps", 30)),
+    settings = {**replay_settings(env_id, render_fps),
                 **{k: v for k, v in given.items() if v is not None}}
     max_steps, frame_skip, scale = settings["max_steps"], settings["frame_skip"], settings["scale"]
     sampling = contextlib.nullcontext() if deterministic else _sampling_seeded(model, seed)
@@ -185,7 +186,7 @@ def record_replay(model, env_id: str, path: str | Path, seed: int = 0, determini
                     frames.append(env.render())
                 if terminated or truncated:
                     break
-        fps = fps or int(env.metadata.get("render_fps", 30))
+        fps = fps or int(render_fps)
     finally:
         env.close()
     frames = np.stack([_downscale(f, scale) for f in frames])
@@ -245,9 +246,8 @@ def load_policy(source: str, map_location: str = "cpu"):
     from .zoo import is_zoo_id, load_pretrained, zoo_entry
 
     if is_zoo_id(source):  # a zoo id is never shadowed by a same-named local directory
-        model = load_pretrained(source, map_location=map_location)
-        model.env_id = zoo_entry(source)["env_id"]  # ('Pong': ALE/Pong-v5)
-        return model
+        # (its sha-checked config names the env the policy plays: 'Pong' loads one that plays ALE/Pong-v5)
+        return load_pretrained(source, map_location=map_location)
     if Path(source).is_dir():
         return PPO2.from_pretrained(source, map_location=map_location)
     looks_local = source.startswith((".", "/", "~")) or source.count("/") != 1 or Path(source).parent.is_dir()

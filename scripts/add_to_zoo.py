@@ -82,14 +82,23 @@ def main() -> int:
                          + ". Name those options in the command (a run of N ranks: --processes N) so that it reproduces "
                          "the run on any machine")
     deterministic = not args.stochastic
-    flag = " --stochastic" if args.stochastic else ""
+
+    def recorded(res: dict) -> dict:
+        """An evaluation as the entry records it, with the command that plays it again."""
+        first, n = res["seed"], res["n_episodes"]
+        return {"mean_reward": res["mean_reward"], "std_reward": res["std_reward"], "n_episodes": n,
+                "seeds": f"{first}..{first + n - 1}", "deterministic": deterministic,
+                "command": f"python -m ppo2.evaluate {env_id} -n {n} --seed {first}"
+                           + ("" if deterministic else " --stochastic")}
     res = evaluate_policy(model, env_id, n_episodes=args.episodes, seed=0, deterministic=deterministic)
     print(f"{env_id}: {res['mean_reward']:.2f} +/- {res['std_reward']:.2f} over {args.episodes} episodes")
     # a larger set of episodes never used to train or to choose the policy: what a user will see
     fresh = evaluate_policy(model, env_id, n_episodes=args.fresh_episodes, seed=FRESH_SEED, deterministic=deterministic)
     fresh_se = fresh["std_reward"] / fresh["n_episodes"] ** 0.5
     print(f"{env_id}: {fresh['mean_reward']:.2f} (standard error {fresh_se:.2f}) over {args.fresh_episodes} fresh episodes")
-    n_check = args.check_episodes if args.check_episodes is not None else (min(10, args.episodes) if has_images(model.obs_spec) else args.episodes)
+    n_check = args.check_episodes
+    if n_check is None:
+        n_check = min(10, args.episodes) if has_images(model.obs_spec) else args.episodes
     if not 1 <= n_check <= args.episodes:
         raise SystemExit(f"error: --check-episodes must be between 1 and --episodes ({args.episodes}), got {n_check}")
     check = (evaluate_policy(model, env_id, n_episodes=n_check, seed=0, deterministic=deterministic)
@@ -124,20 +133,12 @@ def main() -> int:
         "training_steps": int(best_step),
         "run_steps": int(summary["global_step"]),
         "run_wall_time_s": summary["wall_time_s"],
-        "eval": {"mean_reward": res["mean_reward"], "std_reward": res["std_reward"], "n_episodes": res["n_episodes"],
-                 "seeds": f"{res['seed']}..{res['seed'] + res['n_episodes'] - 1}", "deterministic": deterministic,
-                 "command": f"python -m ppo2.evaluate {env_id} -n {args.episodes} --seed 0{flag}"},
-        "eval_fresh": {"mean_reward": fresh["mean_reward"], "std_reward": fresh["std_reward"],
-                       "standard_error": fresh_se, "n_episodes": fresh["n_episodes"],
-                       "seeds": f"{FRESH_SEED}..{FRESH_SEED + fresh['n_episodes'] - 1}", "deterministic": deterministic,
-                       "command": f"python -m ppo2.evaluate {env_id} -n {args.fresh_episodes} --seed {FRESH_SEED}{flag}"},
+        "eval": recorded(res),
+        "eval_fresh": {**recorded(fresh), "standard_error": fresh_se},
         "rl_zoo_ppo": RL_ZOO_PPO.get(env_id),
     }
     if check is not None:  # what tests/test_zoo.py replays in CI
-        index["policies"][env_id]["eval_check"] = {
-            "mean_reward": check["mean_reward"], "std_reward": check["std_reward"], "n_episodes": n_check,
-            "seeds": f"0..{n_check - 1}", "deterministic": deterministic,
-            "command": f"python -m ppo2.evaluate {env_id} -n {n_check} --seed 0{flag}"}
+        index["policies"][env_id]["eval_check"] = recorded(check)
     if summary.get("solved_at"):  # the run's wall clock to its target (confirmed on fresh episodes)
         index["policies"][env_id]["target"] = dict(summary["solved_at"], target_reward=train_config["target_reward"])
     index["policies"] = dict(sorted(index["policies"].items()))
