@@ -12,6 +12,8 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
+from .env_ids import canonical_env_id, is_atari
+
 __all__ = ["TrainConfig", "PRESETS", "ATARI_PPO", "ALGO_DEFAULTS", "build_parser", "config_from_args", "OUTPUT_ONLY",
            "RESUME_MAY_CHANGE", "resume_conflicts"]
 
@@ -153,19 +155,16 @@ class TrainConfig:
         unknown = set(overrides) - names
         if unknown:
             raise TypeError(f"unknown training options {sorted(unknown)}; see `python train.py --help`")
-        from .envs import canonical_env_id  # (envs imports gymnasium: not at config import time)
-
         env_id = canonical_env_id(env_id)
         preset = PRESETS.get((env_id, algo))
         if preset is None:
-            atari = algo == "ppo" and isinstance(env_id, str) and env_id.startswith("ALE/")
-            preset = ATARI_PPO if atari else ALGO_DEFAULTS.get(algo, {})
+            preset = ATARI_PPO if algo == "ppo" and is_atari(env_id) else ALGO_DEFAULTS.get(algo, {})
         return cls(**{**preset, **overrides, "env_id": env_id, "algo": algo}).validated()
 
     @property
     def life_loss_terminal(self) -> bool:
         """Whether a lost life is terminal to the learner: `life_loss`, with auto resolved (ALE games: yes)."""
-        return self.life_loss == "terminal" or (self.life_loss == "auto" and str(self.env_id).startswith("ALE/"))
+        return self.life_loss == "terminal" or (self.life_loss == "auto" and is_atari(self.env_id))
 
     def replace(self, **changes) -> "TrainConfig":
         return dataclasses.replace(self, **changes).validated()

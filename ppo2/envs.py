@@ -15,6 +15,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 
 from .distributions import space_to_spec
+from .env_ids import ENV_ALIASES, canonical_env_id, is_atari
 from . import pomdp as _pomdp
 from .masks import mask_size, split_observation_space
 from .observations import obs_spec_from_space
@@ -22,22 +23,12 @@ from .observations import obs_spec_from_space
 __all__ = ["ENV_ALIASES", "canonical_env_id", "check_env_id", "refuse_file_named_module", "make_vector_env", "check_spaces", "get_env_state", "seeds_each_env",
            "set_env_state"]
 
-# Short names for the Atari games with presets and zoo entries: `train.py --env Pong`, `pretrained='Pong'`.
-# ALE v5: frameskip 4 and sticky actions (repeat_action_probability 0.25), unlike the NoFrameskip-v4 ids of
-# baselines/RL-Zoo/CleanRL; ale-py's own vector env adds the standard preprocessing (84x84 gray, 4 stacked
-# frames, up to 30 no-op starts).
-ENV_ALIASES = {"Pong": "ALE/Pong-v5", "Breakout": "ALE/Breakout-v5"}
-
 _pomdp.register()  # the velocity-free classic-control tasks (ppo2/pomdp.py)
-
-
-def canonical_env_id(env_id: str) -> str:
-    return ENV_ALIASES.get(env_id, env_id) if isinstance(env_id, str) else env_id
 
 
 def _register_ale(env_id: str) -> None:
     """ALE ids register when ale_py is imported (gymnasium does not import it by itself)."""
-    if not env_id.startswith("ALE/") or env_id in gym.registry:
+    if not is_atari(env_id) or env_id in gym.registry:
         return
     try:
         import ale_py
@@ -90,7 +81,7 @@ def make_vector_env(env_id: str, num_envs: int, vectorization: str = "auto", **k
         mode = "vector_entry_point" if spec.vector_entry_point is not None and "render_mode" not in kwargs else "sync"
     else:
         mode = vectorization
-    if env_id.startswith("ALE/") and mode == "vector_entry_point":
+    if is_atari(env_id) and mode == "vector_entry_point":
         # ale-py's vector env clips rewards by default: the logged and evaluated returns must be the game's
         # score, so it returns raw rewards and `clip_reward` (the Atari presets) clips what the update sees
         kwargs.setdefault("reward_clipping", False)

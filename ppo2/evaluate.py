@@ -16,6 +16,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from .env_ids import is_atari
 from .envs import check_env_id, make_vector_env, refuse_file_named_module
 from .masks import allow_ended, env_masks
 from .speed import NUMPY_MAX_BATCH, numpy_policy
@@ -212,7 +213,7 @@ def replay_settings(env_id: str, render_fps: float) -> dict:
     if str(spec.entry_point).startswith("gymnasium.envs.mujoco"):
         skip = max(1, round(render_fps / 16))
         return {"max_steps": min(1000, 100 * skip), "frame_skip": skip, "scale": 0.5}
-    if spec.id.startswith("ALE/"):
+    if is_atari(spec.id):
         return {"max_steps": 2000, "frame_skip": 2, "scale": 1.0}
     return {"max_steps": 1000, "frame_skip": 3 if render_fps >= 50 else 2, "scale": 0.5}
 
@@ -225,7 +226,7 @@ def _make_render_env(env_id: str):
     spec = check_env_id(env_id)
     if str(spec.entry_point).startswith("gymnasium.envs.mujoco"):
         return gym.make(spec.id, render_mode="rgb_array", camera_name="track")  # (a model without one: the free camera)
-    if spec.id.startswith("ALE/"):  # the vector env's preprocessing, on one env that also renders in colour
+    if is_atari(spec.id):  # the vector env's preprocessing, on one env that also renders in colour
         env = gym.make(spec.id, render_mode="rgb_array", frameskip=1)
         env = gym.wrappers.AtariPreprocessing(env, noop_max=30, frame_skip=spec.kwargs.get("frameskip", 4),
                                               screen_size=84, grayscale_obs=True, scale_obs=False)

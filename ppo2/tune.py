@@ -37,6 +37,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from .env_ids import canonical_env_id
+
 __all__ = ["SEARCH_SPACES", "sample_params", "make_storage", "run_study", "main"]
 
 HELD_OUT_SEED = 4_000_000
@@ -413,8 +415,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from .envs import canonical_env_id
-
     args.env = canonical_env_id(args.env)
     safe = args.env.replace("/", "_").replace(":", "_")
     args.study_name = args.study_name or f"{safe}-{args.algo}"

@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from .env_ids import ENV_ALIASES
 from .hf_hub import CONFIG_NAME, WEIGHTS_NAME, build_model, split_config
 from .io import read_json
 from .model import PPO2
@@ -49,8 +50,6 @@ def _zoo_id(name: str, zoo: dict) -> str | None:
     """The zoo's id for `name`: itself, or the env id a short name stands for (`'Pong'`: `'ALE/Pong-v5'`)."""
     if name in zoo:
         return name
-    from .envs import ENV_ALIASES  # (gymnasium, only for a name the index does not hold)
-
     return ENV_ALIASES[name] if ENV_ALIASES.get(name) in zoo else None
 
 
