@@ -20,7 +20,7 @@ from . import pomdp as _pomdp
 from .masks import mask_size, split_observation_space
 from .observations import obs_spec_from_space
 
-__all__ = ["ENV_ALIASES", "canonical_env_id", "check_env_id", "refuse_file_named_module", "make_vector_env", "check_spaces", "get_env_state", "seeds_each_env",
+__all__ = ["ENV_ALIASES", "canonical_env_id", "check_env_id", "refuse_file_named_module", "make_env", "make_vector_env", "check_spaces", "get_env_state", "seeds_each_env",
            "set_env_state"]
 
 _pomdp.register()  # the velocity-free classic-control tasks (ppo2/pomdp.py)
@@ -94,6 +94,44 @@ def make_vector_env(env_id: str, num_envs: int, vectorization: str = "auto", **k
         envs.close()
         raise ValueError(f"{env_id}: the collector expects autoreset mode NEXT_STEP, got {autoreset}")
     return envs
+
+
+def make_env(env_id: str, **kwargs) -> gym.Env:
+    """One gymnasium env whose observations are those the trainer's vector env gives, for playing a policy yourself
+    (`model.make_env(render_mode="human")`). Any id: `gym.make(env_id, **kwargs)`, except that ALE games ("ALE/<Game>-v5",
+    "Pong") get ale-py's vector-env preprocessing around a game that still renders in colour: 1-`noop_max` no-op frames
+    and FIRE at a reset (games whose action set has FIRE; `use_fire_reset=False` turns it off), `frameskip` agent-step
+    frames with the last two max-pooled, 84x84 grayscale, 4 stacked (zeros before the first), raw game scores."""
+    spec = check_env_id(env_id)
+    if not is_atari(spec.id):
+        return gym.make(spec.id, **kwargs)
+    noop_max, fire = kwargs.pop("noop_max", 30), kwargs.pop("use_fire_reset", True)
+    frameskip = kwargs.pop("frameskip", spec.kwargs.get("frameskip", 4))
+    env = _AtariReset(gym.make(spec.id, frameskip=1, **kwargs), noop_max, fire)
+    env = gym.wrappers.AtariPreprocessing(env, noop_max=0, frame_skip=frameskip, screen_size=84, grayscale_obs=True,
+                                          scale_obs=False)
+    return gym.wrappers.FrameStackObservation(env, 4, padding_type="zero")
+
+
+class _AtariReset(gym.Wrapper):
+    """A reset as ale-py's vector env does it (ale/vector/preprocessed_env.hpp): 1 to `noop_max` single-frame no-ops,
+    the last of them replaced by FIRE where the game's action set has it (Pong, Breakout: the game starts served)."""
+
+    def __init__(self, env: gym.Env, noop_max: int, fire: bool):
+        super().__init__(env)
+        self.reset_noop_max = int(noop_max)
+        meanings = env.unwrapped.get_action_meanings()
+        self.fire = meanings.index("FIRE") if fire and "FIRE" in meanings else None
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        noops = int(self.env.unwrapped.np_random.integers(1, self.reset_noop_max + 1)) if self.reset_noop_max > 0 else 0
+        actions = [0] * max(0, noops - (self.fire is not None)) + ([self.fire] if self.fire is not None else [])
+        for action in actions:
+            obs, _, terminated, truncated, info = self.env.step(action)
+            if terminated or truncated:
+                obs, info = self.env.reset()
+        return obs, info
 
 
 def check_spaces(envs: gym.vector.VectorEnv, env_id: str = "the environment",

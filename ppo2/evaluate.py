@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .env_ids import is_atari
-from .envs import check_env_id, make_vector_env, refuse_file_named_module
+from .envs import check_env_id, make_env, make_vector_env, refuse_file_named_module
 from .masks import allow_ended, env_masks
 from .speed import NUMPY_MAX_BATCH, numpy_policy
 from .validation import check_compatible
@@ -221,17 +221,9 @@ def replay_settings(env_id: str, render_fps: float) -> dict:
 def _make_render_env(env_id: str):
     """The env for a replay: MuJoCo locomotion envs through their "track" camera, which follows the body
     (gymnasium's default view is a free camera that the runner leaves behind)."""
-    import gymnasium as gym
-
     spec = check_env_id(env_id)
-    if str(spec.entry_point).startswith("gymnasium.envs.mujoco"):
-        return gym.make(spec.id, render_mode="rgb_array", camera_name="track")  # (a model without one: the free camera)
-    if is_atari(spec.id):  # the vector env's preprocessing, on one env that also renders in colour
-        env = gym.make(spec.id, render_mode="rgb_array", frameskip=1)
-        env = gym.wrappers.AtariPreprocessing(env, noop_max=30, frame_skip=spec.kwargs.get("frameskip", 4),
-                                              screen_size=84, grayscale_obs=True, scale_obs=False)
-        return gym.wrappers.FrameStackObservation(env, 4, padding_type="zero")  # (as ale-py stacks at a reset)
-    return gym.make(spec.id, render_mode="rgb_array")
+    mujoco = str(spec.entry_point).startswith("gymnasium.envs.mujoco")  # (a model without "track": the free camera)
+    return make_env(spec.id, render_mode="rgb_array", **({"camera_name": "track"} if mujoco else {}))
 
 
 def _downscale(frame: np.ndarray, scale: float) -> np.ndarray:

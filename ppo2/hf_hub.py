@@ -21,6 +21,7 @@ from pathlib import Path
 import torch
 
 from ._version import __version__
+from .env_ids import is_atari
 from .io import IntegrityError, atomic_write_json, read_json, read_safetensors_header, read_verified_bytes, save_tensors
 
 __all__ = ["save_pretrained", "publish_pretrained", "from_pretrained", "push_to_hub", "model_card", "build_model"]
@@ -33,7 +34,9 @@ META_KEYS = ("model_type", "ppo2_version", "weights_sha256", "env_id")
 
 def save_pretrained(model, save_directory: str | os.PathLike, env_id: str | None = None,
                     results: dict | None = None, replay: str | os.PathLike | None = None) -> Path:
-    """Write the policy to `save_directory` (created if needed); returns the directory."""
+    """Write the policy to `save_directory` (created if needed); returns the directory. `env_id`: the policy's own
+    (`model.env_id`, set by the trainer) unless given."""
+    env_id = env_id or getattr(model, "env_id", None)
     out = Path(save_directory)
     out.mkdir(parents=True, exist_ok=True)
     config = model.get_config()
@@ -208,14 +211,16 @@ def model_card(repo_id: str, env_id: str, results: dict | None, train_config: di
         body += ["## Evaluation", "",
                  f"Mean return **{score}** over {results['n_episodes']} deterministic episodes "
                  f"(seeds {results.get('seed', 0)}..{results.get('seed', 0) + results['n_episodes'] - 1}).", ""]
+    atari = is_atari(env_id)
     body += [
         "## Usage", "",
         "```python",
-        "import gymnasium as gym",
+        *([] if atari else ["import gymnasium as gym"]),
         "from ppo2 import PPO2",
         "",
         f'model = PPO2.from_pretrained("{repo_id}")',
-        f'env = gym.make("{env_id}")',
+        "env = model.make_env()  # the game's frames as the policy saw them: 84x84 gray, 4 stacked" if atari
+        else f'env = gym.make("{env_id}")',
         "obs, _ = env.reset(seed=0)",
         "done = False",
     ]

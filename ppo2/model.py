@@ -152,6 +152,7 @@ class PPO2(nn.Module):
         self.norm_dim = vector_dim(self.obs_spec)
         self.hidden_dim = int(hidden_dim)
         self.dropout = float(dropout)
+        self.env_id: str | None = None  # the env it was trained on, where known (trainer, saved config.json)
         self.shared_latent = bool(shared_latent)
         self.normalize_obs = bool(normalize_obs)
         self.obs_clip = float(obs_clip)
@@ -592,6 +593,20 @@ class PPO2(nn.Module):
             action = self._mode(obs, mask) if deterministic else self._sample(obs, mask)
         action = action.numpy() if action.device.type == "cpu" else action.cpu().numpy()
         return self.action_head.to_env(action[0] if single else action), None
+
+    def make_env(self, **kwargs):
+        """One env of the kind this policy was trained on, observations as its trainer saw them
+        (`ppo2.envs.make_env`): an Atari policy's preprocessed frames, else `gym.make(env_id, **kwargs)`.
+        `model.make_env(render_mode="human")` to watch it play."""
+        if not self.env_id:
+            raise ValueError("this policy does not record the env it was trained on (it was built, not trained or "
+                             "loaded with its config.json): use ppo2.envs.make_env(env_id)")
+        if ":" in self.env_id:  # (gymnasium's "module:EnvId" imports the module: never for a name read from a file)
+            raise ValueError(f"this policy's env {self.env_id!r} would import the module {self.env_id.partition(':')[0]!r}; "
+                             f"if you trust it: ppo2.envs.make_env({self.env_id!r})")
+        from .envs import make_env
+
+        return make_env(self.env_id, **kwargs)
 
     def _predict_recurrent(self, obs: Any, state: Any, episode_start: Any, deterministic: bool, mask: Any):
         obs, single = self._check_obs(obs)

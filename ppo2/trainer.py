@@ -102,6 +102,7 @@ class Trainer:
                          recurrent=cfg.recurrent, lstm_hidden=cfg.lstm_hidden, shared_lstm=cfg.shared_lstm,
                          action_mask=masks.to_json() if masks is not None else False)
         check_compatible(model, self.envs.single_observation_space, action_space, cfg.env_id)
+        model.env_id = cfg.env_id
         self.model = model.to(self.device).set_precision(cfg.precision, self.device)
         self.dist.broadcast_module(self.model)
         # the hand-derived update (ppo2/fused.py) where it applies; else the autograd reference, ppo_update

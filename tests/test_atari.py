@@ -187,3 +187,71 @@ def test_breakout_lives_end_the_value_horizon_not_the_game(tmp_path):
         assert not s.valid[1:][game_over[:-1]].any()  # after a game over, the autoreset row
     finally:
         trainer.close()
+
+
+@pytest.mark.parametrize("game", ["Pong", "Breakout"])
+def test_make_env_gives_the_frames_the_trainer_saw(game):
+    """`make_env` (and `model.make_env()`, the replays) is one env with ale-py's vector-env preprocessing: with the
+    random draws off (the no-ops and the sticky actions, which the two take from generators seeded differently), the same seed and the same actions give
+    the same stacked frames, rewards and ends, FIRE at the reset included (Breakout: the ball is served). Without the
+    FIRE the frames part within a few steps: the test can tell."""
+    from ppo2.envs import make_env
+
+    vec = make_vector_env(game, 1, noop_max=0, repeat_action_probability=0.0)
+    actions = np.random.default_rng(1).integers(vec.single_action_space.n, size=300)
+    for fire, same in ((True, True), (False, False)):
+        env = make_env(game, noop_max=0, use_fire_reset=fire, repeat_action_probability=0.0)
+        assert env.observation_space.shape == vec.single_observation_space.shape == (4, 84, 84)
+        ov, _ = vec.reset(seed=3)
+        oe, _ = env.reset(seed=3)
+        equal = [np.array_equal(ov[0], oe)]
+        for a in actions:
+            ov, rv, tv, uv, _ = vec.step(np.array([a]))
+            oe, re, te, ue, _ = env.step(a)
+            equal.append(np.array_equal(ov[0], oe) and rv[0] == re and tv[0] == te)
+            if te or ue:
+                break
+        assert all(equal) if same else not all(equal), (game, fire, equal.index(False) if False in equal else None)
+        env.close()
+    vec.close()
+    env = make_env(game)  # the default: 1-30 frames at a reset (no-ops, then FIRE), drawn from the reset's seed
+
+    def frames_at_reset(seed):
+        env.reset(seed=seed)
+        return env.unwrapped.ale.getEpisodeFrameNumber()
+
+    drawn = [frames_at_reset(s) for s in range(10)]
+    assert drawn == [frames_at_reset(s) for s in range(10)] and len(set(drawn)) > 3 and 1 <= min(drawn) <= max(drawn) <= 30
+    env.close()
+    assert make_env("CartPole-v1").observation_space.shape == (4,)  # anything else: gym.make
+
+
+def test_a_trained_policy_makes_its_own_env(tmp_path):
+    model = PPO2(observation_space=make_vector_env("Pong", 1).single_observation_space, action_space=6)
+    with pytest.raises(ValueError, match="does not record the env"):
+        model.make_env()
+    model.save_pretrained(tmp_path / "p", env_id="ALE/Pong-v5")
+    loaded = PPO2.from_pretrained(tmp_path / "p")
+    env = loaded.make_env()
+    obs, _ = env.reset(seed=0)
+    assert obs.shape == (4, 84, 84) and env.action_space.contains(int(loaded.predict(obs)[0]))
+    env.close()
+    loaded.env_id = "evil_module:Env-v0"  # a name read from a file is never imported
+    with pytest.raises(ValueError, match="would import the module 'evil_module'"):
+        loaded.make_env()
+
+
+def test_an_atari_model_card_plays_the_preprocessed_game(tmp_path):
+    """The card's usage loop for a Pong policy, executed to the end of a game: `gym.make("ALE/Pong-v5")` would hand
+    the policy 210x160 colour screens it refuses; `model.make_env()` gives the frames it was trained on."""
+    import re
+
+    from ppo2.hf_hub import model_card
+
+    PPO2(observation_space=make_vector_env("Pong", 1).single_observation_space, action_space=6).save_pretrained(
+        tmp_path / "p", env_id="ALE/Pong-v5")
+    code = re.search(r"```python\n(.+?)\n```", model_card("you/pong", "ALE/Pong-v5", None), flags=re.S).group(1)
+    assert "model.make_env()" in code and "gym.make" not in code
+    scope = {}
+    exec(code.replace('"you/pong"', repr(str(tmp_path / "p"))), scope)
+    assert scope["done"] and scope["obs"].shape == (4, 84, 84)
