@@ -22,7 +22,7 @@ from .masks import allow_ended, env_masks
 from .speed import NUMPY_MAX_BATCH, numpy_policy
 from .validation import check_compatible
 
-__all__ = ["evaluate_policy", "run_episodes", "record_replay", "replay_settings", "load_policy", "main",
+__all__ = ["evaluate_policy", "run_episodes", "record_replay", "watch", "replay_settings", "load_policy", "main",
            "EvaluationInterrupted"]
 
 
@@ -172,21 +172,15 @@ def record_replay(model, env_id: str, path: str | Path, seed: int = 0, determini
     settings = {**replay_settings(env_id, render_fps),
                 **{k: v for k, v in given.items() if v is not None}}
     max_steps, frame_skip, scale = settings["max_steps"], settings["frame_skip"], settings["scale"]
-    sampling = contextlib.nullcontext() if deterministic else _sampling_seeded(model, seed)
+    frames = []
+
+    def keep(steps: int) -> None:
+        if steps % frame_skip == 0:
+            frames.append(env.render())
+
     try:
-        with sampling:  # (sampled actions drawn from `seed`, as in run_episodes)
-            obs, _ = env.reset(seed=seed)
-            frames, total, steps = [env.render()], 0.0, 0
-            model.eval()
-            actor = PolicyActor(model, deterministic, 1)
-            for steps in range(1, max_steps + 1):
-                action = actor(obs, lambda: np.asarray(env.get_wrapper_attr("action_masks")()))
-                obs, reward, terminated, truncated, _ = env.step(action)
-                total += float(reward)
-                if steps % frame_skip == 0:
-                    frames.append(env.render())
-                if terminated or truncated:
-                    break
+        with _seeded_unless(deterministic, model, seed):  # (sampled actions drawn from `seed`, as in run_episodes)
+            total, steps = _play_one(model, env, seed, deterministic, max_steps, keep)
         fps = fps or int(render_fps)
     finally:
         env.close()
@@ -202,6 +196,42 @@ def record_replay(model, env_id: str, path: str | Path, seed: int = 0, determini
     else:
         iio.imwrite(path, frames, duration=1000 * frame_skip / fps, loop=0)
     return {"return": total, "length": steps, "path": str(path)}
+
+
+@torch.no_grad()
+def watch(model, env_id: str, n_episodes: int = 1, seed: int = 0, deterministic: bool = True,
+          render_mode: str = "human") -> list[float]:
+    """Play `n_episodes` (seeds `seed`, `seed + 1`, ...) in a window: `make_env(env_id, render_mode="human")`, the
+    observations the policy was trained on. Returns the episodes' returns."""
+    env = make_env(env_id, render_mode=render_mode)
+    try:
+        with _seeded_unless(deterministic, model, seed):
+            return [_play_one(model, env, seed + i, deterministic)[0] for i in range(n_episodes)]
+    finally:
+        env.close()
+
+
+def _seeded_unless(deterministic: bool, model, seed: int):
+    return contextlib.nullcontext() if deterministic else _sampling_seeded(model, seed)
+
+
+def _play_one(model, env, seed: int, deterministic: bool, max_steps: int | None = None,
+              after_step: Callable[[int], None] | None = None) -> tuple[float, int]:
+    """One episode of a single env from `reset(seed)`, at most `max_steps` agent steps: (return, steps).
+    `after_step(0)` after the reset and `after_step(steps)` after each step (a replay takes its frames there)."""
+    obs, _ = env.reset(seed=seed)
+    model.eval()
+    actor = PolicyActor(model, deterministic, 1)
+    total, steps, done = 0.0, 0, False
+    if after_step is not None:
+        after_step(0)
+    while not done and (max_steps is None or steps < max_steps):
+        action = actor(obs, lambda: np.asarray(env.get_wrapper_attr("action_masks")()))
+        obs, reward, terminated, truncated, _ = env.step(action)
+        total, steps, done = total + float(reward), steps + 1, terminated or truncated
+        if after_step is not None:
+            after_step(steps)
+    return total, steps
 
 
 def replay_settings(env_id: str, render_fps: float) -> dict:
@@ -264,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0, help="seed of the first episode")
     p.add_argument("--stochastic", action="store_true", help="sample actions instead of playing the most likely one")
     p.add_argument("--gif", "--video", dest="gif", help="also write a replay of one episode to this .gif or .mp4 file")
+    p.add_argument("--watch", action="store_true", help="play the episodes one after another in a window instead "
+                   "(the env in render_mode='human'; Atari: the game in colour, the policy reading its usual frames)")
     p.add_argument("--json", dest="json_out", help="write the results to this JSON file")
     p.add_argument("--device", default="cpu")
     args = p.parse_args(argv)
@@ -307,6 +339,10 @@ def check_policy_env(model, env_id: str) -> None:
 
 def _evaluate_cli(model, env_id: str, args) -> int:
     check_policy_env(model, env_id)
+    if args.watch:
+        for i, ret in enumerate(watch(model, env_id, args.episodes, args.seed, not args.stochastic)):
+            print(f"episode {i + 1} (seed {args.seed + i}): return {ret:.2f}")
+        return 0
     res = evaluate_policy(model, env_id, n_episodes=args.episodes, seed=args.seed, deterministic=not args.stochastic)
     print(f"{env_id}: {res['mean_reward']:.2f} +/- {res['std_reward']:.2f} over {res['n_episodes']} episodes "
           f"(seed {args.seed}, {'stochastic' if args.stochastic else 'deterministic'})")

@@ -394,3 +394,27 @@ def test_replay_settings_by_kind_of_env():
     assert replay_settings("Acrobot-v1", 15) == {"max_steps": 1000, "frame_skip": 2, "scale": 0.5}
     pytest.importorskip("ale_py")
     assert replay_settings("Pong", 30) == {"max_steps": 2000, "frame_skip": 2, "scale": 1.0}  # the full screen
+
+
+def test_watch_plays_the_episodes_in_a_window(monkeypatch, capsys, tmp_path):
+    """`python -m ppo2.evaluate CartPole-v1 --watch -n 2` plays the shipped policy in the env made for a person to
+    watch (here rgb_array: CI has no display), episodes seeded 0 and 1, and prints each return; sampled actions
+    replay from the seed, and the episode is the one a replay of the same seed records."""
+    import ppo2.evaluate as ev
+
+    made, make_env = [], ev.make_env
+
+    def headless(env_id, render_mode):
+        made.append((env_id, render_mode))
+        return make_env(env_id, render_mode="rgb_array")
+
+    monkeypatch.setattr(ev, "make_env", headless)
+    assert ev.main(["CartPole-v1", "--watch", "-n", "2"]) == 0
+    assert made == [("CartPole-v1", "human")]
+    assert capsys.readouterr().out.splitlines() == ["episode 1 (seed 0): return 500.00", "episode 2 (seed 1): return 500.00"]
+    monkeypatch.undo()
+    model = PPO2(input_dim=4, action_space=2)
+    sampled = [ev.watch(model, "CartPole-v1", 3, seed=5, deterministic=False, render_mode="rgb_array") for _ in range(2)]
+    assert sampled[0] == sampled[1] and len(set(sampled[0])) > 1  # the same episodes, not one episode thrice
+    replay = ev.record_replay(model, "CartPole-v1", tmp_path / "r.gif", seed=5, deterministic=False)
+    assert replay["return"] == sampled[0][0]
