@@ -25,7 +25,8 @@ def ppo2(pretrained: bool | str = False, **kwargs: Any) -> PPO2:
             LunarLander-v3, the MuJoCo v5 tasks) loads that one; a local directory loads a `save_pretrained` /
             `train.py` output (with `encoder=` / `policy_net=` for a policy trained with your own networks).
             Files are sha256-checked before loading. The architecture comes from the weights; keywords
-            that disagree with it raise a ValueError.
+            that disagree with it raise a ValueError. `model.make_env(render_mode="human")` makes the env it
+            plays, observations as it was trained on them (an Atari policy's preprocessed frames).
         input_dim (int): observation size (required when pretrained=False).
         hidden_dim (int, default 64): hidden layer width.
         action_space (int | gymnasium space, default 2): int = Discrete(n); or Discrete, Box (1-D),
