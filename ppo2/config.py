@@ -335,6 +335,7 @@ PRESETS: dict[tuple[str, str], dict] = {
     # Atari (ATARI_PPO, below, for every ALE game). Pong's target, a mean of 20 on 10 evaluation episodes (confirmed
     # on 100 fresh ones), makes the summary's solved_at its wall clock to 20; training goes on to the full budget
     ("ALE/Pong-v5", "ppo"): dict(ATARI_PPO, target_reward=20.0),
+    ("PongNoFrameskip-v4", "ppo"): dict(ATARI_PPO, target_reward=20.0),
     ("ALE/Breakout-v5", "ppo"): ATARI_PPO,
     # Kept by study pendulum-100k (python -m ppo2.tune, 40 trials of RL-Zoo's space, 2 seeds, 100k steps): its best
     # trial scored -551.9 on held-out episodes where this preset, at the same budget and seeds, scored -440.3

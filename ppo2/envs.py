@@ -7,6 +7,7 @@ envs that use another mode.
 """
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from typing import Any
 
@@ -73,9 +74,19 @@ def refuse_file_named_module(env_id: str, named_by: str) -> None:
                          f"you trust that module, say so on the command line: --env {env_id}")
 
 
+def _atari_spec(spec: gym.envs.registration.EnvSpec) -> gym.envs.registration.EnvSpec:
+    """A "<Game>NoFrameskip-v4" spec (frameskip 1: baselines' and RL-Zoo's wrappers skip 4 frames and max-pool the
+    last two) as ale-py's vector env runs it: ALE/<Game>-v5's preprocessing with that frameskip, its own
+    repeat_action_probability (0). Any other spec unchanged."""
+    if is_atari(spec.id) and spec.vector_entry_point is None and spec.kwargs.get("frameskip") == 1:
+        return dataclasses.replace(spec, vector_entry_point="ale_py.vector_env:AtariVectorEnv",
+                                   kwargs={**spec.kwargs, "frameskip": 4})
+    return spec
+
+
 def make_vector_env(env_id: str, num_envs: int, vectorization: str = "auto", **kwargs) -> gym.vector.VectorEnv:
     """`gymnasium.make_vec`, using the env's own vectorised implementation when it has one."""
-    spec = check_env_id(env_id)
+    spec = _atari_spec(check_env_id(env_id))
     env_id = spec.id
     if vectorization == "auto":
         mode = "vector_entry_point" if spec.vector_entry_point is not None and "render_mode" not in kwargs else "sync"
@@ -86,7 +97,7 @@ def make_vector_env(env_id: str, num_envs: int, vectorization: str = "auto", **k
         # score, so it returns raw rewards and `clip_reward` (the Atari presets) clips what the update sees
         kwargs.setdefault("reward_clipping", False)
     try:
-        envs = gym.make_vec(env_id, num_envs=num_envs, vectorization_mode=mode, **kwargs)
+        envs = gym.make_vec(spec, num_envs=num_envs, vectorization_mode=mode, **kwargs)
     except gym.error.DependencyNotInstalled as exc:
         raise ImportError(f"{env_id} needs an optional dependency: {exc}. For Box2D envs: pip install 'gymnasium[box2d]'") from exc
     autoreset = envs.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
@@ -106,7 +117,7 @@ def make_env(env_id: str, **kwargs) -> gym.Env:
     if not is_atari(spec.id):
         return gym.make(spec.id, **kwargs)
     noop_max, fire = kwargs.pop("noop_max", 30), kwargs.pop("use_fire_reset", True)
-    frameskip = kwargs.pop("frameskip", spec.kwargs.get("frameskip", 4))
+    frameskip = kwargs.pop("frameskip", _atari_spec(spec).kwargs.get("frameskip", 4))
     env = _AtariReset(gym.make(spec.id, frameskip=1, **kwargs), noop_max, fire)
     env = gym.wrappers.AtariPreprocessing(env, noop_max=0, frame_skip=frameskip, screen_size=84, grayscale_obs=True,
                                           scale_obs=False)

@@ -47,10 +47,12 @@ def is_zoo_id(name: Any, weights_dir: str | os.PathLike | None = None) -> bool:
 
 
 def _zoo_id(name: str, zoo: dict) -> str | None:
-    """The zoo's id for `name`: itself, or the env id a short name stands for (`'Pong'`: `'ALE/Pong-v5'`)."""
-    if name in zoo:
-        return name
-    return ENV_ALIASES[name] if ENV_ALIASES.get(name) in zoo else None
+    """The zoo's id for `name`: itself, or the Atari game a short name stands for (`'Pong'`: `'ALE/Pong-v5'`, else
+    `'PongNoFrameskip-v4'`)."""
+    for candidate in (name, ENV_ALIASES.get(name), f"{name}NoFrameskip-v4"):
+        if candidate in zoo:
+            return candidate
+    return None
 
 
 def zoo_entry(name: str | bool, weights_dir: str | os.PathLike | None = None) -> dict:

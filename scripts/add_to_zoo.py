@@ -41,6 +41,7 @@ RL_ZOO_PPO = {  # RL-Zoo's published PPO scores (the goals we must match or beat
     "MountainCarContinuousNoVel-v0": "91.5 (RL-Zoo RecurrentPPO)",
     # Atari at 10M steps (issue #29): RL-Zoo3 PPO on the NoFrameskip-v4 games
     "ALE/Pong-v5": "20.99 (RL-Zoo3, NoFrameskip-v4)", "ALE/Breakout-v5": "398 (RL-Zoo3, NoFrameskip-v4)",
+    "PongNoFrameskip-v4": "20.99 (RL-Zoo3)", "BreakoutNoFrameskip-v4": "398 (RL-Zoo3)",
 }
 
 

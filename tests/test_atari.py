@@ -189,7 +189,7 @@ def test_breakout_lives_end_the_value_horizon_not_the_game(tmp_path):
         trainer.close()
 
 
-@pytest.mark.parametrize("game", ["Pong", "Breakout"])
+@pytest.mark.parametrize("game", ["Pong", "Breakout", "BreakoutNoFrameskip-v4"])
 def test_make_env_gives_the_frames_the_trainer_saw(game):
     """`make_env` (and `model.make_env()`, the replays) is one env with ale-py's vector-env preprocessing: with the
     random draws off (the no-ops and the sticky actions, which the two take from generators seeded differently), the same seed and the same actions give
@@ -255,3 +255,27 @@ def test_an_atari_model_card_plays_the_preprocessed_game(tmp_path):
     scope = {}
     exec(code.replace('"you/pong"', repr(str(tmp_path / "p"))), scope)
     assert scope["done"] and scope["obs"].shape == (4, 84, 84)
+
+
+def test_noframeskip_v4_ids_are_rl_zoos_protocol_on_ales_vector_env():
+    """`BreakoutNoFrameskip-v4`, the id RL-Zoo's and CleanRL's Breakout scores are measured on (no sticky actions; their
+    wrappers skip 4 frames), runs in ale-py's vector env as ALE/Breakout-v5 with repeat_action_probability 0: the same
+    frames, scores and ends step for step (v5's sticky actions part from it), the Atari preset, a lost life terminal."""
+    from ppo2.config import ATARI_PPO
+
+    def play(envs):
+        obs, _ = envs.reset(seed=7)
+        rng, seen = np.random.default_rng(0), [obs]
+        for _ in range(200):
+            obs, reward, terminated, truncated, info = envs.step(rng.integers(4, size=2))
+            seen += [obs, reward, terminated, truncated, info["lives"]]
+        envs.close()
+        return seen
+
+    v4 = play(make_vector_env("BreakoutNoFrameskip-v4", 2))
+    same = play(make_vector_env("ALE/Breakout-v5", 2, repeat_action_probability=0.0))
+    sticky = play(make_vector_env("ALE/Breakout-v5", 2))
+    assert all(np.array_equal(x, y) for x, y in zip(v4, same))
+    assert not all(np.array_equal(x, y) for x, y in zip(v4, sticky))
+    cfg = TrainConfig.for_env("BreakoutNoFrameskip-v4")
+    assert all(getattr(cfg, k) == v for k, v in ATARI_PPO.items()) and cfg.life_loss_terminal

@@ -216,7 +216,8 @@ def zoo_copy(tmp_path):
 
 def test_a_short_game_name_finds_its_entry(zoo_copy):
     """`pretrained='Pong'` means what `train.py --env Pong` trains: the entry of ALE/Pong-v5 (here a stand-in
-    entry under that id); an alias whose game the zoo lacks, or another spelling, is still an unknown id."""
+    entry under that id), else the game's NoFrameskip-v4 entry; an alias whose game the zoo lacks, or another
+    spelling, is still an unknown id."""
     import json
 
     from ppo2.zoo import is_zoo_id, zoo_entry
@@ -231,6 +232,11 @@ def test_a_short_game_name_finds_its_entry(zoo_copy):
         assert not is_zoo_id(name, zoo_copy)
         with pytest.raises(ValueError, match=f"no pretrained policy for '{name}'"):
             zoo_entry(name, zoo_copy)
+    # a game the zoo holds under RL-Zoo's id (no sticky actions) only: the short name finds that one
+    index["policies"]["BreakoutNoFrameskip-v4"] = dict(stand_in, env_id="BreakoutNoFrameskip-v4")
+    (zoo_copy / "zoo.json").write_text(json.dumps(index))
+    assert zoo_entry("Breakout", zoo_copy)["env_id"] == "BreakoutNoFrameskip-v4"
+    assert zoo_entry("Pong", zoo_copy) == stand_in  # (train.py --env Pong's game first)
 
 
 def test_flipped_byte_is_caught(zoo_copy):
