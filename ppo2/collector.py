@@ -6,8 +6,9 @@ ignored, so it is marked invalid and left out of the update, and its value V(fin
 exactly the bootstrap a time-limit truncation at step t-1 needs.
 
 With `life_loss` (Atari), a step on which the game lost a life is terminal to the learner (no value bootstrapped
-across it: baselines' EpisodicLifeEnv) but not an episode end: the game goes on, the next row is an ordinary step,
-and logged episodes are whole games.
+across it: baselines' EpisodicLifeEnv) but not an episode end: the game goes on and logged episodes are whole games.
+In a game with FIRE, ppo2's ALE envs press it on the next step instead of the agent's action (baselines' FireResetEnv,
+ppo2/envs.py), and that row, marked by the info's 'fire_step', is left out as an autoreset step is.
 
 Observations are an array or a dict of arrays (ppo2/observations.py); images are stored as uint8.
 """
@@ -283,6 +284,8 @@ class Collector:
                 self.lives = lives
             self.next_mask = self._split(done)
             s.valid[t] = ~self.prev_done  # False on the autoreset step: its action was ignored
+            if isinstance(info, dict) and "fire_step" in info:  # (Atari: FIRE pressed for it after a lost life)
+                s.valid[t] &= ~np.asarray(info["fire_step"], np.bool_)
             train_reward = np.sign(reward) if self.clip_reward else reward
             s.rewards[t] = (train_reward if self.reward_scaler is None
                             else self.reward_scaler(train_reward, done | terminal, s.valid[t]))
@@ -290,7 +293,7 @@ class Collector:
             s.truncations[t] = truncated
 
             self.ep_return += reward
-            self.ep_length += s.valid[t]
+            self.ep_length += ~self.prev_done  # (the game's steps: not the autoreset step, which is neither game's)
             if done.any():
                 self.recent_returns.extend(self.ep_return[done].tolist())
                 self.recent_lengths.extend(self.ep_length[done].tolist())

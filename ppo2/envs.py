@@ -92,7 +92,9 @@ def make_vector_env(env_id: str, num_envs: int, vectorization: str = "auto", **k
         mode = "vector_entry_point" if spec.vector_entry_point is not None and "render_mode" not in kwargs else "sync"
     else:
         mode = vectorization
-    if is_atari(env_id) and mode == "vector_entry_point":
+    ale = is_atari(env_id) and mode == "vector_entry_point"
+    fire_after_life_loss = kwargs.pop("fire_after_life_loss", True) if ale else False
+    if ale:
         # ale-py's vector env clips rewards by default: the logged and evaluated returns must be the game's
         # score, so it returns raw rewards and `clip_reward` (the Atari presets) clips what the update sees
         kwargs.setdefault("reward_clipping", False)
@@ -104,7 +106,69 @@ def make_vector_env(env_id: str, num_envs: int, vectorization: str = "auto", **k
     if autoreset != AutoresetMode.NEXT_STEP:
         envs.close()
         raise ValueError(f"{env_id}: the collector expects autoreset mode NEXT_STEP, got {autoreset}")
+    if fire_after_life_loss:
+        actions = list(envs.unwrapped.ale.get_action_set())
+        fire = next((i for i, a in enumerate(actions) if a.name == "FIRE"), None)
+        if fire is not None:
+            envs = _FireAfterLifeLossVector(envs, fire)
     return envs
+
+
+def _fire_next(lives_before, lives, ended):
+    """Where the step after this one presses FIRE: a life was lost and the game goes on (numpy arrays or scalars)."""
+    return np.logical_and(np.less(lives, lives_before), np.logical_not(ended))
+
+
+class _FireAfterLifeLossVector(gym.vector.VectorWrapper):
+    """baselines' FireResetEnv after each lost life (it fires at every EpisodicLifeEnv reset; ale-py fires only at the
+    start of a game): in a game whose action set has FIRE, the step after a lost life (the game going on) presses FIRE
+    instead of the agent's action, and the info's 'fire_step' marks that step, which the learner leaves out as it
+    does an autoreset step (ppo2/collector.py). Without it a Breakout policy that has not learned to serve again idles
+    to the 27,000-step cap: docs/history.md."""
+
+    def __init__(self, envs: gym.vector.VectorEnv, fire: int):
+        super().__init__(envs)
+        self.fire = fire
+        self.lives = np.zeros(envs.num_envs, np.int64)
+        self.pending = np.zeros(envs.num_envs, np.bool_)
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        self.lives = np.asarray(info["lives"], np.int64).copy()
+        self.pending = np.zeros(self.num_envs, np.bool_)
+        return obs, info
+
+    def step(self, actions):
+        fired = self.pending
+        if fired.any():
+            actions = np.array(actions, copy=True)
+            actions[fired] = self.fire
+        obs, reward, terminated, truncated, info = self.env.step(actions)
+        lives = np.asarray(info["lives"], np.int64).copy()
+        self.pending = _fire_next(self.lives, lives, terminated | truncated)
+        self.lives = lives
+        return obs, reward, terminated, truncated, {**info, "fire_step": fired}
+
+
+class _FireAfterLifeLoss(gym.Wrapper):
+    """The same for one env (`make_env`), so a game played there is the game the trainer's envs play."""
+
+    def __init__(self, env: gym.Env, fire: int):
+        super().__init__(env)
+        self.fire, self.lives, self.pending = fire, 0, False
+
+    def reset(self, **kwargs):
+        obs, info = self.env.reset(**kwargs)
+        self.lives, self.pending = int(info["lives"]), False
+        return obs, info
+
+    def step(self, action):
+        fired = self.pending
+        obs, reward, terminated, truncated, info = self.env.step(self.fire if fired else action)
+        lives = int(info["lives"])
+        self.pending = bool(_fire_next(self.lives, lives, terminated or truncated))
+        self.lives = lives
+        return obs, reward, terminated, truncated, {**info, "fire_step": fired}
 
 
 def make_env(env_id: str, **kwargs) -> gym.Env:
@@ -112,15 +176,20 @@ def make_env(env_id: str, **kwargs) -> gym.Env:
     (`model.make_env(render_mode="human")`). Any id: `gym.make(env_id, **kwargs)`, except that ALE games ("ALE/<Game>-v5",
     "Pong") get ale-py's vector-env preprocessing around a game that still renders in colour: 1-`noop_max` no-op frames
     and FIRE at a reset (games whose action set has FIRE; `use_fire_reset=False` turns it off), `frameskip` agent-step
-    frames with the last two max-pooled, 84x84 grayscale, 4 stacked (zeros before the first), raw game scores."""
+    frames with the last two max-pooled, 84x84 grayscale, 4 stacked (zeros before the first), raw game scores; and, as
+    `make_vector_env` does, FIRE after a lost life (`fire_after_life_loss=False` turns it off)."""
     spec = check_env_id(env_id)
     if not is_atari(spec.id):
         return gym.make(spec.id, **kwargs)
     noop_max, fire = kwargs.pop("noop_max", 30), kwargs.pop("use_fire_reset", True)
+    fire_after_life_loss = kwargs.pop("fire_after_life_loss", True)
     frameskip = kwargs.pop("frameskip", _atari_spec(spec).kwargs.get("frameskip", 4))
     env = _AtariReset(gym.make(spec.id, frameskip=1, **kwargs), noop_max, fire)
     env = gym.wrappers.AtariPreprocessing(env, noop_max=0, frame_skip=frameskip, screen_size=84, grayscale_obs=True,
                                           scale_obs=False)
+    meanings = env.unwrapped.get_action_meanings()
+    if fire_after_life_loss and "FIRE" in meanings:
+        env = _FireAfterLifeLoss(env, meanings.index("FIRE"))
     return gym.wrappers.FrameStackObservation(env, 4, padding_type="zero")
 
 

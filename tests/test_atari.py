@@ -159,32 +159,39 @@ def test_a_seeded_reset_restarts_ale_from_scratch():
 
 def test_breakout_lives_end_the_value_horizon_not_the_game(tmp_path):
     """The Atari default (life_loss auto: terminal for ALE games), on the real game: every lost life is a terminal
-    row of the rollout, the row after it is an ordinary step, and only game overs count as episodes."""
+    row of the rollout, and only game overs count as episodes. The step after a lost life presses FIRE to serve again
+    (baselines' FireResetEnv) instead of the agent's action, and that row is left out of the update, as the autoreset
+    row after a game over is; every other row is played with the action the policy sampled."""
     cfg = TrainConfig.for_env("Breakout", num_envs=2, num_steps=384, num_minibatches=1, total_timesteps=768,
                               processes=1, eval_interval=0, output_dir=str(tmp_path), progress=False,
                               tensorboard=False, plot=False)
     assert cfg.life_loss == "auto" and cfg.life_loss_terminal
     trainer = Trainer(cfg)
-    lives = []
-    real_step = trainer.envs.step
+    lives, sent = [], []
+    game = trainer.envs.env  # ale-py's vector env, under the FIRE-after-a-lost-life wrapper
+    real_step = game.step
 
     def step(action):
+        sent.append(np.array(action, copy=True))
         out = real_step(action)
         lives.append(out[4]["lives"].copy())
         return out
 
-    trainer.envs.step = step
+    game.step = step
     try:
         trainer.collect_rollout()
         s, c = trainer.storage, trainer.collector
-        lives = np.stack(lives)  # (steps, envs): the lives left after each step
+        lives, sent = np.stack(lives), np.stack(sent)  # (steps, envs): the lives left after each step, what was played
         before = np.vstack([np.full((1, 2), 5), lives[:-1]])
         lost = (lives < before) & (lives > 0)  # a life lost, the game going on
         game_over = (lives == 0) & (before > 0)
-        assert lost.sum() >= 4 and game_over.sum() == c.episodes
+        assert lost.sum() >= 4 and game_over.sum() == c.episodes >= 1
         np.testing.assert_array_equal(s.terminations.astype(bool), lost | game_over)
-        assert s.valid[1:][lost[:-1]].all()  # the game goes on: the next row is played
-        assert not s.valid[1:][game_over[:-1]].any()  # after a game over, the autoreset row
+        fired = np.vstack([np.zeros((1, 2), bool), lost[:-1]])
+        after_game_over = np.vstack([np.zeros((1, 2), bool), game_over[:-1]])
+        assert (sent[fired] == 1).all()  # FIRE (Breakout's action 1), whatever the policy sampled
+        np.testing.assert_array_equal(sent[~fired], s.actions[~fired])
+        np.testing.assert_array_equal(s.valid, ~(fired | after_game_over))
     finally:
         trainer.close()
 
@@ -193,8 +200,8 @@ def test_breakout_lives_end_the_value_horizon_not_the_game(tmp_path):
 def test_make_env_gives_the_frames_the_trainer_saw(game):
     """`make_env` (and `model.make_env()`, the replays) is one env with ale-py's vector-env preprocessing: with the
     random draws off (the no-ops and the sticky actions, which the two take from generators seeded differently), the same seed and the same actions give
-    the same stacked frames, rewards and ends, FIRE at the reset included (Breakout: the ball is served). Without the
-    FIRE the frames part within a few steps: the test can tell."""
+    the same stacked frames, rewards and ends, FIRE at the reset and after a lost life included (Breakout: the ball is
+    served). Without the FIRE at the reset the frames part within a few steps: the test can tell."""
     from ppo2.envs import make_env
 
     vec = make_vector_env(game, 1, noop_max=0, repeat_action_probability=0.0)
@@ -204,14 +211,16 @@ def test_make_env_gives_the_frames_the_trainer_saw(game):
         assert env.observation_space.shape == vec.single_observation_space.shape == (4, 84, 84)
         ov, _ = vec.reset(seed=3)
         oe, _ = env.reset(seed=3)
-        equal = [np.array_equal(ov[0], oe)]
+        equal, served = [np.array_equal(ov[0], oe)], 0
         for a in actions:
-            ov, rv, tv, uv, _ = vec.step(np.array([a]))
-            oe, re, te, ue, _ = env.step(a)
-            equal.append(np.array_equal(ov[0], oe) and rv[0] == re and tv[0] == te)
+            ov, rv, tv, uv, iv = vec.step(np.array([a]))
+            oe, re, te, ue, ie = env.step(a)
+            equal.append(np.array_equal(ov[0], oe) and rv[0] == re and tv[0] == te and iv["fire_step"][0] == ie["fire_step"])
+            served += ie["fire_step"]
             if te or ue:
                 break
         assert all(equal) if same else not all(equal), (game, fire, equal.index(False) if False in equal else None)
+        assert (served > 0) == ("Breakout" in game)  # FIRE after lost lives (Pong has no lives) on both sides
         env.close()
     vec.close()
     env = make_env(game)  # the default: 1-30 frames at a reset (no-ops, then FIRE), drawn from the reset's seed
