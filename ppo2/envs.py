@@ -85,7 +85,8 @@ def _atari_spec(spec: gym.envs.registration.EnvSpec) -> gym.envs.registration.En
 
 
 def make_vector_env(env_id: str, num_envs: int, vectorization: str = "auto", **kwargs) -> gym.vector.VectorEnv:
-    """`gymnasium.make_vec`, using the env's own vectorised implementation when it has one."""
+    """`gymnasium.make_vec`, using the env's own vectorised implementation when it has one. ALE games: ale-py's
+    vector env (also for "<Game>NoFrameskip-v4"), raw game scores, FIRE after a lost life (`fire_after_life_loss`)."""
     spec = _atari_spec(check_env_id(env_id))
     env_id = spec.id
     if vectorization == "auto":
