@@ -30,6 +30,14 @@ def _real_frames(n_steps: int = 40) -> np.ndarray:
     return np.concatenate(frames[-8:])  # 32 frames late in the rally: paddles and ball on screen
 
 
+@pytest.fixture
+def bfloat16_anywhere(monkeypatch):
+    """The bfloat16 path on any CPU: where the CPU has no native bfloat16 (an AVX2-only host), torch emulates it, with
+    the same rounding and slowly; users are refused it there (resolve_precision), the tests check its numbers anyway."""
+    if not native_bfloat16("cpu"):
+        monkeypatch.setattr(speed, "native_bfloat16", lambda device: True)
+
+
 def test_resolve_precision(monkeypatch):
     assert resolve_precision("auto", "cpu", has_cnn=False) == Precision()  # vectors: never changed
     assert resolve_precision("float32", "cpu", has_cnn=True) == Precision(None, channels_last=True)
@@ -61,8 +69,7 @@ def test_channels_last_frames_give_the_float32_outputs():
     torch.testing.assert_close(value, ref_value, rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.skipif(not native_bfloat16("cpu"), reason="this CPU has no native bfloat16 (AMX or AVX512_BF16)")
-def test_bfloat16_encoder_stays_close_to_float32_on_real_frames():
+def test_bfloat16_encoder_stays_close_to_float32_on_real_frames(bfloat16_anywhere):
     """bfloat16 keeps 8 bits of mantissa, and the encoder's dot products run over up to 3,136 terms: on these frames the
     logits and values move by ~1.8% of their spread (measured on the Intel CI host). Within 5%, and the greedy
     action the same on nearly every frame; a wrong layout or a lost scale moves them by their whole spread."""
@@ -75,6 +82,7 @@ def test_bfloat16_encoder_stays_close_to_float32_on_real_frames():
     model.set_precision("bfloat16")
     logits, value = _outputs(model, obs)
     assert logits.dtype == value.dtype == torch.float32
+    assert not torch.equal(logits, ref_logits)  # (bfloat16 did run: its rounding shows)
     spread = float(ref_logits.std())
     assert float((logits - ref_logits).abs().max()) < 0.05 * spread
     assert float((value - ref_value).abs().max()) < 0.05 * float(ref_value.abs().max())
@@ -110,7 +118,7 @@ def test_export_is_the_float32_reference_and_leaves_the_model_as_it_was(tmp_path
 
 
 @pytest.mark.parametrize("precision", ["float32", "bfloat16"])
-def test_preprocessing_the_rollout_once_gives_the_same_update(precision):
+def test_preprocessing_the_rollout_once_gives_the_same_update(precision, bfloat16_anywhere):
     """The update on minibatches sliced from one preprocessed rollout (ppo2.speed.preprocess_once) is the update on
     minibatches preprocessed one by one: the same parameters, bit for bit."""
     import copy
@@ -120,8 +128,6 @@ def test_preprocessing_the_rollout_once_gives_the_same_update(precision):
     from ppo2.speed import preprocess_once
     from ppo2.update import Batch, ppo_update
 
-    if precision == "bfloat16" and not native_bfloat16("cpu"):
-        pytest.skip("this CPU has no native bfloat16")
     torch.manual_seed(0)
     model = PPO2(observation_space=spaces.Box(0, 255, (36, 36, 2), np.uint8), action_space=3)
     model.set_precision(precision, "cpu")
