@@ -209,7 +209,8 @@ def model_card(repo_id: str, env_id: str, results: dict | None, train_config: di
         body += [f"![replay]({replay_name})", ""]
     if results is not None:
         body += ["## Evaluation", "",
-                 f"Mean return **{score}** over {results['n_episodes']} deterministic episodes "
+                 f"Mean return **{score}** over {results['n_episodes']} "
+                 f"{'deterministic' if results.get('deterministic', True) else 'sampled-action'} episodes "
                  f"(seeds {results.get('seed', 0)}..{results.get('seed', 0) + results['n_episodes'] - 1}).", ""]
     atari = is_atari(env_id)
     body += [

@@ -164,7 +164,10 @@ def test_model_card_metadata_parses_as_the_hub_reads_it():
     result = card.data.eval_results[0]
     assert (result.task_type, result.dataset_type, result.metric_type) == ("reinforcement-learning", "Pendulum-v1", "mean_reward")
     assert result.metric_value == "-150.25 +/- 80.50" and card.data.library_name == "ppo2"
-    assert "Pendulum-v1" in card.data.tags and "seeds 7..106" in card.text
+    assert "Pendulum-v1" in card.data.tags and "100 deterministic episodes (seeds 7..106)" in card.text
+    sampled = model_card("someone/x", "ALE/Pong-v5", {"mean_reward": 20.9, "std_reward": 0.3, "n_episodes": 100,
+                                                      "seed": 0, "deterministic": False})
+    assert "100 sampled-action episodes (seeds 0..99)" in sampled  # (RL-Zoo's way to play Atari: said as it was)
 
 
 @pytest.mark.parametrize("env_id, recurrent, env_masks", [("CartPoleNoVel-v1", True, False),
