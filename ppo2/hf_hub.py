@@ -212,16 +212,17 @@ def model_card(repo_id: str, env_id: str, results: dict | None, train_config: di
                  f"Mean return **{score}** over {results['n_episodes']} "
                  f"{'deterministic' if results.get('deterministic', True) else 'sampled-action'} episodes "
                  f"(seeds {results.get('seed', 0)}..{results.get('seed', 0) + results['n_episodes'] - 1}).", ""]
-    atari = is_atari(env_id)
+    atari, own_module = is_atari(env_id), ":" in env_id
     body += [
         "## Usage", "",
         "```python",
-        *([] if atari else ["import gymnasium as gym"]),
+        *(["import gymnasium as gym"] if own_module else []),
         "from ppo2 import PPO2",
         "",
         f'model = PPO2.from_pretrained("{repo_id}")',
-        "env = model.make_env()  # the game's frames as the policy saw them: 84x84 gray, 4 stacked" if atari
-        else f'env = gym.make("{env_id}")',
+        f'env = gym.make("{env_id}")  # (imports {env_id.partition(":")[0]}, your env\'s module)' if own_module
+        else "env = model.make_env()  # the game's frames as the policy saw them: 84x84 gray, 4 stacked" if atari
+        else f'env = model.make_env()  # gym.make("{env_id}")',
         "obs, _ = env.reset(seed=0)",
         "done = False",
     ]

@@ -174,20 +174,29 @@ def test_model_card_metadata_parses_as_the_hub_reads_it():
                                                           ("ppo2test/MaskedChoiceMethod-v0", False, True),
                                                           ("ppo2test/MaskedChoiceMethod-v0", True, True)])
 def test_model_card_usage_runs_for_recurrent_and_masked_policies(tmp_path, env_id, recurrent, env_masks):
-    """The card's usage loop, executed: a recurrent policy's state goes round the loop, a policy that masks with the
-    env's action_masks() gets them (the env raises on an illegal action)."""
+    """The card's usage loop, executed in a fresh interpreter as a reader would run it: the env comes from the policy
+    (`model.make_env()`: a NoVel id exists only once ppo2 registers it, which `gym.make` alone did not get), a
+    recurrent policy's state goes round the loop, a policy that masks with the env's action_masks() gets them (the env
+    raises on an illegal action)."""
     import re
-
-    import gymnasium as gym
+    import subprocess
+    import sys
 
     import toy_envs  # noqa: F401
+    from conftest import REPO
     from ppo2 import PPO2
+    from ppo2.envs import make_env
     from ppo2.hf_hub import model_card
 
-    env = gym.make(env_id)
+    env = make_env(env_id)
     PPO2(observation_space=env.observation_space, action_space=env.action_space, recurrent=recurrent,
-         lstm_hidden=8, action_mask=True if env_masks else "auto").save_pretrained(tmp_path / "p")
+         lstm_hidden=8, action_mask=True if env_masks else "auto").save_pretrained(tmp_path / "p", env_id=env_id)
     card = model_card("you/repo", env_id, None, recurrent=recurrent, env_masks=env_masks)
     code = re.search(r"```python\n(.+?)\n```", card, flags=re.S).group(1)
     assert ("state=state" in code) == recurrent and ("action_masks=" in code) == env_masks
-    exec(code.replace('"you/repo"', repr(str(tmp_path / "p"))), {})
+    assert "model.make_env()" in code and "gym.make(" not in code.replace(f'# gym.make("{env_id}")', "")
+    own = "import toy_envs\n" if env_id.startswith("ppo2test/") else ""  # (the user's own env, registered by them)
+    code = own + code.replace('"you/repo"', repr(str(tmp_path / "p"))) + "\nassert done"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120,
+                         env={**__import__("os").environ, "PYTHONPATH": str(REPO / "tests")})
+    assert out.returncode == 0, out.stderr[-2000:]

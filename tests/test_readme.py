@@ -35,3 +35,22 @@ def test_readme_masking_example_runs_and_learns(tmp_path, monkeypatch):
     exec("import gymnasium as gym\nimport numpy as np\nimport ppo2\n" + block, namespace)
     assert namespace["model"].trainer_summary["last_eval"]["mean_reward"] >= 5.0
     assert namespace["env"].action_masks()[namespace["action"]]
+
+
+def test_readme_pretrained_example_runs_for_any_zoo_id():
+    """The README's first example, executed in a fresh interpreter as written but offline (the local clone) and
+    headless: with `model.make_env()` it runs for an id gymnasium alone does not know (the NoVel tasks, registered by
+    ppo2), not only for LunarLander."""
+    import subprocess
+    import sys
+
+    text = (REPO / "README.md").read_text()
+    section = text.split("## Pretrained policies", 1)[1]
+    code = re.search(r"```python\n(.+?)\n```", section, flags=re.S).group(1)
+    assert "model.make_env(" in code and "gym.make(" not in code.split("#")[0]
+    code = (code.replace("torch.hub.load('andompesta/ppo2', 'ppo2',", f"torch.hub.load({str(REPO)!r}, 'ppo2', source='local',")
+                .replace("pretrained='LunarLander-v3'", "pretrained='CartPoleNoVel-v1'")
+                .replace('render_mode="human"', 'render_mode="rgb_array"'))
+    out = subprocess.run([sys.executable, "-c", code + "\nassert done"], capture_output=True, text=True, cwd=REPO,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
