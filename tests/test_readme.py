@@ -40,7 +40,8 @@ def test_readme_masking_example_runs_and_learns(tmp_path, monkeypatch):
 def test_readme_pretrained_example_runs_for_any_zoo_id():
     """The README's first example, executed in a fresh interpreter as written but offline (the local clone) and
     headless: with `model.make_env()` it runs for an id gymnasium alone does not know (the NoVel tasks, registered by
-    ppo2), not only for LunarLander."""
+    ppo2), not only for LunarLander, and the loop carries a recurrent policy's memory: CartPoleNoVel is balanced to
+    the 500-step limit (without the state it plays memoryless and falls)."""
     import subprocess
     import sys
 
@@ -51,6 +52,6 @@ def test_readme_pretrained_example_runs_for_any_zoo_id():
     code = (code.replace("torch.hub.load('andompesta/ppo2', 'ppo2',", f"torch.hub.load({str(REPO)!r}, 'ppo2', source='local',")
                 .replace("pretrained='LunarLander-v3'", "pretrained='CartPoleNoVel-v1'")
                 .replace('render_mode="human"', 'render_mode="rgb_array"'))
-    out = subprocess.run([sys.executable, "-c", code + "\nassert done"], capture_output=True, text=True, cwd=REPO,
-                         timeout=120)
+    played = "\nassert done and env.get_wrapper_attr('_elapsed_steps') == 500"  # (it keeps its memory: balances)
+    out = subprocess.run([sys.executable, "-c", code + played], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
