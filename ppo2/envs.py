@@ -64,14 +64,15 @@ def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
         raise ValueError(f"unknown environment id {env_id!r} ({exc}).{hint}") from None
 
 
-def refuse_file_named_module(env_id: str, named_by: str) -> None:
+def refuse_file_named_module(env_id: str, named_by: str, opt_in: str | None = None) -> None:
     """Raise ValueError if `env_id`, read from a file (`named_by`: a policy's config.json, a checkpoint), has
     gymnasium's "module:EnvId" form: making it would import `module`, and ppo2 never runs code that a file names.
-    The user opts in by naming the same id on the command line (--env), which is not read through here."""
+    The user opts in by naming the same id themselves (`opt_in`: on the command line, --env), which is not read
+    through here."""
     if isinstance(env_id, str) and ":" in env_id:
         raise ValueError(f"{named_by} names the environment {env_id!r}, which would import the module "
                          f"{env_id.partition(':')[0]!r} to register it. ppo2 never runs code that a file names; if "
-                         f"you trust that module, say so on the command line: --env {env_id}")
+                         f"you trust that module, say so {opt_in or f'on the command line: --env {env_id}'}")
 
 
 def _atari_spec(spec: gym.envs.registration.EnvSpec) -> gym.envs.registration.EnvSpec:
@@ -182,15 +183,17 @@ def make_env(env_id: str, **kwargs) -> gym.Env:
     spec = check_env_id(env_id)
     if not is_atari(spec.id):
         return gym.make(spec.id, **kwargs)
-    noop_max, fire = kwargs.pop("noop_max", 30), kwargs.pop("use_fire_reset", True)
+    noop_max, fire_at_reset = kwargs.pop("noop_max", 30), kwargs.pop("use_fire_reset", True)
     fire_after_life_loss = kwargs.pop("fire_after_life_loss", True)
     frameskip = kwargs.pop("frameskip", _atari_spec(spec).kwargs.get("frameskip", 4))
-    env = _AtariReset(gym.make(spec.id, frameskip=1, **kwargs), noop_max, fire)
+    env = gym.make(spec.id, frameskip=1, **kwargs)
+    meanings = env.unwrapped.get_action_meanings()
+    fire = meanings.index("FIRE") if "FIRE" in meanings else None
+    env = _AtariReset(env, noop_max, fire if fire_at_reset else None)
     env = gym.wrappers.AtariPreprocessing(env, noop_max=0, frame_skip=frameskip, screen_size=84, grayscale_obs=True,
                                           scale_obs=False)
-    meanings = env.unwrapped.get_action_meanings()
-    if fire_after_life_loss and "FIRE" in meanings:
-        env = _FireAfterLifeLoss(env, meanings.index("FIRE"))
+    if fire_after_life_loss and fire is not None:
+        env = _FireAfterLifeLoss(env, fire)
     return gym.wrappers.FrameStackObservation(env, 4, padding_type="zero")
 
 
@@ -198,11 +201,9 @@ class _AtariReset(gym.Wrapper):
     """A reset as ale-py's vector env does it (ale/vector/preprocessed_env.hpp): 1 to `noop_max` single-frame no-ops,
     the last of them replaced by FIRE where the game's action set has it (Pong, Breakout: the game starts served)."""
 
-    def __init__(self, env: gym.Env, noop_max: int, fire: bool):
+    def __init__(self, env: gym.Env, noop_max: int, fire: int | None):
         super().__init__(env)
-        self.reset_noop_max = int(noop_max)
-        meanings = env.unwrapped.get_action_meanings()
-        self.fire = meanings.index("FIRE") if fire and "FIRE" in meanings else None
+        self.reset_noop_max, self.fire = int(noop_max), fire  # (fire: FIRE's index, None for no FIRE at a reset)
 
     def reset(self, **kwargs):
         obs, info = self.env.reset(**kwargs)

@@ -63,10 +63,8 @@ def run_episodes(model, envs, seed: int, deterministic: bool = True,
     Sampled actions (`deterministic=False`) are drawn from `seed` too, so those episodes replay as well; the caller's
     random state is left as it was. `stop`, checked before every step, raises EvaluationInterrupted when it returns
     True."""
-    if deterministic:
-        return _play_episodes(model, envs, seed, True, stop)
-    with _sampling_seeded(model, seed):
-        return _play_episodes(model, envs, seed, False, stop)
+    with _seeded_unless(deterministic, model, seed):
+        return _play_episodes(model, envs, seed, deterministic, stop)
 
 
 @contextlib.contextmanager

@@ -601,11 +601,10 @@ class PPO2(nn.Module):
         if not self.env_id:
             raise ValueError("this policy does not record the env it was trained on (it was built, not trained or "
                              "loaded with its config.json): use ppo2.envs.make_env(env_id)")
-        if ":" in self.env_id:  # (gymnasium's "module:EnvId" imports the module: never for a name read from a file)
-            raise ValueError(f"this policy's env {self.env_id!r} would import the module {self.env_id.partition(':')[0]!r}; "
-                             f"if you trust it: ppo2.envs.make_env({self.env_id!r})")
-        from .envs import make_env
+        from .envs import make_env, refuse_file_named_module
 
+        refuse_file_named_module(self.env_id, "this policy",
+                                 f"by making it yourself: ppo2.envs.make_env({self.env_id!r})")
         return make_env(self.env_id, **kwargs)
 
     def _predict_recurrent(self, obs: Any, state: Any, episode_start: Any, deterministic: bool, mask: Any):
