@@ -126,11 +126,14 @@ def _duration(seconds: float | None) -> str:
 
 def zoo_table(weights_dir: str | os.PathLike | None = None) -> str:
     """The README's table of shipped policies, in Markdown, from the index alone (the README shows this text)."""
-    rows = ["| env | return (100 episodes) | 1,000 fresh episodes | published PPO | steps | train time | replay |",
+    rows = ["| env | return (100 episodes) | fresh episodes (1,000 unless noted) | published PPO | steps | train time | replay |",
             "|---|---|---|---|---|---|---|"]
     for env_id, e in load_zoo(weights_dir).items():
         ev, fresh = e["eval"], e.get("eval_fresh") or {}
-        fresh_text = f"{fresh['mean_reward']:,.1f}" if fresh else "-"
+        fresh_text = "-"
+        if fresh:
+            n = fresh.get("n_episodes", 1000)
+            fresh_text = f"{fresh['mean_reward']:,.1f}" + ("" if n == 1000 else f" ({n:,} episodes)")
         took = _duration(e.get("run_wall_time_s"))
         played = "" if ev.get("deterministic", True) else " (sampled actions)"
         rows.append(f"| {env_id} | {ev['mean_reward']:,.1f} +/- {ev['std_reward']:,.1f}{played} | {fresh_text} | "

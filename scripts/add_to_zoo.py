@@ -52,7 +52,8 @@ def main() -> int:
     p.add_argument("--trained-on", help="where it ran (machine, device)")
     p.add_argument("--readme-only", action="store_true", help="only regenerate the README's zoo table")
     p.add_argument("--episodes", type=int, default=100)
-    p.add_argument("--fresh-episodes", type=int, default=1000, help="a second, larger evaluation on other seeds")
+    p.add_argument("--fresh-episodes", type=int, default=None,
+                   help="a second, larger evaluation on other seeds (default: 1000, or 200 for image observations)")
     p.add_argument("--stochastic", action="store_true",
                    help="sample the actions in every evaluation (RL-Zoo's way with Atari) instead of the most likely")
     p.add_argument("--check-episodes", type=int, default=None,
@@ -94,9 +95,10 @@ def main() -> int:
     res = evaluate_policy(model, env_id, n_episodes=args.episodes, seed=0, deterministic=deterministic)
     print(f"{env_id}: {res['mean_reward']:.2f} +/- {res['std_reward']:.2f} over {args.episodes} episodes")
     # a larger set of episodes never used to train or to choose the policy: what a user will see
-    fresh = evaluate_policy(model, env_id, n_episodes=args.fresh_episodes, seed=FRESH_SEED, deterministic=deterministic)
+    n_fresh = args.fresh_episodes or default_fresh_episodes(model)
+    fresh = evaluate_policy(model, env_id, n_episodes=n_fresh, seed=FRESH_SEED, deterministic=deterministic)
     fresh_se = fresh["std_reward"] / fresh["n_episodes"] ** 0.5
-    print(f"{env_id}: {fresh['mean_reward']:.2f} (standard error {fresh_se:.2f}) over {args.fresh_episodes} fresh episodes")
+    print(f"{env_id}: {fresh['mean_reward']:.2f} (standard error {fresh_se:.2f}) over {n_fresh} fresh episodes")
     n_check = args.check_episodes
     if n_check is None:
         n_check = min(10, args.episodes) if has_images(model.obs_spec) else args.episodes
@@ -149,6 +151,12 @@ def main() -> int:
     else:  # (the README shows the shipped zoo only)
         print(f"README.md left as it is: {args.weights_dir} is not {REPO / 'weights'}")
     return 0
+
+
+def default_fresh_episodes(model) -> int:
+    """The fresh evaluation's size unless --fresh-episodes says: 1,000 episodes, or 200 for a policy that reads
+    images (1,000 Atari games, each thousands of CNN steps, would take hours)."""
+    return 200 if has_images(model.obs_spec) else 1000
 
 
 def command_differences(command: str, train_config: dict) -> dict:
