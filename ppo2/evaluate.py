@@ -263,15 +263,17 @@ def _downscale(frame: np.ndarray, scale: float) -> np.ndarray:
 
 def load_policy(source: str, map_location: str = "cpu"):
     """A policy from a zoo env id, a local directory, or a Hugging Face Hub repo id (in that order)."""
+    from .hf_hub import names_a_local_path
     from .model import PPO2
     from .zoo import is_zoo_id, load_pretrained, zoo_entry
 
     if is_zoo_id(source):  # a zoo id is never shadowed by a same-named local directory
         # (its sha-checked config names the env the policy plays: 'Pong' loads one that plays ALE/Pong-v5)
         return load_pretrained(source, map_location=map_location)
-    if Path(source).is_dir():
+    if Path(source).expanduser().is_dir():
         return PPO2.from_pretrained(source, map_location=map_location)
-    looks_local = source.startswith((".", "/", "~")) or source.count("/") != 1 or Path(source).parent.is_dir()
+    # (a bare name is a mistyped zoo id before it is a Hub repo without an owner)
+    looks_local = names_a_local_path(source) or "/" not in source or Path(source).expanduser().parent.is_dir()
     if looks_local:
         try:
             zoo_entry(source)  # raises, naming the shipped ids and the closest ones

@@ -159,7 +159,7 @@ def from_pretrained(model_cls, repo_id_or_path: str | os.PathLike, revision: str
 
     Hub downloads go through `huggingface_hub.hf_hub_download` (so HF_HUB_CACHE, HF_HUB_OFFLINE, tokens
     and revisions behave as everywhere else in the Hub ecosystem)."""
-    path = Path(repo_id_or_path)
+    path = Path(repo_id_or_path).expanduser()
     if path.is_dir():
         # The path is resolved once per attempt: a directory that publish_pretrained swaps in is read as one version.
         # If that version is pruned while it is read (a writer publishing faster than this reader reads), the files
@@ -175,6 +175,9 @@ def from_pretrained(model_cls, repo_id_or_path: str | os.PathLike, revision: str
     if path.exists():
         raise ValueError(f"{path} is a file; expected a directory holding {CONFIG_NAME} and {WEIGHTS_NAME}, "
                          "or a Hub repo id such as 'org/ppo2-CartPole-v1'")
+    if names_a_local_path(repo_id_or_path):  # (not something the Hub would be asked for)
+        raise FileNotFoundError(f"no directory {path}: expected a directory holding {CONFIG_NAME} and "
+                                f"{WEIGHTS_NAME}, or a Hub repo id such as 'org/ppo2-CartPole-v1'")
     from huggingface_hub import hf_hub_download
 
     kwargs = dict(repo_id=str(repo_id_or_path), revision=revision, cache_dir=cache_dir, token=token,
@@ -183,6 +186,15 @@ def from_pretrained(model_cls, repo_id_or_path: str | os.PathLike, revision: str
     weights_path = hf_hub_download(filename=WEIGHTS_NAME, **kwargs)
     return build_model(model_cls, Path(config_path), Path(weights_path), map_location=map_location,
                        policy_net=policy_net, value_net=value_net, encoder=encoder)
+
+
+def names_a_local_path(source: str | os.PathLike) -> bool:
+    """Whether `source` can only be a local path: a PathLike, or a string a Hub repo id ('name' or 'org/name')
+    cannot be: absolute, starting with ~ or ., with a backslash, or more than one /."""
+    if not isinstance(source, str):
+        return True
+    return (source.startswith(("/", "~", ".")) or "\\" in source or source.count("/") > 1
+            or Path(source).is_absolute())
 
 
 def model_card(repo_id: str, env_id: str, results: dict | None, train_config: dict | None = None,

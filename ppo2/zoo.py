@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from .env_ids import ENV_ALIASES
-from .hf_hub import CONFIG_NAME, WEIGHTS_NAME, build_model, split_config
+from .hf_hub import CONFIG_NAME, WEIGHTS_NAME, build_model, names_a_local_path, split_config
 from .io import read_json
 from .model import PPO2
 
@@ -76,8 +76,12 @@ def load_pretrained(name: str | bool = True, weights_dir: str | os.PathLike | No
                           f"Pass './{name}' to load the directory instead", stacklevel=3)
         entry = zoo_entry(name, weights_dir)
         directory = Path(weights_dir or WEIGHTS_DIR) / entry["dir"]
-    elif isinstance(name, (str, os.PathLike)) and Path(name).is_dir():
-        directory, entry = Path(name), None
+    elif isinstance(name, (str, os.PathLike)) and Path(name).expanduser().is_dir():
+        directory, entry = Path(name).expanduser(), None
+    elif isinstance(name, (str, os.PathLike)) and names_a_local_path(name):
+        raise FileNotFoundError(f"no directory {Path(name).expanduser()}: pretrained= takes a zoo env id "
+                                f"({', '.join(sorted(load_zoo(weights_dir)))}) or a directory holding "
+                                f"{CONFIG_NAME} and {WEIGHTS_NAME}")
     else:
         entry = zoo_entry(name, weights_dir)  # raises, naming the available ids and the closest ones
         directory = Path(weights_dir or WEIGHTS_DIR) / entry["dir"]

@@ -42,6 +42,38 @@ def test_save_pretrained_round_trip_keeps_distribution_and_normaliser(tmp_path):
     torch.testing.assert_close(act(loaded, obs), act(model, obs))
 
 
+def test_a_local_path_is_read_as_one_and_never_sent_to_the_hub(tmp_path, monkeypatch):
+    """`~` is the user's home (Python does not expand it: a shell would); a path that is not there is refused as a
+    missing directory, not looked up as a Hub repo (which would fail offline with an unrelated message)."""
+    import huggingface_hub
+
+    asked = []
+
+    def fake_download(**kwargs):
+        asked.append(kwargs["repo_id"])
+        raise huggingface_hub.errors.LocalEntryNotFoundError("offline")
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    model = _model()
+    model.save_pretrained(tmp_path / "runs" / "m", env_id="Pendulum-v1")
+    assert _same(PPO2.from_pretrained("~/runs/m"), model)
+    monkeypatch.chdir(tmp_path)
+    for missing in ("~/runs/gone", "./gone", "../gone", "runs/Pendulum-v1__ppo__1/best", str(tmp_path / "gone"),
+                    tmp_path / "gone", "runs\\gone"):
+        with pytest.raises(FileNotFoundError, match="no directory .*: expected a directory holding config.json"):
+            PPO2.from_pretrained(missing)
+    assert asked == []
+    # torch.hub.load(..., pretrained=...) takes a zoo id or a directory, the same way
+    from ppo2.zoo import load_pretrained
+
+    assert _same(load_pretrained("~/runs/m"), model)
+    with pytest.raises(FileNotFoundError, match="no directory .*gone: pretrained= takes a zoo env id .*CartPole-v1"):
+        load_pretrained("~/runs/gone")
+    with pytest.raises(huggingface_hub.errors.LocalEntryNotFoundError):  # a repo id still goes to the Hub
+        PPO2.from_pretrained("someone/ppo2-pendulum")
+    assert asked == ["someone/ppo2-pendulum"]
+
+
 def _fill_cache(cache, repo_id, src):
     folder = cache / f"models--{repo_id.replace('/', '--')}"
     snap = folder / "snapshots" / COMMIT
