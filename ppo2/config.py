@@ -103,7 +103,9 @@ class TrainConfig:
                         choices=PRECISIONS)
     # ---- evaluation -----------------------------------------------------------------------
     eval_interval: int = _f(10, "evaluate every this many updates and after the last one (0: never)")
-    eval_episodes: int = _f(10, "deterministic episodes per evaluation")
+    eval_episodes: int = _f(10, "episodes per evaluation")
+    eval_deterministic: bool = _f(True, "evaluations play the most likely action; --no-eval-deterministic samples "
+                                        "them, drawn from the evaluation's seed (RL-Zoo evaluates Atari that way)")
     eval_seed: int = _f(1_000_000, "seed of the evaluation episodes (separate environments)")
     target_reward: Optional[float] = _f(None, "stop once the evaluation mean reaches this (default: the env's reward threshold)")
     confirm_episodes: int = _f(100, "an evaluation that reaches target_reward counts (and stops the run) only once "

@@ -389,7 +389,8 @@ class Trainer:
     # evaluation (rank 0, or every rank its share of the episodes; the decision to stop is shared with every rank)
     # --------------------------------------------------------------------------------------------
     def evaluate(self, start: float | None = None) -> bool:
-        """Deterministic evaluation; True (on every rank) when it reaches the target and training should stop.
+        """The periodic evaluation (sampled actions with --no-eval-deterministic); True (on every rank) when it reaches
+        the target and training should stop.
         `start` is the perf_counter at which training started: times recorded include this evaluation."""
         cfg = self.config
         solved = False
@@ -436,7 +437,7 @@ class Trainer:
             self.eval_envs = make_vector_env(cfg.env_id, cfg.eval_episodes, cfg.vectorization)
         try:
             return evaluate_policy(self.model, cfg.env_id, cfg.eval_episodes, seed=cfg.eval_seed, envs=self.eval_envs,
-                                   stop=self._stopping)
+                                   deterministic=cfg.eval_deterministic, stop=self._stopping)
         except EvaluationInterrupted:  # SIGTERM / Ctrl-C
             self.eval_envs.close()
             self.eval_envs = None  # (its episodes were left midway)
@@ -445,9 +446,10 @@ class Trainer:
     def _split_evaluation(self) -> bool:
         """Whether every rank plays its share of the evaluation episodes (instead of rank 0 playing them all while
         the others wait): under several ranks, for envs that seed sub-environment i with seed + i, so that the
-        shares are the episodes one process would play. Builds this rank's evaluation envs."""
+        shares are the episodes one process would play. Not for sampled actions: one process draws every episode's
+        actions from one generator, which shares could not reproduce. Builds this rank's evaluation envs."""
         cfg, world = self.config, self.dist.world_size
-        if not self.dist.enabled or cfg.eval_episodes % world:
+        if not self.dist.enabled or cfg.eval_episodes % world or not cfg.eval_deterministic:
             return False
         envs = make_vector_env(cfg.env_id, cfg.eval_episodes // world, cfg.vectorization)
         if seeds_each_env(envs):
@@ -466,7 +468,7 @@ class Trainer:
         returns, lengths, cut = np.zeros(share), np.zeros(share), 0.0
         try:
             returns, lengths = run_episodes(self.model, self.eval_envs, cfg.eval_seed + self.dist.rank * share,
-                                            stop=self._stopping)
+                                            stop=self._stopping)  # (deterministic: see _split_evaluation)
         except EvaluationInterrupted:
             self.eval_envs.close()
             self.eval_envs = None  # (its episodes were left midway)
@@ -490,7 +492,7 @@ class Trainer:
         seed = cfg.eval_seed + 500_000 + 1_000 * self.update
         try:
             check = evaluate_policy(self.model, cfg.env_id, cfg.confirm_episodes, seed=seed, envs=self.confirm_envs,
-                                    stop=self._stopping)
+                                    deterministic=cfg.eval_deterministic, stop=self._stopping)
         except EvaluationInterrupted:
             self.confirm_envs.close()
             self.confirm_envs = None
@@ -653,9 +655,10 @@ class Trainer:
         from .hf_hub import push_to_hub
 
         replay = self.output_dir / "replay.gif"
-        record_replay(self.model, self.config.env_id, replay, seed=self.config.eval_seed)
-        results = self.last_eval or evaluate_policy(self.model, self.config.env_id, self.config.eval_episodes,
-                                                    seed=self.config.eval_seed)
+        cfg = self.config
+        record_replay(self.model, cfg.env_id, replay, seed=cfg.eval_seed, deterministic=cfg.eval_deterministic)
+        results = self.last_eval or evaluate_policy(self.model, cfg.env_id, cfg.eval_episodes, seed=cfg.eval_seed,
+                                                    deterministic=cfg.eval_deterministic)
         return push_to_hub(self.model, repo_id, env_id=self.config.env_id, results=results, replay=replay,
                            train_config=self.config.to_dict())
 

@@ -239,7 +239,8 @@ def _objective(args, space: dict, fixed: dict, output_dir: Path):
             finally:
                 trainer.close()
             policy = PPO2.from_pretrained(run_dir)  # the final policy, as a user would load it
-            held = evaluate_policy(policy, config.env_id, args.eval_episodes, seed=HELD_OUT_SEED + 1000 * seed)
+            held = evaluate_policy(policy, config.env_id, args.eval_episodes, seed=HELD_OUT_SEED + 1000 * seed,
+                                   deterministic=config.eval_deterministic)
             scores.append(held["mean_reward"])
             trial.set_user_attr("seed_scores", scores)
         return float(sum(scores) / len(scores))

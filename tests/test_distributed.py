@@ -290,20 +290,24 @@ def test_atari_presets_take_one_process_per_core_and_train_runs_in_this_process(
     assert state["config"]["processes"] == 1 and state["world_size"] == 1 and model is not None
 
 
-def test_ranks_share_the_evaluation_episodes(tmp_path):
+@pytest.mark.parametrize("deterministic", [True, False])
+def test_ranks_share_the_evaluation_episodes(tmp_path, deterministic):
     """Under two ranks each plays half of the evaluation episodes (rank 1 seeds eval_seed + 2, + 3); together they
-    are the episodes one process plays with the same policy."""
+    are the episodes one process plays with the same policy. With sampled actions (--no-eval-deterministic) rank 0
+    plays them all: one process draws every episode's actions from one generator, which halves could not."""
     import numpy as np
 
     from ppo2.evaluate import evaluate_policy
 
     out = tmp_path / "split"
     res = _train_py("--env", "Pendulum-v1", "--num-envs", 4, "--num-steps", 64, "--total-timesteps", 4 * 64 * 4,
-                    "--eval-interval", 2, "--eval-episodes", 4, "--processes", 2, "--output-dir", out)
+                    "--eval-interval", 2, "--eval-episodes", 4, "--processes", 2, "--output-dir", out,
+                    "--eval-deterministic" if deterministic else "--no-eval-deterministic")
     assert res.returncode == 0, res.stderr[-3000:]
     results = json.loads((out / "best" / "results.json").read_text())
-    assert results["n_episodes"] == 4 and results["seed"] == 1_000_000
-    ref = evaluate_policy(hub_load("ppo2", pretrained=str(out / "best")), "Pendulum-v1", 4, seed=results["seed"])
+    assert results["n_episodes"] == 4 and results["seed"] == 1_000_000 and results["deterministic"] is deterministic
+    ref = evaluate_policy(hub_load("ppo2", pretrained=str(out / "best")), "Pendulum-v1", 4, seed=results["seed"],
+                          deterministic=deterministic)
     assert results["episode_lengths"] == ref["episode_lengths"] == [200] * 4
     np.testing.assert_allclose(results["episode_rewards"], ref["episode_rewards"], rtol=1e-6)
     assert len(set(results["episode_rewards"])) == 4  # four different episodes, not one played twice

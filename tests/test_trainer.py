@@ -303,6 +303,32 @@ def test_run_outputs(tmp_path):
     assert hub_load("ppo2", pretrained=str(out)).input_dim == 4
 
 
+def test_sampled_evaluations_and_their_confirmation_replay_from_their_seeds(tmp_path):
+    """--no-eval-deterministic: the periodic evaluation and the confirmation of a target sample their actions from
+    their own seeds; the results record it, and the saved policy plays the same episodes again (the deterministic
+    evaluation of the same policy plays others)."""
+    from ppo2 import PPO2
+    from ppo2.config import config_from_args
+    from ppo2.evaluate import evaluate_policy
+
+    assert config_from_args(["--no-eval-deterministic"])[0].eval_deterministic is False
+    assert TrainConfig.for_env("ALE/Pong-v5").eval_deterministic  # (the Atari presets keep the zoo runs' protocol)
+    trainer = make(tmp_path, total_timesteps=8 * 32 * 2, eval_interval=2, eval_episodes=6, eval_deterministic=False,
+                   target_reward=1.0, confirm_episodes=8, stop_at_target=False)
+    trainer.learn()
+    last, confirmed = trainer.last_eval, trainer.solved_at
+    assert last["deterministic"] is False and confirmed["n_episodes"] == 8
+    policy = PPO2.from_pretrained(tmp_path / "run")
+    again = evaluate_policy(policy, "CartPole-v1", 6, seed=last["seed"], deterministic=False)
+    assert again["episode_lengths"] == last["episode_lengths"]
+    best = json.loads((tmp_path / "run" / "best" / "results.json").read_text())  # (the confirmation's episodes)
+    assert best["deterministic"] is False and best["n_episodes"] == 8
+    replayed = evaluate_policy(PPO2.from_pretrained(tmp_path / "run" / "best"), "CartPole-v1", 8, seed=best["seed"],
+                               deterministic=False)
+    assert replayed["episode_lengths"] == best["episode_lengths"]
+    assert evaluate_policy(policy, "CartPole-v1", 6, seed=last["seed"])["episode_lengths"] != last["episode_lengths"]
+
+
 def test_custom_latent_networks_plug_in(tmp_path):
     def nets():
         torch.manual_seed(0)
