@@ -22,9 +22,12 @@ __all__ = ["TrainConfig", "PRESETS", "ATARI_PPO", "ALGO_DEFAULTS", "build_parser
 OUTPUT_ONLY = frozenset({"output_dir", "resume", "overwrite", "progress", "tensorboard", "plot", "push_to_hub",
                          "dist_timeout"})
 # Flags that may differ from a checkpoint's when resuming it: they change how the run is watched or how
-# long it goes on, not what it computes. Any other flag that disagrees with the checkpoint is refused.
+# long it goes on, not what it computes. Any other flag that disagrees with the checkpoint is refused. The target
+# and whether reaching it stops the run may change only where the run's evaluations so far are what the new setting
+# would have seen (ppo2.trainer.target_change_conflict).
 RESUME_MAY_CHANGE = frozenset({"resume", "total_timesteps", "progress", "tensorboard", "plot", "push_to_hub",
-                               "checkpoint_interval", "dist_timeout", "torch_threads", "processes"})
+                               "checkpoint_interval", "dist_timeout", "torch_threads", "processes",
+                               "target_reward", "stop_at_target"})
 
 
 # Bounds a saved policy must respect to load again (ppo2.model.validate_config) and that keep a run's allocations sane.

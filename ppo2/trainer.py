@@ -557,6 +557,8 @@ class Trainer:
                              "for update and global_step and a finite elapsed time >= 0")
         self.update, self.global_step, self.elapsed = state["update"], state["global_step"], state["elapsed"]
         self.best_eval, self.last_eval, self.solved_at = state["best_eval"], state["last_eval"], state["solved_at"]
+        if state["config"].get("target_reward") != self.config.target_reward:
+            self.solved_at = None  # (the old target's; the new one is confirmed afresh: target_change_conflict)
         scaler = self.collector.reward_scaler
         if scaler is not None and "collector.reward_scalers" in tensors:  # a checkpoint of several ranks
             scaler.load_rank_rows(tensors["collector.reward_scalers"], self.dist.rank, self.dist.world_size)
@@ -724,7 +726,36 @@ def _resume_config(path: str, given: dict[str, Any]) -> TrainConfig:
     if conflicts:
         raise ValueError(f"--resume {path}: " + ", ".join(conflicts) + ". A resumed run keeps its checkpoint's settings; "
                          "drop these flags, or start a new run")
-    return saved.replace(**given)
+    resumed = saved.replace(**given)
+    conflict = target_change_conflict(saved, resumed, state.get("best_eval"), state.get("solved_at"))
+    if conflict:
+        raise ValueError(f"--resume {path}: {conflict}. Resume without changing the target, or start a new run")
+    return resumed
+
+
+def target_change_conflict(saved: TrainConfig, resumed: TrainConfig, best_eval: dict | None,
+                           solved_at: dict | None) -> str | None:
+    """Why a resume may not change `target_reward` / `stop_at_target` (None if it may). Neither changes what is
+    trained, only when the run stops and which evaluations are confirmed, so a changed one is allowed where the run's
+    evaluations so far are those a run with the new setting from the start would have seen: none reached a new
+    target (`best_eval` is the best of them while no target has been confirmed; `solved_at` names the evaluation
+    that triggered a confirmation), a lowered target is not below one already confirmed, and a run that had its
+    target confirmed without stopping is not told to stop at it now (it would have stopped then). The resumed run
+    then confirms its new target afresh (the trainer forgets the old one's `solved_at`)."""
+    old, new = saved.target_reward, resumed.target_reward
+    if new != old:
+        if solved_at is not None and (new is None or old is None or new < old):
+            return (f"--target-reward {new}: this run's target {old} was already confirmed at update "
+                    f"{solved_at.get('update')}, and a lower target would have been confirmed earlier")
+        reached = [e for e in (best_eval and best_eval.get("mean_reward"),
+                               solved_at and solved_at.get("eval_mean_reward")) if e is not None]
+        if new is not None and reached and max(reached) >= new:
+            return (f"--target-reward {new}: an evaluation of this run already reached {max(reached)}, which a run "
+                    f"with that target would have confirmed (and perhaps stopped at) then")
+    elif resumed.stop_at_target and not saved.stop_at_target and solved_at is not None:
+        return (f"--stop-at-target: this run's target {old} was confirmed at update {solved_at.get('update')}, "
+                "where a run that stops at it would have stopped")
+    return None
 
 
 def main(argv: list[str] | None = None) -> int:

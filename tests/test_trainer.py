@@ -329,6 +329,60 @@ def test_sampled_evaluations_and_their_confirmation_replay_from_their_seeds(tmp_
     assert evaluate_policy(policy, "CartPole-v1", 6, seed=last["seed"])["episode_lengths"] != last["episode_lengths"]
 
 
+def _run_with_scores(monkeypatch, config):
+    """config's run, its evaluations (periodic and confirming) scoring 10 x the update they are played at."""
+    import ppo2.trainer as T
+
+    holder = {}
+
+    def fake_evaluate(model, env_id, n_episodes, seed=0, deterministic=True, envs=None, stop=None):
+        return {"env_id": env_id, "mean_reward": 10.0 * holder["trainer"].update, "std_reward": 0.0,
+                "n_episodes": n_episodes, "seed": seed, "deterministic": deterministic}
+    monkeypatch.setattr(T, "evaluate_policy", fake_evaluate)
+    holder["trainer"] = trainer = T.Trainer(config)
+    try:
+        trainer.learn()
+    finally:
+        trainer.close()
+    return trainer
+
+
+def test_a_resume_may_move_the_target_where_the_run_would_have_trained_the_same(tmp_path, monkeypatch):
+    """--target-reward and --stop-at-target decide when a run stops, not what it trains: a resume may raise the
+    target and stop at it, and ends with the weights of a run given them from the start. It may not where the run's
+    evaluations already reached the new target, lower a confirmed target, or stop at one confirmed without stopping."""
+    from ppo2.trainer import _resume_config
+
+    step = 4 * 32  # (no annealing: a first leg's shorter budget trains the same updates)
+    common = dict(num_envs=4, num_steps=32, anneal_lr=False, anneal_clip_range=False, eval_interval=1,
+                  checkpoint_interval=1, eval_episodes=2, confirm_episodes=3, plot=False, **FAST)
+
+    def config(name, **kw):
+        return TrainConfig.for_env("CartPole-v1", output_dir=str(tmp_path / name), **{**common, **kw})
+    one_go = _run_with_scores(monkeypatch, config("one_go", total_timesteps=8 * step, target_reward=45.0))
+    assert one_go.stop_reason == "target_reward" and one_go.update == 5 and one_go.solved_at["update"] == 5
+
+    def resume(name, **given):
+        return _resume_config(str(tmp_path / name), {"resume": str(tmp_path / name), "total_timesteps": 8 * step,
+                                                     **given})
+    for name, target in (("far", 1000.0), ("confirmed", 15.0)):  # (the second confirms its target at update 2)
+        first = _run_with_scores(monkeypatch, config(name, total_timesteps=3 * step, target_reward=target,
+                                                     stop_at_target=False))
+        assert first.update == 3 and (first.solved_at or {}).get("update") == (2 if name == "confirmed" else None)
+        with pytest.raises(ValueError, match="already reached 30.0"):
+            resume(name, target_reward=25.0)
+        with pytest.raises(ValueError, match="--seed=9"):  # (what trains may still not change)
+            resume(name, seed=9)
+        if name == "confirmed":
+            with pytest.raises(ValueError, match="target 15.0 was already confirmed at update 2, and a lower target"):
+                resume(name, target_reward=10.0)
+            with pytest.raises(ValueError, match="--stop-at-target: this run's target 15.0 was confirmed at update 2"):
+                resume(name, stop_at_target=True)
+        resumed = _run_with_scores(monkeypatch, resume(name, target_reward=45.0, stop_at_target=True))
+        assert resumed.update == 5 and resumed.solved_at["update"] == 5 and resumed.stop_reason == "target_reward"
+        assert_same(state(resumed.model), state(one_go.model))
+
+
 def test_custom_latent_networks_plug_in(tmp_path):
     def nets():
         torch.manual_seed(0)
