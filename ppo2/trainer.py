@@ -28,7 +28,7 @@ from torch import nn
 
 from .checkpoint import load_checkpoint, optimizer_state_from_flat, save_checkpoint
 from .collector import Collector, RewardScaler, RolloutStorage
-from .config import TrainConfig, config_from_args, given_options, resume_conflicts
+from .config import OUTPUT_ONLY, TrainConfig, config_from_args, given_options, resume_conflicts
 from .distributed import DistContext, launch_local, resolve_processes
 from .distributions import UniformBlock
 from .envs import check_env_id, check_spaces, make_vector_env, refuse_file_named_module, seeds_each_env
@@ -537,6 +537,7 @@ class Trainer:
 
     def _load(self, path: str) -> None:
         ckpt, state, tensors, sha256 = load_checkpoint(path)  # every file verified against the checkpoint's manifest
+        self._check_resumed_config(path, state)
         saved = build_model(PPO2, ckpt / "config.json", ckpt / "model.safetensors", weights_sha256=sha256["model.safetensors"],
                             config_sha256=sha256["config.json"])
         if saved.get_config() != self.model.get_config():
@@ -574,6 +575,24 @@ class Trainer:
             torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
         self.output_dir = Path(path) if (Path(path) / "checkpoints").is_dir() else ckpt.parent.parent
         self.resumed_from = ckpt
+
+    def _check_resumed_config(self, path: str, state: dict) -> None:
+        """The rules `train.py --resume` applies (_resume_config), for a configuration built in Python
+        (`ppo2.train(..., resume=path)`): what trains must be the checkpoint's, a changed target must be one the run
+        so far allows, and the episode restarts recorded so far are kept (this run's train_config.json must name
+        them all to reproduce it)."""
+        try:
+            saved = TrainConfig.from_dict(state["config"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ValueError(f"resume {path}: the checkpoint's training configuration is invalid ({exc})") from None
+        mine = {k: v for k, v in self.config.to_dict().items() if k not in OUTPUT_ONLY and k != "restart_episodes_at"}
+        problems = resume_conflicts(saved, mine)
+        conflict = target_change_conflict(saved, self.config, state.get("best_eval"), state.get("solved_at"))
+        if problems or conflict:
+            raise ValueError(f"resume {path}: " + "; ".join(problems + [conflict] * bool(conflict)) + ". A resumed run "
+                             "keeps its checkpoint's settings (but for RESUME_MAY_CHANGE); pass those, or start a new run")
+        restarts = sorted({*saved.restart_episodes_at, *self.config.restart_episodes_at})
+        self.config = self.config.replace(restart_episodes_at=tuple(restarts))
 
     # --------------------------------------------------------------------------------------------
     # signals: finish the current update, checkpoint, exit cleanly

@@ -383,6 +383,29 @@ def test_a_resume_may_move_the_target_where_the_run_would_have_trained_the_same(
         assert_same(state(resumed.model), state(one_go.model))
 
 
+def test_a_resume_built_in_python_keeps_the_checkpoints_settings(tmp_path):
+    """`ppo2.train(..., resume=path)` / `Trainer(config)` builds its configuration itself, not from the checkpoint as
+    train.py --resume does: a setting that decides what trains and differs from the checkpoint's is refused, naming
+    it (it used to continue silently with the new one), and the episode restarts recorded so far are kept."""
+    step = 4 * 32
+    cfg = TrainConfig.for_env("CartPole-v1", total_timesteps=2 * step, num_envs=4, num_steps=32, eval_interval=0,
+                              checkpoint_interval=1, restart_episodes_at=(1,), output_dir=str(tmp_path / "run"),
+                              plot=False, **FAST)
+    first = Trainer(cfg)
+    first.learn()
+    first.close()
+    again = dict(resume=str(tmp_path / "run"), total_timesteps=3 * step)
+    with pytest.raises(ValueError, match=r"--learning-rate=0.1 \(the checkpoint has 0.003\)"):
+        Trainer(cfg.replace(learning_rate=0.1, **again))
+    with pytest.raises(ValueError, match="--seed=5"):
+        Trainer(cfg.replace(seed=5, **again))
+    resumed = Trainer(cfg.replace(restart_episodes_at=(), **again))
+    try:
+        assert resumed.update == 2 and resumed.config.restart_episodes_at == (1,)
+    finally:
+        resumed.close()
+
+
 def test_custom_latent_networks_plug_in(tmp_path):
     def nets():
         torch.manual_seed(0)
