@@ -537,7 +537,7 @@ class Trainer:
 
     def _load(self, path: str) -> None:
         ckpt, state, tensors, sha256 = load_checkpoint(path)  # every file verified against the checkpoint's manifest
-        self._check_resumed_config(path, state)
+        saved_config = self._check_resumed_config(path, state)
         saved = build_model(PPO2, ckpt / "config.json", ckpt / "model.safetensors", weights_sha256=sha256["model.safetensors"],
                             config_sha256=sha256["config.json"])
         if saved.get_config() != self.model.get_config():
@@ -558,7 +558,7 @@ class Trainer:
                              "for update and global_step and a finite elapsed time >= 0")
         self.update, self.global_step, self.elapsed = state["update"], state["global_step"], state["elapsed"]
         self.best_eval, self.last_eval, self.solved_at = state["best_eval"], state["last_eval"], state["solved_at"]
-        if state["config"].get("target_reward") != self.config.target_reward:
+        if saved_config.target_reward != self.config.target_reward:
             self.solved_at = None  # (the old target's; the new one is confirmed afresh: target_change_conflict)
         scaler = self.collector.reward_scaler
         if scaler is not None and "collector.reward_scalers" in tensors:  # a checkpoint of several ranks
@@ -576,23 +576,16 @@ class Trainer:
         self.output_dir = Path(path) if (Path(path) / "checkpoints").is_dir() else ckpt.parent.parent
         self.resumed_from = ckpt
 
-    def _check_resumed_config(self, path: str, state: dict) -> None:
-        """The rules `train.py --resume` applies (_resume_config), for a configuration built in Python
+    def _check_resumed_config(self, path: str, state: dict) -> TrainConfig:
+        """The rules `train.py --resume` applies (resumed_config), for a configuration built in Python
         (`ppo2.train(..., resume=path)`): what trains must be the checkpoint's, a changed target must be one the run
         so far allows, and the episode restarts recorded so far are kept (this run's train_config.json must name
-        them all to reproduce it)."""
-        try:
-            saved = TrainConfig.from_dict(state["config"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ValueError(f"resume {path}: the checkpoint's training configuration is invalid ({exc})") from None
+        them all to reproduce it). Returns the checkpoint's own configuration."""
         mine = {k: v for k, v in self.config.to_dict().items() if k not in OUTPUT_ONLY and k != "restart_episodes_at"}
-        problems = resume_conflicts(saved, mine)
-        conflict = target_change_conflict(saved, self.config, state.get("best_eval"), state.get("solved_at"))
-        if problems or conflict:
-            raise ValueError(f"resume {path}: " + "; ".join(problems + [conflict] * bool(conflict)) + ". A resumed run "
-                             "keeps its checkpoint's settings (but for RESUME_MAY_CHANGE); pass those, or start a new run")
-        restarts = sorted({*saved.restart_episodes_at, *self.config.restart_episodes_at})
+        saved, resumed = resumed_config(state, mine, f"resume {path}", named_env=self.config.env_id)
+        restarts = sorted({*resumed.restart_episodes_at, *self.config.restart_episodes_at})
         self.config = self.config.replace(restart_episodes_at=tuple(restarts))
+        return saved
 
     # --------------------------------------------------------------------------------------------
     # signals: finish the current update, checkpoint, exit cleanly
@@ -730,26 +723,36 @@ def train(config: TrainConfig | None = None, *, model: PPO2 | None = None, polic
 
 
 def _resume_config(path: str, given: dict[str, Any]) -> TrainConfig:
-    """The checkpoint's own configuration (verified before it is read), with the flags the user passed; a
-    flag that contradicts the checkpoint is refused (RESUME_MAY_CHANGE lists those that may differ)."""
+    """`train.py --resume`: the checkpoint's own configuration (verified before it is read), with the flags the user
+    passed, as resumed_config allows."""
     from .checkpoint import load_checkpoint
 
     _, state, _, _ = load_checkpoint(path)
+    return resumed_config(state, given, f"--resume {path}", named_env=given.get("env_id"))[1]
+
+
+def resumed_config(state: dict, given: dict[str, Any], where: str,
+                   named_env: str | None = None) -> tuple[TrainConfig, TrainConfig]:
+    """The resume rules, stated once for `train.py --resume` and for a resume built in Python: a checkpoint's
+    configuration (`state["config"]`) may be resumed with the settings in `given` only where RESUME_MAY_CHANGE lets
+    them differ and a changed target is one the run so far allows (target_change_conflict). Returns the checkpoint's
+    configuration and the resumed one; refuses with every reason at once."""
     try:
         saved = TrainConfig.from_dict(state["config"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"--resume {path}: the checkpoint's training configuration is invalid ({exc})") from None
-    if given.get("env_id") != saved.env_id:  # (an id the user named on the command line is theirs to import)
-        refuse_file_named_module(saved.env_id, f"--resume {path}: the checkpoint")
-    conflicts = resume_conflicts(saved, given)
-    if conflicts:
-        raise ValueError(f"--resume {path}: " + ", ".join(conflicts) + ". A resumed run keeps its checkpoint's settings; "
-                         "drop these flags, or start a new run")
-    resumed = saved.replace(**given)
-    conflict = target_change_conflict(saved, resumed, state.get("best_eval"), state.get("solved_at"))
-    if conflict:
-        raise ValueError(f"--resume {path}: {conflict}. Resume without changing the target, or start a new run")
-    return resumed
+        raise ValueError(f"{where}: the checkpoint's training configuration is invalid ({exc})") from None
+    if named_env != saved.env_id:  # (an id the user named is theirs to import; one a file names is not)
+        refuse_file_named_module(saved.env_id, f"{where}: the checkpoint")
+    problems = resume_conflicts(saved, given)
+    resumed = conflict = None
+    if not problems:
+        resumed = saved.replace(**given)
+        conflict = target_change_conflict(saved, resumed, state.get("best_eval"), state.get("solved_at"))
+    if problems or conflict:
+        raise ValueError(f"{where}: " + "; ".join(problems or [conflict]) + ". A resumed run keeps its checkpoint's "
+                         "settings (all but those ppo2.config.RESUME_MAY_CHANGE names) and may change its target only "
+                         "as its evaluations so far allow; drop or match these, or start a new run")
+    return saved, resumed
 
 
 def target_change_conflict(saved: TrainConfig, resumed: TrainConfig, best_eval: dict | None,
