@@ -3,7 +3,8 @@
     train_config.json   the resolved configuration
     metrics.csv         one row per update (METRICS), repaired on resume
     model.safetensors + config.json   the final policy (save_pretrained)
-    summary.json        steps, time, stop reason, evaluations, update path, provenance
+    summary.json        steps, time, stop reason, evaluations, update path, provenance, and the code, ranks and
+                        platform of each stretch between resumes (segments)
     tb/                 TensorBoard events (--tensorboard)        } written by a companion process that
     learning_curve.png  (--plot)                                  } follows metrics.csv
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from .io import atomic_write_bytes
 
 __all__ = ["RunLock", "RunDirectoryBusy", "holds_run", "clear_run", "repair_metrics", "provenance", "platform_fingerprint",
-           "cpu_model_and_isa", "REPRODUCTION_KEYS", "RUN_OUTPUTS"]
+           "cpu_model_and_isa", "REPRODUCTION_KEYS", "segment_changes", "RUN_OUTPUTS"]
 
 RUN_OUTPUTS = ("checkpoints", "best", "tb", "metrics.csv", "summary.json", "train_config.json", "model.safetensors",
                "config.json", "results.json", "learning_curve.png", "replay.gif", ".finished", "outputs.log")
@@ -186,3 +186,15 @@ def provenance() -> dict:
     except (OSError, subprocess.SubprocessError):
         pass
     return {"commit": commit, "dirty": dirty, **platform_fingerprint()}
+
+
+def segment_changes(segments: list[dict] | None) -> list[str]:
+    """How the later stretches of a resumed run (its summary's segments, ppo2.trainer.Trainer._segment) differ from
+    its first in what its numbers depend on: ranks, code and platform (REPRODUCTION_KEYS), e.g. ["commit 'abc..' ->
+    'def..' at update 1209"]; empty where one command on one commit reproduces it."""
+    keys = ("world_size", "commit", "dirty", *REPRODUCTION_KEYS)
+    first, out = (segments or [{}])[0], []
+    for seg in (segments or [])[1:]:
+        out += [f"{k} {first.get(k)!r} -> {seg.get(k)!r} at update {seg['from_update']}"
+                for k in keys if seg.get(k) != first.get(k)]
+    return out

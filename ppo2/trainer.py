@@ -148,6 +148,9 @@ class Trainer:
 
         # the code and platform this run computes with, taken now: the modules it runs are loaded by now
         self.provenance = provenance() if self.dist.is_main else None
+        # the stretches of the run, one per start or resume, with what each computed with: a run is reproduced by
+        # one command and one commit only where they all agree (scripts/add_to_zoo.py checks)
+        self.segments = [self._segment(0)] if self.dist.is_main else []
         self.output_dir = self._choose_output_dir()
         self.outputs: RunOutputs | None = None
         if cfg.resume:
@@ -522,7 +525,8 @@ class Trainer:
             return None
         state = {"update": self.update, "global_step": self.global_step, "elapsed": self.elapsed,
                  "config": self.config.to_dict(), "world_size": self.dist.world_size,
-                 "best_eval": self.best_eval, "last_eval": self.last_eval, "solved_at": self.solved_at}
+                 "best_eval": self.best_eval, "last_eval": self.last_eval, "solved_at": self.solved_at,
+                 "segments": self.segments}
         tensors = {"rng.torch": torch.get_rng_state()}
         if self.device.type == "cuda":
             tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
@@ -575,6 +579,14 @@ class Trainer:
             torch.cuda.set_rng_state(tensors["rng.cuda"], self.device)
         self.output_dir = Path(path) if (Path(path) / "checkpoints").is_dir() else ckpt.parent.parent
         self.resumed_from = ckpt
+        if self.dist.is_main:
+            # (a stretch that began at this update or later left nothing this checkpoint holds)
+            earlier = [x for x in _earlier_segments(ckpt, state) if x["from_update"] < self.update]
+            self.segments = [*earlier, self._segment(self.update)]
+
+    def _segment(self, from_update: int) -> dict:
+        """What the run computes with from `from_update` on: its ranks, code and platform (`provenance`)."""
+        return {"from_update": from_update, "world_size": self.dist.world_size, **(self.provenance or {})}
 
     def _check_resumed_config(self, path: str, state: dict) -> TrainConfig:
         """The rules `train.py --resume` applies (resumed_config), for a configuration built in Python
@@ -659,7 +671,7 @@ class Trainer:
             "solved_at": self.solved_at, "last_eval": _brief(self.last_eval), "best_eval": _brief(self.best_eval),
             "world_size": self.dist.world_size, "weights_sha256_all_ranks": self.weights_sha256,
             "update_path": self.update_path, "command": os.environ.get("PPO2_COMMAND") or (" ".join(sys.argv) if sys.argv else None),
-            "provenance": self.provenance})
+            "provenance": self.provenance, "segments": self.segments})
         if self.config.push_to_hub:
             self.push_to_hub(self.config.push_to_hub)
 
@@ -720,6 +732,20 @@ def train(config: TrainConfig | None = None, *, model: PPO2 | None = None, polic
                                "last_eval": trainer.last_eval, "output_dir": str(trainer.output_dir),
                                "stop_reason": getattr(trainer, "stop_reason", None)}
     return trained
+
+
+def _earlier_segments(ckpt: Path, state: dict) -> list[dict]:
+    """The segments a checkpoint's run had so far (Trainer._segment), checked; a checkpoint written before runs
+    recorded them holds one segment of unknown code and platform."""
+    segments = state.get("segments")
+    if segments is None:
+        return [{"from_update": 0, "world_size": state.get("world_size"), "commit": None}]
+    starts = [x.get("from_update") if isinstance(x, dict) else None for x in segments] if isinstance(segments, list) else []
+    if not (starts and all(isinstance(u, int) and not isinstance(u, bool) for u in starts) and starts[0] == 0
+            and starts == sorted(starts) and starts[-1] <= state["update"]):
+        raise ValueError(f"checkpoint {ckpt}: its run segments are invalid ({str(segments)[:200]}); expected a list "
+                         "of objects whose from_update rise from 0 to at most the checkpoint's update")
+    return segments
 
 
 def _resume_config(path: str, given: dict[str, Any]) -> TrainConfig:

@@ -26,6 +26,7 @@ from ppo2.hf_hub import save_pretrained  # noqa: E402
 from ppo2.model import PPO2  # noqa: E402
 from ppo2.observations import has_images  # noqa: E402
 from ppo2.io import atomic_write_json, read_json, sha256_file  # noqa: E402
+from ppo2.rundir import segment_changes  # noqa: E402
 
 FRESH_SEED = 2_000_000  # neither the recorded seeds (0..99), the trainer's (1,000,000..), nor CI's fresh set (777,000..)
 RL_ZOO_PPO = {  # RL-Zoo's published PPO scores (the goals we must match or beat)
@@ -76,6 +77,14 @@ def main() -> int:
     if not prov.get("commit") or prov.get("dirty"):
         raise SystemExit(f"error: {run} was not trained from a clean, committed checkout (provenance {prov}); "
                          "a zoo entry must name the commit that reproduces it")
+    changed = segment_changes(summary.get("segments"))
+    if changed:
+        raise SystemExit(f"error: {run} was not trained by one command on one platform: it was resumed with "
+                         + "; ".join(changed) + ". Its command and commit would not reproduce its weights; train it "
+                         "again, resuming it only with the same code, ranks, threads and platform")
+    if summary.get("segments") is None:
+        print(f"note: {run} was trained before runs recorded their segments; only its last stretch's code and "
+              "platform are known", file=sys.stderr)
     train_config = read_json(run / "train_config.json")
     differences = command_differences(args.command, train_config)
     if differences:

@@ -91,4 +91,12 @@ def test_a_run_from_a_changed_checkout_or_a_command_that_differs_is_refused(pong
     (dirty / "summary.json").write_text(json.dumps(summary))
     with pytest.raises(SystemExit, match="clean, committed checkout"):
         _run_script(monkeypatch, dirty, "--command", COMMAND, "--trained-on", "x", "--weights-dir", weights)
+    # a run resumed on other code or with other ranks: its command and commit would not reproduce it
+    assert [s["from_update"] for s in summary["segments"]] == [0] and summary["segments"][0]["world_size"] == 1
+    first = {**summary["segments"][0], "commit": "c" * 40, "dirty": False}
+    summary["provenance"]["dirty"] = False
+    summary["segments"] = [first, {**first, "from_update": 1, "commit": "d" * 40, "world_size": 2}]
+    (dirty / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(SystemExit, match=r"resumed with world_size 1 -> 2 at update 1; commit 'c{40}' -> 'd{40}' at upd"):
+        _run_script(monkeypatch, dirty, "--command", COMMAND, "--trained-on", "x", "--weights-dir", weights)
     assert not weights.exists()  # nothing written by a refused run

@@ -406,6 +406,35 @@ def test_a_resume_built_in_python_keeps_the_checkpoints_settings(tmp_path):
         resumed.close()
 
 
+def test_a_resumed_run_records_what_each_stretch_computed_with(tmp_path):
+    """A run resumed on other code, ranks, threads or platform is not reproduced by one command on one commit: each
+    start or resume records its ranks and provenance from the update it began at (summary.json "segments"), and
+    segment_changes (what scripts/add_to_zoo.py refuses on) names what changed and where."""
+    from ppo2.rundir import segment_changes
+
+    step = 4 * 32
+    cfg = TrainConfig.for_env("CartPole-v1", total_timesteps=2 * step, num_envs=4, num_steps=32, eval_interval=0,
+                              checkpoint_interval=1, output_dir=str(tmp_path / "run"), plot=False, **FAST)
+    Trainer(cfg).learn()
+    run = tmp_path / "run"
+
+    def resume(**kw):
+        trainer = Trainer(cfg.replace(**{"resume": str(run), **kw}))
+        trainer.learn()
+        trainer.close()
+        return json.loads((run / "summary.json").read_text())["segments"]
+
+    same = resume(total_timesteps=3 * step)
+    assert [s["from_update"] for s in same] == [0, 2] and same[0]["world_size"] == same[1]["world_size"] == 1
+    assert same[0]["torch"] == same[1]["torch"] and segment_changes(same) == []
+    other = resume(total_timesteps=4 * step, torch_threads=2)
+    assert [s["from_update"] for s in other] == [0, 2, 3]
+    assert segment_changes(other) == ["torch_threads 1 -> 2 at update 3"]
+    # a stretch that trained nothing (resumed at its end) is replaced by the next
+    assert [s["from_update"] for s in resume(total_timesteps=4 * step, torch_threads=2)] == [0, 2, 3, 4]
+    assert [s["from_update"] for s in resume(total_timesteps=5 * step, torch_threads=2)] == [0, 2, 3, 4]
+
+
 def test_custom_latent_networks_plug_in(tmp_path):
     def nets():
         torch.manual_seed(0)
