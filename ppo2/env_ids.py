@@ -6,14 +6,43 @@ preprocessing (84x84 gray, 4 stacked frames, up to 30 no-op starts) to both.
 """
 from __future__ import annotations
 
-__all__ = ["ENV_ALIASES", "canonical_env_id", "is_atari"]
+import functools
 
-# Short names for the Atari games with presets and zoo entries: `train.py --env Pong`, `pretrained='Pong'`.
+__all__ = ["ENV_ALIASES", "ale_games", "canonical_env_id", "is_atari"]
+
+# Short names for the Atari games with presets and zoo entries: `train.py --env Pong`, `pretrained='Pong'`. Every
+# other game's name works the same way (canonical_env_id: `--env SpaceInvaders` is ALE/SpaceInvaders-v5).
 ENV_ALIASES = {"Pong": "ALE/Pong-v5", "Breakout": "ALE/Breakout-v5"}
+_NO_SINGLE_PLAYER = {"Combat", "Joust", "MazeCraze", "Warlords"}  # (ROMs ale-py registers no ALE/...-v5 id for)
+
+
+@functools.lru_cache(maxsize=1)
+def ale_games() -> frozenset[str]:
+    """The games ale-py registers an ALE/<Game>-v5 id for, by that name ("SpaceInvaders"), read from the ROMs it
+    ships without importing it (as ale_py.registration names them); empty without ale-py."""
+    import importlib.util
+    from pathlib import Path
+
+    try:
+        spec = importlib.util.find_spec("ale_py")
+    except (ImportError, ValueError):
+        return frozenset()
+    if spec is None or not spec.submodule_search_locations:
+        return frozenset()
+    roms = Path(next(iter(spec.submodule_search_locations))) / "roms"
+    return frozenset(rom.stem.title().replace("_", "") for rom in roms.glob("*.bin")) - _NO_SINGLE_PLAYER
 
 
 def canonical_env_id(env_id: str) -> str:
-    return ENV_ALIASES.get(env_id, env_id) if isinstance(env_id, str) else env_id
+    """The registered id a name stands for: an Atari game's bare name ("Pong", "SpaceInvaders") is its ALE v5 id;
+    any other name is itself."""
+    if not isinstance(env_id, str):
+        return env_id
+    if env_id in ENV_ALIASES:
+        return ENV_ALIASES[env_id]
+    if env_id.isalnum() and env_id[:1].isupper() and env_id in ale_games():
+        return f"ALE/{env_id}-v5"
+    return env_id
 
 
 def is_atari(env_id) -> bool:

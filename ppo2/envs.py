@@ -42,7 +42,7 @@ def _register_ale(env_id: str) -> None:
 def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
     """The registered spec of `env_id`, or a ValueError suggesting close matches. "module:EnvId" (gymnasium's
     form for your own environment) imports `module` first, which registers EnvId; "ALE/..." ids (and the
-    ENV_ALIASES) import ale_py."""
+    games' bare names, canonical_env_id) import ale_py."""
     if not isinstance(env_id, str):
         raise TypeError(f"env_id must be a string such as 'CartPole-v1', got {env_id!r}")
     env_id = canonical_env_id(env_id)

@@ -11,7 +11,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from .env_ids import ENV_ALIASES
+from .env_ids import canonical_env_id
 from .hf_hub import CONFIG_NAME, WEIGHTS_NAME, build_model, names_a_local_path, split_config
 from .io import read_json
 from .model import PPO2
@@ -49,7 +49,7 @@ def is_zoo_id(name: Any, weights_dir: str | os.PathLike | None = None) -> bool:
 def _zoo_id(name: str, zoo: dict) -> str | None:
     """The zoo's id for `name`: itself, or the Atari game a short name stands for (`'Pong'`: `'ALE/Pong-v5'`, else
     `'PongNoFrameskip-v4'`)."""
-    for candidate in (name, ENV_ALIASES.get(name), f"{name}NoFrameskip-v4"):
+    for candidate in (name, canonical_env_id(name), f"{name}NoFrameskip-v4"):
         if candidate in zoo:
             return candidate
     return None

@@ -32,6 +32,22 @@ def test_short_names_resolve_to_ale_v5_with_baselines_atari_settings():
     assert spec.kwargs["repeat_action_probability"] == 0.25  # v5: sticky actions
 
 
+def test_every_games_bare_name_is_its_ale_v5_id():
+    """`--env SpaceInvaders` as `--env Pong`: the bare names (read from ale-py's ROMs without importing it) are exactly
+    the games ale-py registers a v5 id for; other names are left alone."""
+    import gymnasium as gym
+
+    from ppo2.env_ids import ale_games, canonical_env_id
+
+    check_env_id("Pong")  # (registers ale-py's ids)
+    registered = {k[len("ALE/"):-len("-v5")] for k in gym.registry if k.startswith("ALE/") and k.endswith("-v5")}
+    assert ale_games() == registered and "SpaceInvaders" in registered and "Combat" not in registered
+    assert all(check_env_id(game).id == f"ALE/{game}-v5" for game in ("SpaceInvaders", "MontezumaRevenge", "Qbert"))
+    assert TrainConfig.for_env("Seaquest").env_id == "ALE/Seaquest-v5"
+    for name in ("CartPole-v1", "Combat", "spaceinvaders", "PongNoFrameskip-v4", "ALE/Pong-v5", "ppo2test/Score-v0"):
+        assert canonical_env_id(name) == name
+
+
 def test_every_ale_game_takes_the_atari_settings_and_trains(tmp_path):
     """Not only the two games with zoo entries: any ALE v5 id gets the Atari preset (Pong alone adds its target),
     and trains on ale-py's vector env with the Nature CNN."""
