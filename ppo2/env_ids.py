@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 
-__all__ = ["ENV_ALIASES", "ale_games", "canonical_env_id", "is_atari"]
+__all__ = ["ENV_ALIASES", "ale_games", "canonical_env_id", "is_atari", "legacy_ale_game"]
 
 # Short names for the Atari games with presets and zoo entries: `train.py --env Pong`, `pretrained='Pong'`. Every
 # other game's name works the same way (canonical_env_id: `--env SpaceInvaders` is ALE/SpaceInvaders-v5).
@@ -53,3 +53,15 @@ def is_atari(env_id) -> bool:
         return False
     env_id = canonical_env_id(env_id)
     return env_id.startswith("ALE/") or (env_id.endswith("NoFrameskip-v4") and "/" not in env_id and ":" not in env_id)
+
+
+def legacy_ale_game(env_id) -> str | None:
+    """The game an ale-py legacy id names ("Pong-v4", "PongDeterministic-v4", "PongNoFrameskip-v0", ...: frames
+    skipped at random or actions sticky in other ways, and none of the standard preprocessing), or None. ppo2 trains
+    the two protocols published scores use (is_atari) and says so for these, rather than "unknown id"."""
+    import re
+
+    match = re.fullmatch(r"([A-Z][A-Za-z]*?)(Deterministic|NoFrameskip)?-v([04])", env_id) if isinstance(env_id, str) else None
+    if match is None or (match[2], match[3]) == ("NoFrameskip", "4") or match[1] not in ale_games():
+        return None
+    return match[1]

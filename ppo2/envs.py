@@ -16,7 +16,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 
 from .distributions import space_to_spec
-from .env_ids import ENV_ALIASES, canonical_env_id, is_atari
+from .env_ids import ENV_ALIASES, canonical_env_id, is_atari, legacy_ale_game
 from . import pomdp as _pomdp
 from .masks import mask_size, split_observation_space
 from .observations import obs_spec_from_space
@@ -56,6 +56,13 @@ def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
         except ImportError as exc:
             raise ValueError(f"environment {env_id!r}: cannot import module {module!r} to register {name!r} ({exc})") from None
         env_id = name
+    game = legacy_ale_game(env_id)
+    if game is not None:
+        raise ValueError(f"{env_id!r} is one of ale-py's legacy Atari ids (frames skipped at random or actions repeated "
+                         f"in its own way, without the standard preprocessing); ppo2 trains 'ALE/{game}-v5' "
+                         f"(gymnasium's protocol: 4 frames per action, sticky actions; also '{game}') and "
+                         f"'{game}NoFrameskip-v4' (baselines', RL-Zoo's and CleanRL's: no sticky actions), both "
+                         "preprocessed as published Atari results are")
     try:
         return gym.spec(env_id)
     except gym.error.Error as exc:

@@ -48,6 +48,16 @@ def test_every_games_bare_name_is_its_ale_v5_id():
         assert canonical_env_id(name) == name
 
 
+@pytest.mark.parametrize("legacy", ["Pong-v4", "BreakoutDeterministic-v4", "SpaceInvadersNoFrameskip-v0", "Qbert-v0"])
+def test_a_legacy_atari_id_is_refused_naming_the_two_that_train(legacy):
+    """ale-py's older ids (random frame skips, no preprocessing) were "unknown environment id ... Did you mean
+    'Ant-v4'?": now the error names the game's two ids that ppo2 trains."""
+    game = legacy.split("-")[0].replace("Deterministic", "").replace("NoFrameskip", "")
+    with pytest.raises(ValueError, match=rf"'{legacy}' is one of ale-py's legacy Atari ids .*'ALE/{game}-v5' .*"
+                                         rf"'{game}NoFrameskip-v4'"):
+        check_env_id(legacy)
+
+
 def test_every_ale_game_takes_the_atari_settings_and_trains(tmp_path):
     """Not only the two games with zoo entries: any ALE v5 id gets the Atari preset (Pong alone adds its target),
     and trains on ale-py's vector env with the Nature CNN."""
