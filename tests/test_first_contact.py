@@ -191,4 +191,5 @@ def test_readme_zoo_table_is_generated_from_zoo_json():
     readme = (REPO / "README.md").read_text()
     shown = readme.split(ZOO_TABLE_BEGIN, 1)[1].split(ZOO_TABLE_END, 1)[0].strip()
     assert shown == zoo_table(REPO / "weights").strip(), "run: python scripts/add_to_zoo.py --readme-only"
-    assert len(readme.splitlines()) <= 300
+    # the front door stays short: its text within 286 lines (the zoo table grows with the zoo, outside that count)
+    assert len(readme.splitlines()) - len(shown.splitlines()) <= 286
