@@ -427,12 +427,16 @@ def test_a_resumed_run_records_what_each_stretch_computed_with(tmp_path):
     same = resume(total_timesteps=3 * step)
     assert [s["from_update"] for s in same] == [0, 2] and same[0]["world_size"] == same[1]["world_size"] == 1
     assert same[0]["torch"] == same[1]["torch"] and segment_changes(same) == []
-    other = resume(total_timesteps=4 * step, torch_threads=2)
-    assert [s["from_update"] for s in other] == [0, 2, 3]
-    assert segment_changes(other) == ["torch_threads 1 -> 2 at update 3"]
-    # a stretch that trained nothing (resumed at its end) is replaced by the next
-    assert [s["from_update"] for s in resume(total_timesteps=4 * step, torch_threads=2)] == [0, 2, 3, 4]
-    assert [s["from_update"] for s in resume(total_timesteps=5 * step, torch_threads=2)] == [0, 2, 3, 4]
+    threads = torch.get_num_threads()
+    try:
+        other = resume(total_timesteps=4 * step, torch_threads=2)
+        assert [s["from_update"] for s in other] == [0, 2, 3]
+        assert segment_changes(other) == ["torch_threads 1 -> 2 at update 3"]
+        # a stretch that trained nothing (resumed at its end) is replaced by the next
+        assert [s["from_update"] for s in resume(total_timesteps=4 * step, torch_threads=2)] == [0, 2, 3, 4]
+        assert [s["from_update"] for s in resume(total_timesteps=5 * step, torch_threads=2)] == [0, 2, 3, 4]
+    finally:
+        torch.set_num_threads(threads)  # (the trainer sets this process's count; later tests expect their own)
 
 
 def test_custom_latent_networks_plug_in(tmp_path):
