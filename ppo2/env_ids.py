@@ -61,7 +61,7 @@ def legacy_ale_game(env_id) -> str | None:
     the two protocols published scores use (is_atari) and says so for these, rather than "unknown id"."""
     import re
 
-    match = re.fullmatch(r"([A-Z][A-Za-z]*?)(Deterministic|NoFrameskip)?-v([04])", env_id) if isinstance(env_id, str) else None
+    match = re.fullmatch(r"([A-Z][A-Za-z0-9]*?)(Deterministic|NoFrameskip)?-v([04])", env_id) if isinstance(env_id, str) else None
     if match is None or (match[2], match[3]) == ("NoFrameskip", "4") or match[1] not in ale_games():
         return None
     return match[1]

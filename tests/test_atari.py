@@ -48,7 +48,7 @@ def test_every_games_bare_name_is_its_ale_v5_id():
         assert canonical_env_id(name) == name
 
 
-@pytest.mark.parametrize("legacy", ["Pong-v4", "BreakoutDeterministic-v4", "SpaceInvadersNoFrameskip-v0", "Qbert-v0"])
+@pytest.mark.parametrize("legacy", ["Pong-v4", "BreakoutDeterministic-v4", "SpaceInvadersNoFrameskip-v0", "Qbert-v0", "TicTacToe3D-v4"])
 def test_a_legacy_atari_id_is_refused_naming_the_two_that_train(legacy):
     """ale-py's older ids (random frame skips, no preprocessing) were "unknown environment id ... Did you mean
     'Ant-v4'?": now the error names the game's two ids that ppo2 trains."""
