@@ -194,6 +194,10 @@ def segment_changes(segments: list[dict] | None) -> list[str]:
     'def..' at update 1209"]; empty where one command on one commit reproduces it."""
     keys = ("world_size", "commit", "dirty", *REPRODUCTION_KEYS)
     first, out = (segments or [{}])[0], []
+    if len(segments or []) > 1 and any(k not in first for k in REPRODUCTION_KEYS):
+        # (a checkpoint written before runs recorded segments: ppo2.trainer._earlier_segments)
+        return [f"code and platform unknown for updates 0..{segments[1]['from_update'] - 1} (trained before runs "
+                "recorded them)"]
     for seg in (segments or [])[1:]:
         out += [f"{k} {first.get(k)!r} -> {seg.get(k)!r} at update {seg['from_update']}"
                 for k in keys if seg.get(k) != first.get(k)]

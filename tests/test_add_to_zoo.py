@@ -99,4 +99,9 @@ def test_a_run_from_a_changed_checkout_or_a_command_that_differs_is_refused(pong
     (dirty / "summary.json").write_text(json.dumps(summary))
     with pytest.raises(SystemExit, match=r"resumed with world_size 1 -> 2 at update 1; commit 'c{40}' -> 'd{40}' at upd"):
         _run_script(monkeypatch, dirty, "--command", COMMAND, "--trained-on", "x", "--weights-dir", weights)
+    # a run begun before runs recorded their segments (ppo2.trainer._earlier_segments) and resumed since
+    summary["segments"] = [{"from_update": 0, "world_size": 1, "commit": None}, {**first, "from_update": 1}]
+    (dirty / "summary.json").write_text(json.dumps(summary))
+    with pytest.raises(SystemExit, match=r"resumed with code and platform unknown for updates 0\.\.0 \(trained before"):
+        _run_script(monkeypatch, dirty, "--command", COMMAND, "--trained-on", "x", "--weights-dir", weights)
     assert not weights.exists()  # nothing written by a refused run
