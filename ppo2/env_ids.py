@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import functools
 
-__all__ = ["ENV_ALIASES", "ale_games", "canonical_env_id", "is_atari", "legacy_ale_game"]
+__all__ = ["ENV_ALIASES", "ale_games", "canonical_env_id", "close_names", "is_atari", "legacy_ale_game"]
 
 # Short names for the Atari games with presets and zoo entries: `train.py --env Pong`, `pretrained='Pong'`. Every
 # other game's name works the same way (canonical_env_id: `--env SpaceInvaders` is ALE/SpaceInvaders-v5).
@@ -43,6 +43,21 @@ def canonical_env_id(env_id: str) -> str:
     if env_id.isalnum() and env_id[:1].isupper() and env_id in ale_games():
         return f"ALE/{env_id}-v5"
     return env_id
+
+
+def close_names(typed: str, names, n: int = 3) -> list[str]:
+    """Up to `n` of `names` closest to `typed` (difflib), compared without case or underscores: gymnasium's ids
+    are case-sensitive and ale-py names its ROMs in snake case, so "breakout" and "space_invaders" should still
+    find "Breakout" and "SpaceInvaders"."""
+    import difflib
+
+    def key(name: str) -> str:
+        return str(name).lower().replace("_", "")
+
+    by_key: dict[str, str] = {}
+    for name in names:
+        by_key.setdefault(key(name), name)
+    return [by_key[k] for k in difflib.get_close_matches(key(typed), list(by_key), n=n, cutoff=0.5)]
 
 
 def is_atari(env_id) -> bool:

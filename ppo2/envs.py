@@ -8,7 +8,6 @@ envs that use another mode.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from typing import Any
 
 import gymnasium as gym
@@ -16,7 +15,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 
 from .distributions import space_to_spec
-from .env_ids import ENV_ALIASES, canonical_env_id, is_atari, legacy_ale_game
+from .env_ids import ENV_ALIASES, ale_games, canonical_env_id, close_names, is_atari, legacy_ale_game
 from . import pomdp as _pomdp
 from .masks import mask_size, split_observation_space
 from .observations import obs_spec_from_space
@@ -66,7 +65,8 @@ def check_env_id(env_id: str) -> gym.envs.registration.EnvSpec:
     try:
         return gym.spec(env_id)
     except gym.error.Error as exc:
-        close = difflib.get_close_matches(env_id, list(gym.registry.keys()), n=3, cutoff=0.5)
+        # (the games' bare names too: "breakout" and ale-py's ROM name "space_invaders" find what ppo2 takes)
+        close = close_names(env_id, [*gym.registry.keys(), *sorted(ale_games())])
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise ValueError(f"unknown environment id {env_id!r} ({exc}).{hint}") from None
 

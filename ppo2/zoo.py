@@ -5,13 +5,12 @@ evaluation. `load_pretrained` verifies both files against those hashes before an
 """
 from __future__ import annotations
 
-import difflib
 import os
 import warnings
 from pathlib import Path
 from typing import Any
 
-from .env_ids import canonical_env_id
+from .env_ids import canonical_env_id, close_names
 from .hf_hub import CONFIG_NAME, WEIGHTS_NAME, build_model, names_a_local_path, split_config
 from .io import read_json
 from .model import PPO2
@@ -60,7 +59,7 @@ def zoo_entry(name: str | bool, weights_dir: str | os.PathLike | None = None) ->
     env_id = DEFAULT_ENV if name is True else name
     found = _zoo_id(env_id, zoo) if isinstance(env_id, str) else None
     if found is None:
-        close = difflib.get_close_matches(str(env_id), list(zoo), n=3)
+        close = close_names(str(env_id), zoo)
         hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
         raise ValueError(f"no pretrained policy for {env_id!r}; available: {sorted(zoo)}.{hint}")
     return zoo[found]

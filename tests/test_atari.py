@@ -58,6 +58,15 @@ def test_a_legacy_atari_id_is_refused_naming_the_two_that_train(legacy):
         check_env_id(legacy)
 
 
+@pytest.mark.parametrize("typed, meant", [("breakout", "Breakout"), ("space_invaders", "SpaceInvaders"),
+                                           ("montezuma", "MontezumaRevenge"), ("ALE/pong-v5", "ALE/Pong-v5")])
+def test_a_game_named_in_other_case_or_by_its_rom_name_is_suggested(typed, meant):
+    """"breakout" or ale-py's ROM name "space_invaders" found no suggestion (gymnasium's ids are case-sensitive and
+    the games' bare names are not registered ids): the first one suggested is now the name ppo2 takes."""
+    with pytest.raises(ValueError, match=rf"unknown environment id '{typed}' .*Did you mean '{meant}'"):
+        check_env_id(typed)
+
+
 def test_every_ale_game_takes_the_atari_settings_and_trains(tmp_path):
     """Not only the two games with zoo entries: any ALE v5 id gets the Atari preset (Pong alone adds its target),
     and trains on ale-py's vector env with the Nature CNN."""

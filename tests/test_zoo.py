@@ -201,6 +201,8 @@ def test_pretrained_true_through_torch_hub():
         hub_load("ppo2", pretrained=True, hidden_dim=32)
     with pytest.raises(ValueError, match="no pretrained policy for 'CartPole-v0'.*Did you mean 'CartPole-v1'"):
         hub_load("ppo2", pretrained="CartPole-v0")
+    with pytest.raises(ValueError, match="no pretrained policy for 'LUNARLANDER-V3'.*Did you mean 'LunarLander-v3'"):
+        hub_load("ppo2", pretrained="LUNARLANDER-V3")  # (compared without case)
 
 
 # ---------------------------------------------------------------------------------------------------
