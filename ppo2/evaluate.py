@@ -292,7 +292,12 @@ def main(argv: list[str] | None = None) -> int:
                    "policy's own files name is never imported")
     p.add_argument("-n", "--episodes", type=_positive_int, default=100, help="number of episodes")
     p.add_argument("--seed", type=int, default=0, help="seed of the first episode")
-    p.add_argument("--stochastic", action="store_true", help="sample actions instead of playing the most likely one")
+    how = p.add_mutually_exclusive_group()
+    how.add_argument("--stochastic", dest="deterministic", action="store_false", default=None,
+                     help="sample actions (default: as the policy's recorded evaluation played, e.g. an Atari zoo "
+                     "entry's; deterministic where none is recorded)")
+    how.add_argument("--deterministic", dest="deterministic", action="store_true", default=None,
+                     help="play the most likely action")
     p.add_argument("--gif", "--video", dest="gif", help="also write a replay of one episode to this .gif or .mp4 file")
     p.add_argument("--watch", action="store_true", help="play the episodes one after another in a window instead "
                    "(the env in render_mode='human'; Atari: the game in colour, the policy reading its usual frames)")
@@ -304,6 +309,11 @@ def main(argv: list[str] | None = None) -> int:
         env_id = args.env_id or recorded_env_id(model, args.source)
         if not env_id:
             p.error("the policy records no environment id; pass --env")
+        if args.deterministic is None:
+            recorded = recorded_deterministic(args.source)
+            args.deterministic, args.protocol = (True, "") if recorded is None else (recorded, ", as recorded")
+        else:
+            args.protocol = ""
         return _evaluate_cli(model, env_id, args)
     except (ValueError, TypeError, OSError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -327,6 +337,45 @@ def recorded_env_id(model, source: str) -> str | None:
     return env_id
 
 
+def recorded_deterministic(source: str) -> bool | None:
+    """Whether the evaluation a policy was published with played the most likely actions (True) or sampled them
+    (False; RL-Zoo's and ppo2's Atari entries), or None where none is recorded: a zoo entry's (zoo.json, sha-pinned
+    with the weights), else the results.json beside the weights (train.py's run directories, save_pretrained, a Hub
+    repo that push_to_hub filled). `python -m ppo2.evaluate` plays the same way, so that it reproduces that number."""
+    from .hf_hub import RESULTS_NAME
+    from .io import read_json
+    from .zoo import is_zoo_id, zoo_entry
+
+    if is_zoo_id(source):
+        results = zoo_entry(source).get("eval")
+        where = f"the zoo entry for {source!r}"
+    else:
+        path = Path(source).expanduser() / RESULTS_NAME
+        if not path.parent.is_dir():
+            path = _hub_results(source)
+        if path is None or not path.is_file():
+            return None
+        results, where = read_json(path), str(path)
+    value = results.get("deterministic") if isinstance(results, dict) else None
+    if value is None or isinstance(value, bool):
+        return value
+    raise ValueError(f"{where}: 'deterministic' should be true or false, got {value!r}; pass --deterministic or "
+                     "--stochastic to choose")
+
+
+def _hub_results(repo_id: str) -> Path | None:
+    """A Hub repo's results.json, or None where it has none (or, offline, none is cached)."""
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+
+    from .hf_hub import RESULTS_NAME
+
+    try:
+        return Path(hf_hub_download(repo_id=repo_id, filename=RESULTS_NAME))
+    except (EntryNotFoundError, LocalEntryNotFoundError):
+        return None
+
+
 def check_policy_env(model, env_id: str) -> None:
     """Raise ValueError unless `model` can act in `env_id` (shapes, action sizes, bounds) as the evaluation makes
     it: through `make_vector_env`, so an Atari policy is checked against the preprocessed frame stack it plays."""
@@ -339,15 +388,16 @@ def check_policy_env(model, env_id: str) -> None:
 
 def _evaluate_cli(model, env_id: str, args) -> int:
     check_policy_env(model, env_id)
+    deterministic = args.deterministic
     if args.watch:
-        for i, ret in enumerate(watch(model, env_id, args.episodes, args.seed, not args.stochastic)):
+        for i, ret in enumerate(watch(model, env_id, args.episodes, args.seed, deterministic)):
             print(f"episode {i + 1} (seed {args.seed + i}): return {ret:.2f}")
         return 0
-    res = evaluate_policy(model, env_id, n_episodes=args.episodes, seed=args.seed, deterministic=not args.stochastic)
+    res = evaluate_policy(model, env_id, n_episodes=args.episodes, seed=args.seed, deterministic=deterministic)
     print(f"{env_id}: {res['mean_reward']:.2f} +/- {res['std_reward']:.2f} over {res['n_episodes']} episodes "
-          f"(seed {args.seed}, {'stochastic' if args.stochastic else 'deterministic'})")
+          f"(seed {args.seed}, {'deterministic' if deterministic else 'stochastic'}{args.protocol})")
     if args.gif:
-        rep = record_replay(model, env_id, args.gif, seed=args.seed, deterministic=not args.stochastic)
+        rep = record_replay(model, env_id, args.gif, seed=args.seed, deterministic=deterministic)
         print(f"replay: {rep['path']} (return {rep['return']:.1f}, {rep['length']} steps)")
     if args.json_out:
         Path(args.json_out).write_text(json.dumps(res, indent=2))

@@ -232,3 +232,42 @@ def test_model_card_usage_runs_for_recurrent_and_masked_policies(tmp_path, env_i
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120,
                          env={**__import__("os").environ, "PYTHONPATH": str(REPO / "tests")})
     assert out.returncode == 0, out.stderr[-2000:]
+
+
+def test_evaluate_plays_as_the_policy_was_recorded(tmp_path, capsys):
+    """`python -m ppo2.evaluate` played the most likely action unless told --stochastic, so a policy published with
+    sampled-action scores (RL-Zoo's Atari protocol, ppo2's Atari entries and runs trained so) scored another number
+    than its own: it now plays as the evaluation recorded beside its weights did (results.json: a run directory, a
+    saved policy, a Hub repo; a zoo entry's eval), and as told where told."""
+    from ppo2.evaluate import evaluate_policy, main as evaluate_main
+
+    torch.manual_seed(0)
+    model = PPO2(4, 16, 2)  # untrained: sampled and most-likely play score differently
+    scores = {d: evaluate_policy(model, "CartPole-v1", 5, deterministic=d)["mean_reward"] for d in (True, False)}
+    assert scores[True] != scores[False]
+    model.save_pretrained(tmp_path / "sampled", env_id="CartPole-v1", results={"deterministic": False})
+    model.save_pretrained(tmp_path / "plain", env_id="CartPole-v1")
+
+    def evaluate(*argv):
+        assert evaluate_main([*map(str, argv), "-n", "5"]) == 0
+        return capsys.readouterr().out
+
+    out = evaluate(tmp_path / "sampled")
+    assert f"{scores[False]:.2f} +/- " in out and "(seed 0, stochastic, as recorded)" in out
+    assert f"{scores[True]:.2f} +/- " in evaluate(tmp_path / "sampled", "--deterministic")
+    out = evaluate(tmp_path / "plain")
+    assert f"{scores[True]:.2f} +/- " in out and "(seed 0, deterministic)" in out
+    assert f"{scores[False]:.2f} +/- " in evaluate(tmp_path / "plain", "--stochastic")
+    assert "deterministic, as recorded)" in evaluate("CartPole-v1")  # (the classic-control entries: most likely)
+    # a Hub repo's results.json, read through the offline cache as a user's HF_HUB_CACHE holds it
+    _fill_cache(tmp_path / "hub", "someone/sampled", tmp_path / "sampled")
+    _fill_cache(tmp_path / "hub", "someone/plain", tmp_path / "plain")
+    env = {"HF_HUB_CACHE": str(tmp_path / "hub"), "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin"}
+    for repo, said in (("someone/sampled", f"{scores[False]:.2f} +/- "), ("someone/plain", "(seed 0, deterministic)")):
+        out = subprocess.run([sys.executable, "-m", "ppo2.evaluate", repo, "-n", "5"], cwd=REPO, env=env,
+                             capture_output=True, text=True)
+        assert out.returncode == 0 and said in out.stdout, out.stdout + out.stderr
+    # an untrusted value is refused, naming what was expected
+    (tmp_path / "sampled" / "results.json").write_text(json.dumps({"deterministic": "no"}))
+    assert evaluate_main([str(tmp_path / "sampled")]) == 2
+    assert "'deterministic' should be true or false, got 'no'" in capsys.readouterr().err
