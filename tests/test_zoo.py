@@ -322,7 +322,7 @@ def test_evaluate_cli_prints_score_and_writes_gif_and_json(tmp_path, capsys):
     assert main(["CartPole-v1", "-n", "5", "--seed", "0", "--gif", str(tmp_path / "r.gif"),
                  "--json", str(tmp_path / "r.json")]) == 0
     out = capsys.readouterr().out
-    assert "CartPole-v1: 500.00 +/- 0.00 over 5 episodes (seed 0, deterministic)" in out
+    assert "CartPole-v1: 500.00 +/- 0.00 over 5 episodes (seed 0, deterministic, as recorded)" in out
     import imageio.v3 as iio
 
     frames = iio.imread(tmp_path / "r.gif")
