@@ -309,11 +309,6 @@ def main(argv: list[str] | None = None) -> int:
         env_id = args.env_id or recorded_env_id(model, args.source)
         if not env_id:
             p.error("the policy records no environment id; pass --env")
-        if args.deterministic is None:
-            recorded = recorded_deterministic(args.source)
-            args.deterministic, args.protocol = (True, "") if recorded is None else (recorded, ", as recorded")
-        else:
-            args.protocol = ""
         return _evaluate_cli(model, env_id, args)
     except (ValueError, TypeError, OSError, ImportError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -388,14 +383,17 @@ def check_policy_env(model, env_id: str) -> None:
 
 def _evaluate_cli(model, env_id: str, args) -> int:
     check_policy_env(model, env_id)
-    deterministic = args.deterministic
+    deterministic, how = args.deterministic, ""
+    if deterministic is None:  # (as the policy's recorded evaluation played, where one is recorded)
+        recorded = recorded_deterministic(args.source)
+        deterministic, how = (True, "") if recorded is None else (recorded, ", as recorded")
     if args.watch:
         for i, ret in enumerate(watch(model, env_id, args.episodes, args.seed, deterministic)):
             print(f"episode {i + 1} (seed {args.seed + i}): return {ret:.2f}")
         return 0
     res = evaluate_policy(model, env_id, n_episodes=args.episodes, seed=args.seed, deterministic=deterministic)
     print(f"{env_id}: {res['mean_reward']:.2f} +/- {res['std_reward']:.2f} over {res['n_episodes']} episodes "
-          f"(seed {args.seed}, {'deterministic' if deterministic else 'stochastic'}{args.protocol})")
+          f"(seed {args.seed}, {'deterministic' if deterministic else 'stochastic'}{how})")
     if args.gif:
         rep = record_replay(model, env_id, args.gif, seed=args.seed, deterministic=deterministic)
         print(f"replay: {rep['path']} (return {rep['return']:.1f}, {rep['length']} steps)")
