@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Optional
 
 from .env_ids import canonical_env_id, is_atari
+from .env_kwargs import parse_env_kwargs, validate_env_kwargs
 
 __all__ = ["TrainConfig", "PRESETS", "ATARI_PPO", "ALGO_DEFAULTS", "build_parser", "config_from_args", "OUTPUT_ONLY",
            "RESUME_MAY_CHANGE", "resume_conflicts"]
@@ -44,6 +45,10 @@ def _f(default: Any, help: str, **kw) -> Any:
 class TrainConfig:
     # ---- what to train --------------------------------------------------------------------
     env_id: str = _f("CartPole-v1", "gymnasium environment id")
+    env_kwargs: dict = field(default_factory=dict, metadata={"help": (
+        "arguments for the env's constructor, KEY=VALUE each (continuous=True, map_name=8x8; values read as JSON or "
+        "Python literals, else as text): recorded with the policy, and passed wherever it plays (ppo2/env_kwargs.py)"),
+        "shown_default": "none"})
     algo: str = _f("ppo", "ppo (clipped surrogate, several epochs) or a2c (one epoch, one minibatch, no clipping)",
                    choices=("ppo", "a2c"))
     total_timesteps: int = _f(1_000_000, "environment steps to train for (summed over all envs and ranks)")
@@ -177,6 +182,8 @@ class TrainConfig:
     def __post_init__(self):
         if isinstance(self.restart_episodes_at, (list, tuple)):  # (JSON and the command line give lists)
             object.__setattr__(self, "restart_episodes_at", tuple(self.restart_episodes_at))
+        if isinstance(self.env_kwargs, dict):  # (the config's own copy: a caller's dict may change after)
+            object.__setattr__(self, "env_kwargs", dict(self.env_kwargs))
 
     def to_dict(self) -> dict:
         """The options as JSON holds them (tuples as lists)."""
@@ -193,6 +200,7 @@ class TrainConfig:
             if not cond:
                 raise ValueError(msg)
 
+        object.__setattr__(self, "env_kwargs", validate_env_kwargs(self.env_kwargs, self.env_id))
         for name in ("total_timesteps", "num_envs", "num_steps", "num_minibatches", "update_epochs", "hidden_dim",
                      "eval_episodes", "torch_threads", "lstm_hidden"):
             v = getattr(self, name)
@@ -367,7 +375,8 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     for f in fields(TrainConfig):
         flags = _FLAG_ALIASES.get(f.name, ["--" + f.name.replace("_", "-")])
-        kw: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": (f.metadata["help"] + f" (default: {f.default})").replace("%", "%%")}
+        default = f.metadata.get("shown_default", f.default)
+        kw: dict[str, Any] = {"dest": f.name, "default": argparse.SUPPRESS, "help": (f.metadata["help"] + f" (default: {default})").replace("%", "%%")}
         if "choices" in f.metadata:
             kw["choices"] = f.metadata["choices"]
         if f.type in ("bool", bool):
@@ -382,6 +391,8 @@ def build_parser() -> argparse.ArgumentParser:
             kw["type"] = _optional_int
         elif f.type == "tuple[int, ...]":
             kw.update(type=int, nargs="+", metavar="UPDATE")
+        elif f.type == "dict":
+            kw.update(nargs="+", metavar="KEY=VALUE")
         p.add_argument(*flags, **kw)
     p.add_argument("--print-config", action="store_true", help="print the resolved configuration as JSON and exit")
     p.add_argument("--config", dest="config_file", default=None, metavar="FILE",
@@ -392,6 +403,8 @@ def build_parser() -> argparse.ArgumentParser:
 def given_options(args: argparse.Namespace) -> dict[str, Any]:
     """The options a command line set: its flags, over the options of its --config file."""
     given = {k: v for k, v in vars(args).items() if k not in ("print_config", "config_file")}
+    if "env_kwargs" in given:
+        given["env_kwargs"] = parse_env_kwargs(given["env_kwargs"])
     return {**read_config_file(args.config_file), **given} if args.config_file else given
 
 

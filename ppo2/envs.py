@@ -7,6 +7,7 @@ envs that use another mode.
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import Any
 
@@ -108,7 +109,8 @@ def make_vector_env(env_id: str, num_envs: int, vectorization: str = "auto", **k
         # score, so it returns raw rewards and `clip_reward` (the Atari presets) clips what the update sees
         kwargs.setdefault("reward_clipping", False)
     try:
-        envs = gym.make_vec(spec, num_envs=num_envs, vectorization_mode=mode, **kwargs)
+        with _constructor_arguments(env_id, kwargs):
+            envs = gym.make_vec(spec, num_envs=num_envs, vectorization_mode=mode, **kwargs)
     except gym.error.DependencyNotInstalled as exc:
         raise ImportError(f"{env_id} needs an optional dependency: {exc}. For Box2D envs: pip install 'gymnasium[box2d]'") from exc
     autoreset = envs.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
@@ -121,6 +123,19 @@ def make_vector_env(env_id: str, num_envs: int, vectorization: str = "auto", **k
         if fire is not None:
             envs = _FireAfterLifeLossVector(envs, fire)
     return envs
+
+
+@contextlib.contextmanager
+def _constructor_arguments(env_id: str, kwargs: dict):
+    """An env constructor's TypeError for an argument it does not take, as a ValueError naming the env and the
+    arguments it was given (`--env-kwargs`, or a policy's recorded env_kwargs)."""
+    try:
+        yield
+    except TypeError as exc:
+        if not kwargs or "argument" not in str(exc):
+            raise
+        given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
+        raise ValueError(f"{env_id} was made with the arguments {given} and refused them: {exc}") from None
 
 
 def _fire_next(lives_before, lives, ended):
@@ -189,11 +204,13 @@ def make_env(env_id: str, **kwargs) -> gym.Env:
     `make_vector_env` does, FIRE after a lost life (`fire_after_life_loss=False` turns it off)."""
     spec = check_env_id(env_id)
     if not is_atari(spec.id):
-        return gym.make(spec.id, **kwargs)
+        with _constructor_arguments(spec.id, kwargs):
+            return gym.make(spec.id, **kwargs)
     noop_max, fire_at_reset = kwargs.pop("noop_max", 30), kwargs.pop("use_fire_reset", True)
     fire_after_life_loss = kwargs.pop("fire_after_life_loss", True)
     frameskip = kwargs.pop("frameskip", _atari_spec(spec).kwargs.get("frameskip", 4))
-    env = gym.make(spec.id, frameskip=1, **kwargs)
+    with _constructor_arguments(spec.id, kwargs):
+        env = gym.make(spec.id, frameskip=1, **kwargs)
     meanings = env.unwrapped.get_action_meanings()
     fire = meanings.index("FIRE") if "FIRE" in meanings else None
     env = _AtariReset(env, noop_max, fire if fire_at_reset else None)

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from .env_ids import is_atari
+from .env_kwargs import env_kwargs_text, parse_env_kwargs, policy_env_kwargs
 from .envs import check_env_id, make_env, make_vector_env, refuse_file_named_module
 from .masks import allow_ended, env_masks
 from .speed import NUMPY_MAX_BATCH, numpy_policy
@@ -118,15 +119,16 @@ def _play_episodes(model, envs, seed: int, deterministic: bool,
 
 
 def evaluate_policy(model, env_id: str, n_episodes: int = 10, seed: int = 0, deterministic: bool = True,
-                    envs=None, stop: Callable[[], bool] | None = None) -> dict[str, Any]:
-    """Mean/std return of `n_episodes` episodes played in parallel, one per sub-environment.
+                    envs=None, stop: Callable[[], bool] | None = None, env_kwargs: dict | None = None) -> dict[str, Any]:
+    """Mean/std return of `n_episodes` episodes played in parallel, one per sub-environment, in `env_id` made with
+    `env_kwargs` (default: the policy's own constructor arguments where `env_id` is its env: policy_env_kwargs).
 
     With gymnasium's sync vector envs, episode i is reset with seed `seed + i`; with an env's own vector
     implementation (CartPole) the whole batch draws from one generator seeded with `seed`. Either way the
     same (seed, n_episodes) replays the same episodes."""
     own = envs is None
     if own:
-        envs = make_vector_env(env_id, n_episodes)
+        envs = make_vector_env(env_id, n_episodes, **policy_env_kwargs(model, env_id, env_kwargs))
     elif envs.num_envs != n_episodes:
         raise ValueError(f"envs has {envs.num_envs} sub-environments, expected n_episodes={n_episodes}")
     try:
@@ -148,8 +150,8 @@ def evaluation_result(env_id: str, returns: np.ndarray, lengths: np.ndarray, see
 @torch.no_grad()
 def record_replay(model, env_id: str, path: str | Path, seed: int = 0, deterministic: bool = True,
                   max_steps: int | None = None, frame_skip: int | None = None, scale: float | None = None,
-                  fps: int | None = None) -> dict:
-    """Render one episode (rgb_array, headless) to a .gif, or an .mp4 (needs `pip install imageio-ffmpeg`): up to
+                  fps: int | None = None, env_kwargs: dict | None = None) -> dict:
+    """Render one episode (the env made as `evaluate_policy` makes it) (rgb_array, headless) to a .gif, or an .mp4 (needs `pip install imageio-ffmpeg`): up to
     `max_steps` agent steps, every `frame_skip`-th frame, at `scale` of the env's screen; what is left out comes from
     `replay_settings`. Returns {'return', 'length', 'path'}."""
     path = Path(path)
@@ -164,7 +166,7 @@ def record_replay(model, env_id: str, path: str | Path, seed: int = 0, determini
     if not os.environ.get("DISPLAY"):
         os.environ.setdefault("MUJOCO_GL", "egl")  # MuJoCo's default (GLFW) needs a display; EGL renders without one
 
-    env = _make_render_env(env_id)
+    env = _make_render_env(env_id, policy_env_kwargs(model, env_id, env_kwargs))
     render_fps = env.metadata.get("render_fps", 30)
     given = {"max_steps": max_steps, "frame_skip": frame_skip, "scale": scale}
     settings = {**replay_settings(env_id, render_fps),
@@ -198,10 +200,11 @@ def record_replay(model, env_id: str, path: str | Path, seed: int = 0, determini
 
 @torch.no_grad()
 def watch(model, env_id: str, n_episodes: int = 1, seed: int = 0, deterministic: bool = True,
-          render_mode: str = "human") -> list[float]:
+          render_mode: str = "human", env_kwargs: dict | None = None) -> list[float]:
     """Play `n_episodes` (seeds `seed`, `seed + 1`, ...) in a window: `make_env(env_id, render_mode="human")`, the
-    observations the policy was trained on. Returns the episodes' returns."""
-    env = make_env(env_id, render_mode=render_mode)
+    observations the policy was trained on (and its env's constructor arguments, as `evaluate_policy`). Returns the
+    episodes' returns."""
+    env = make_env(env_id, render_mode=render_mode, **policy_env_kwargs(model, env_id, env_kwargs))
     try:
         with _seeded_unless(deterministic, model, seed):
             return [_play_one(model, env, seed + i, deterministic)[0] for i in range(n_episodes)]
@@ -246,12 +249,13 @@ def replay_settings(env_id: str, render_fps: float) -> dict:
     return {"max_steps": 1000, "frame_skip": 3 if render_fps >= 50 else 2, "scale": 0.5}
 
 
-def _make_render_env(env_id: str):
+def _make_render_env(env_id: str, env_kwargs: dict | None = None):
     """The env for a replay: MuJoCo locomotion envs through their "track" camera, which follows the body
-    (gymnasium's default view is a free camera that the runner leaves behind)."""
+    (gymnasium's default view is a free camera that the runner leaves behind), unless `env_kwargs` name another."""
     spec = check_env_id(env_id)
     mujoco = str(spec.entry_point).startswith("gymnasium.envs.mujoco")  # (a model without "track": the free camera)
-    return make_env(spec.id, render_mode="rgb_array", **({"camera_name": "track"} if mujoco else {}))
+    camera = {"camera_name": "track"} if mujoco else {}
+    return make_env(spec.id, render_mode="rgb_array", **{**camera, **(env_kwargs or {})})
 
 
 def _downscale(frame: np.ndarray, scale: float) -> np.ndarray:
@@ -290,6 +294,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--env", dest="env_id", help="environment id (default: the one recorded with the policy). A "
                    "'module:EnvId' id imports that module to register the env: name it here to allow that; an id the "
                    "policy's own files name is never imported")
+    p.add_argument("--env-kwargs", nargs="+", default=(), metavar="KEY=VALUE",
+                   help="arguments for the env's constructor, over those recorded with the policy (as train.py's)")
     p.add_argument("-n", "--episodes", type=_positive_int, default=100, help="number of episodes")
     p.add_argument("--seed", type=int, default=0, help="seed of the first episode")
     how = p.add_mutually_exclusive_group()
@@ -371,10 +377,10 @@ def _hub_results(repo_id: str) -> Path | None:
         return None
 
 
-def check_policy_env(model, env_id: str) -> None:
+def check_policy_env(model, env_id: str, env_kwargs: dict | None = None) -> None:
     """Raise ValueError unless `model` can act in `env_id` (shapes, action sizes, bounds) as the evaluation makes
     it: through `make_vector_env`, so an Atari policy is checked against the preprocessed frame stack it plays."""
-    envs = make_vector_env(env_id, 1)
+    envs = make_vector_env(env_id, 1, **policy_env_kwargs(model, env_id, env_kwargs))
     try:
         check_compatible(model, envs.single_observation_space, envs.single_action_space, env_id)
     finally:
@@ -382,23 +388,27 @@ def check_policy_env(model, env_id: str) -> None:
 
 
 def _evaluate_cli(model, env_id: str, args) -> int:
-    check_policy_env(model, env_id)
+    recorded = policy_env_kwargs(model, env_id)  # (--env-kwargs go over them)
+    env_kwargs = policy_env_kwargs(model, env_id, {**recorded, **parse_env_kwargs(args.env_kwargs)})
+    check_policy_env(model, env_id, env_kwargs)
     deterministic, how = args.deterministic, ""
     if deterministic is None:  # (as the policy's recorded evaluation played, where one is recorded)
         recorded = recorded_deterministic(args.source)
         deterministic, how = (True, "") if recorded is None else (recorded, ", as recorded")
     if args.watch:
-        for i, ret in enumerate(watch(model, env_id, args.episodes, args.seed, deterministic)):
+        for i, ret in enumerate(watch(model, env_id, args.episodes, args.seed, deterministic, env_kwargs=env_kwargs)):
             print(f"episode {i + 1} (seed {args.seed + i}): return {ret:.2f}")
         return 0
-    res = evaluate_policy(model, env_id, n_episodes=args.episodes, seed=args.seed, deterministic=deterministic)
-    print(f"{env_id}: {res['mean_reward']:.2f} +/- {res['std_reward']:.2f} over {res['n_episodes']} episodes "
+    res = evaluate_policy(model, env_id, n_episodes=args.episodes, seed=args.seed, deterministic=deterministic,
+                          env_kwargs=env_kwargs)
+    made = f"{env_id}({env_kwargs_text(env_kwargs)[2:]})" if env_kwargs else env_id
+    print(f"{made}: {res['mean_reward']:.2f} +/- {res['std_reward']:.2f} over {res['n_episodes']} episodes "
           f"(seed {args.seed}, {'deterministic' if deterministic else 'stochastic'}{how})")
     if args.gif:
-        rep = record_replay(model, env_id, args.gif, seed=args.seed, deterministic=deterministic)
+        rep = record_replay(model, env_id, args.gif, seed=args.seed, deterministic=deterministic, env_kwargs=env_kwargs)
         print(f"replay: {rep['path']} (return {rep['return']:.1f}, {rep['length']} steps)")
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps(res, indent=2))
+        Path(args.json_out).write_text(json.dumps({**res, **({"env_kwargs": env_kwargs} if env_kwargs else {})}, indent=2))
     return 0
 
 

@@ -3,7 +3,8 @@
 A saved policy is a directory (or Hub repo) holding
 
     model.safetensors   the state dict (weights and observation-normaliser buffers)
-    config.json         PPO2 constructor arguments + `weights_sha256` (+ env_id when known)
+    config.json         PPO2 constructor arguments + `weights_sha256` (+ env_id when known, and the env's
+                        constructor arguments, env_kwargs, where it was trained with some)
     results.json        evaluation: mean/std return, episodes, seeds  (optional)
     replay.gif          a rendered episode                                 (optional)
     README.md           model card with the Hub's reinforcement-learning model-index metadata
@@ -22,6 +23,7 @@ import torch
 
 from ._version import __version__
 from .env_ids import is_atari
+from .env_kwargs import env_kwargs_text, policy_env_kwargs, validate_env_kwargs
 from .io import IntegrityError, atomic_write_json, read_json, read_safetensors_header, read_verified_bytes, save_tensors
 
 __all__ = ["save_pretrained", "publish_pretrained", "from_pretrained", "push_to_hub", "model_card", "build_model"]
@@ -29,14 +31,16 @@ __all__ = ["save_pretrained", "publish_pretrained", "from_pretrained", "push_to_
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
 RESULTS_NAME = "results.json"
-META_KEYS = ("model_type", "ppo2_version", "weights_sha256", "env_id")
+META_KEYS = ("model_type", "ppo2_version", "weights_sha256", "env_id", "env_kwargs")
 
 
 def save_pretrained(model, save_directory: str | os.PathLike, env_id: str | None = None,
-                    results: dict | None = None, replay: str | os.PathLike | None = None) -> Path:
-    """Write the policy to `save_directory` (created if needed); returns the directory. `env_id`: the policy's own
-    (`model.env_id`, set by the trainer) unless given."""
-    env_id = env_id or getattr(model, "env_id", None)
+                    results: dict | None = None, replay: str | os.PathLike | None = None,
+                    env_kwargs: dict | None = None) -> Path:
+    """Write the policy to `save_directory` (created if needed); returns the directory. `env_id` and `env_kwargs`
+    (the env's constructor arguments): the policy's own (`model.env_id`, `model.env_kwargs`, set by the trainer)
+    unless given; another env than the policy's own is recorded without the policy's arguments."""
+    env_id, env_kwargs = recorded_env(model, env_id, env_kwargs)
     out = Path(save_directory)
     out.mkdir(parents=True, exist_ok=True)
     config = model.get_config()
@@ -44,12 +48,21 @@ def save_pretrained(model, save_directory: str | os.PathLike, env_id: str | None
     meta = {"model_type": "ppo2", "ppo2_version": __version__, "weights_sha256": digest}
     if env_id:
         meta["env_id"] = env_id
+    if env_id and env_kwargs:
+        meta["env_kwargs"] = env_kwargs
     atomic_write_json(out / CONFIG_NAME, {**meta, **config})
     if results is not None:
         atomic_write_json(out / RESULTS_NAME, results)
     if replay is not None and Path(replay).resolve() != (out / Path(replay).name).resolve():
         shutil.copyfile(replay, out / Path(replay).name)
     return out
+
+
+def recorded_env(model, env_id: str | None = None, env_kwargs: dict | None = None) -> tuple[str | None, dict]:
+    """(env id, constructor arguments) to record with `model`: those given, else the model's own; the model's
+    arguments go only with the model's own env."""
+    env_id = env_id or getattr(model, "env_id", None)
+    return env_id, policy_env_kwargs(model, env_id, env_kwargs)
 
 
 def publish_pretrained(model, directory: str | os.PathLike, keep: int = 3, **kwargs) -> Path:
@@ -118,6 +131,12 @@ def build_model(model_cls, config_path: Path, weights_path: Path, weights_sha256
         raise IntegrityError(f"{config_path}: {exc}") from None
     if "env_id" in meta and not isinstance(meta["env_id"], str):
         raise IntegrityError(f"{config_path}: 'env_id' must be a string, got {meta['env_id']!r}")
+    if "env_kwargs" in meta and "env_id" not in meta:
+        raise IntegrityError(f"{config_path}: 'env_kwargs' without the 'env_id' they are for")
+    try:
+        env_kwargs = validate_env_kwargs(meta.get("env_kwargs", {}), meta.get("env_id"), "'env_kwargs'")
+    except ValueError as exc:
+        raise IntegrityError(f"{config_path}: {exc}") from None
     expected = weights_sha256 or meta.get("weights_sha256")
     if expected is None:
         raise IntegrityError(f"{config_path} records no weights_sha256; refusing to load unverified weights")
@@ -144,7 +163,7 @@ def build_model(model_cls, config_path: Path, weights_path: Path, weights_sha256
         check_state(model)
     except ValueError as exc:
         raise IntegrityError(f"{weights_path}: {exc}") from None
-    model.env_id = meta.get("env_id")
+    model.env_id, model.env_kwargs = meta.get("env_id"), env_kwargs
     return model.to(map_location).eval()
 
 
@@ -198,7 +217,8 @@ def names_a_local_path(source: str | os.PathLike) -> bool:
 
 
 def model_card(repo_id: str, env_id: str, results: dict | None, train_config: dict | None = None,
-               replay_name: str | None = None, recurrent: bool = False, env_masks: bool = False) -> str:
+               replay_name: str | None = None, recurrent: bool = False, env_masks: bool = False,
+               env_kwargs: dict | None = None) -> str:
     """A Hub model card whose YAML carries the reinforcement-learning `model-index` metadata (written by
     huggingface_hub's ModelCardData/EvalResult, so the Hub's leaderboards parse it). Its usage loop carries a
     recurrent policy's state and passes the env's `action_masks()` to a policy that takes them."""
@@ -224,7 +244,7 @@ def model_card(repo_id: str, env_id: str, results: dict | None, train_config: di
                  f"Mean return **{score}** over {results['n_episodes']} "
                  f"{'deterministic' if results.get('deterministic', True) else 'sampled-action'} episodes "
                  f"(seeds {results.get('seed', 0)}..{results.get('seed', 0) + results['n_episodes'] - 1}).", ""]
-    atari, own_module = is_atari(env_id), ":" in env_id
+    atari, own_module, args = is_atari(env_id), ":" in env_id, env_kwargs_text(env_kwargs or {})
     body += [
         "## Usage", "",
         "```python",
@@ -232,9 +252,9 @@ def model_card(repo_id: str, env_id: str, results: dict | None, train_config: di
         "from ppo2 import PPO2",
         "",
         f'model = PPO2.from_pretrained("{repo_id}")',
-        f'env = gym.make("{env_id}")  # (imports {env_id.partition(":")[0]}, your env\'s module)' if own_module
+        f'env = gym.make("{env_id}"{args})  # (imports {env_id.partition(":")[0]}, your env\'s module)' if own_module
         else "env = model.make_env()  # the game's frames as the policy saw them: 84x84 gray, 4 stacked" if atari
-        else f'env = model.make_env()  # gym.make("{env_id}")',
+        else f'env = model.make_env()  # gym.make("{env_id}"{args})',
         "obs, _ = env.reset(seed=0)",
         "done = False",
     ]
@@ -262,16 +282,17 @@ def push_to_hub(model, repo_id: str, env_id: str | None = None, results: dict | 
     """Upload the policy (weights, config, results, replay, model card) to a Hub model repo."""
     from huggingface_hub import HfApi
 
-    env_id = env_id or getattr(model, "env_id", None)
+    env_id, env_kwargs = recorded_env(model, env_id)
     if not env_id:
         raise ValueError("push_to_hub needs env_id (the environment the policy plays) for the model card")
     with tempfile.TemporaryDirectory() as tmp:
-        folder = save_pretrained(model, tmp, env_id=env_id, results=results, replay=replay)
+        folder = save_pretrained(model, tmp, env_id=env_id, results=results, replay=replay, env_kwargs=env_kwargs)
         replay_name = Path(replay).name if replay is not None else None
         mask_config = getattr(model, "mask_config", None)
         card = model_card(repo_id, env_id, results, train_config, replay_name,
                           recurrent=getattr(model, "memory", None) is not None,
-                          env_masks=mask_config is not None and mask_config.applied and mask_config.source == "method")
+                          env_masks=mask_config is not None and mask_config.applied and mask_config.source == "method",
+                          env_kwargs=env_kwargs)
         (folder / "README.md").write_text(card)
         if train_config is not None:
             atomic_write_json(folder / "train_config.json", train_config)

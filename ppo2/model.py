@@ -153,6 +153,7 @@ class PPO2(nn.Module):
         self.hidden_dim = int(hidden_dim)
         self.dropout = float(dropout)
         self.env_id: str | None = None  # the env it was trained on, where known (trainer, saved config.json)
+        self.env_kwargs: dict = {}  # that env's constructor arguments (ppo2/env_kwargs.py)
         self.shared_latent = bool(shared_latent)
         self.normalize_obs = bool(normalize_obs)
         self.obs_clip = float(obs_clip)
@@ -596,7 +597,8 @@ class PPO2(nn.Module):
 
     def make_env(self, **kwargs):
         """One env of the kind this policy was trained on, observations as its trainer saw them
-        (`ppo2.envs.make_env`): an Atari policy's preprocessed frames, else `gym.make(env_id, **kwargs)`.
+        (`ppo2.envs.make_env`): an Atari policy's preprocessed frames, else `gym.make(env_id, **env_kwargs)`, with
+        the constructor arguments it was trained with (`model.env_kwargs`) and `kwargs` over them.
         `model.make_env(render_mode="human")` to watch it play."""
         if not self.env_id:
             raise ValueError("this policy does not record the env it was trained on (it was built, not trained or "
@@ -605,7 +607,7 @@ class PPO2(nn.Module):
 
         refuse_file_named_module(self.env_id, "this policy",
                                  f"by making it yourself: ppo2.envs.make_env({self.env_id!r})")
-        return make_env(self.env_id, **kwargs)
+        return make_env(self.env_id, **{**self.env_kwargs, **kwargs})
 
     def _predict_recurrent(self, obs: Any, state: Any, episode_start: Any, deterministic: bool, mask: Any):
         obs, single = self._check_obs(obs)

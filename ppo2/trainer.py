@@ -88,7 +88,7 @@ class Trainer:
         torch.manual_seed(cfg.seed + self.dist.rank)
 
         # environments (created before any training, so a bad env id or space fails fast)
-        self.envs = make_vector_env(cfg.env_id, self.num_envs, cfg.vectorization)
+        self.envs = make_vector_env(cfg.env_id, self.num_envs, cfg.vectorization, **cfg.env_kwargs)
         self.eval_envs = self.confirm_envs = None
         self._eval_split: bool | None = None  # (every rank plays a share of the evaluation: _split_evaluation)
         obs_spec, action_space, masks = check_spaces(self.envs, cfg.env_id, cfg.action_mask)
@@ -102,7 +102,7 @@ class Trainer:
                          recurrent=cfg.recurrent, lstm_hidden=cfg.lstm_hidden, shared_lstm=cfg.shared_lstm,
                          action_mask=masks.to_json() if masks is not None else False)
         check_compatible(model, self.envs.single_observation_space, action_space, cfg.env_id)
-        model.env_id = cfg.env_id
+        model.env_id, model.env_kwargs = cfg.env_id, dict(cfg.env_kwargs)
         self.model = model.to(self.device).set_precision(cfg.precision, self.device)
         self.dist.broadcast_module(self.model)
         # the hand-derived update (ppo2/fused.py) where it applies; else the autograd reference, ppo_update
@@ -437,7 +437,7 @@ class Trainer:
         if not self.dist.is_main:
             return {}
         if self.eval_envs is None:
-            self.eval_envs = make_vector_env(cfg.env_id, cfg.eval_episodes, cfg.vectorization)
+            self.eval_envs = make_vector_env(cfg.env_id, cfg.eval_episodes, cfg.vectorization, **cfg.env_kwargs)
         try:
             return evaluate_policy(self.model, cfg.env_id, cfg.eval_episodes, seed=cfg.eval_seed, envs=self.eval_envs,
                                    deterministic=cfg.eval_deterministic, stop=self._stopping)
@@ -454,7 +454,7 @@ class Trainer:
         cfg, world = self.config, self.dist.world_size
         if not self.dist.enabled or cfg.eval_episodes % world or not cfg.eval_deterministic:
             return False
-        envs = make_vector_env(cfg.env_id, cfg.eval_episodes // world, cfg.vectorization)
+        envs = make_vector_env(cfg.env_id, cfg.eval_episodes // world, cfg.vectorization, **cfg.env_kwargs)
         if seeds_each_env(envs):
             self.eval_envs = envs
             return True
@@ -467,7 +467,7 @@ class Trainer:
         signal cut any share short."""
         cfg, share = self.config, self.config.eval_episodes // self.dist.world_size
         if self.eval_envs is None:
-            self.eval_envs = make_vector_env(cfg.env_id, share, cfg.vectorization)
+            self.eval_envs = make_vector_env(cfg.env_id, share, cfg.vectorization, **cfg.env_kwargs)
         returns, lengths, cut = np.zeros(share), np.zeros(share), 0.0
         try:
             returns, lengths = run_episodes(self.model, self.eval_envs, cfg.eval_seed + self.dist.rank * share,
@@ -491,7 +491,7 @@ class Trainer:
         if cfg.confirm_episodes == 0:
             return res
         if self.confirm_envs is None:
-            self.confirm_envs = make_vector_env(cfg.env_id, cfg.confirm_episodes, cfg.vectorization)
+            self.confirm_envs = make_vector_env(cfg.env_id, cfg.confirm_episodes, cfg.vectorization, **cfg.env_kwargs)
         seed = cfg.eval_seed + 500_000 + 1_000 * self.update
         try:
             check = evaluate_policy(self.model, cfg.env_id, cfg.confirm_episodes, seed=seed, envs=self.confirm_envs,
@@ -727,7 +727,7 @@ def train(config: TrainConfig | None = None, *, model: PPO2 | None = None, polic
         trainer.wait_for_outputs()
     finally:
         trainer.close()
-    trained.env_id = config.env_id
+    trained.env_id, trained.env_kwargs = config.env_id, dict(config.env_kwargs)
     trained.trainer_summary = {"global_step": trainer.global_step, "solved_at": trainer.solved_at,
                                "last_eval": trainer.last_eval, "output_dir": str(trainer.output_dir),
                                "stop_reason": getattr(trainer, "stop_reason", None)}
