@@ -265,17 +265,17 @@ def _downscale(frame: np.ndarray, scale: float) -> np.ndarray:
     return np.ascontiguousarray(frame[::step, ::step])
 
 
-def load_policy(source: str, map_location: str = "cpu"):
-    """A policy from a zoo env id, a local directory, or a Hugging Face Hub repo id (in that order)."""
+def policy_source(source: str) -> str:
+    """Where `source` names a policy: "zoo" (a shipped env id), "dir" (a local directory) or "hub" (a Hugging Face Hub
+    repo id), tried in that order; a name that looks local and is neither raises ValueError naming the closest zoo
+    ids. `load_policy` reads the policy, and `recorded_deterministic` its recorded evaluation, from the same place."""
     from .hf_hub import names_a_local_path
-    from .model import PPO2
-    from .zoo import is_zoo_id, load_pretrained, zoo_entry
+    from .zoo import is_zoo_id, zoo_entry
 
     if is_zoo_id(source):  # a zoo id is never shadowed by a same-named local directory
-        # (its sha-checked config names the env the policy plays: 'Pong' loads one that plays ALE/Pong-v5)
-        return load_pretrained(source, map_location=map_location)
+        return "zoo"
     if Path(source).expanduser().is_dir():
-        return PPO2.from_pretrained(source, map_location=map_location)
+        return "dir"
     # (a bare name is a mistyped zoo id before it is a Hub repo without an owner)
     looks_local = names_a_local_path(source) or "/" not in source or Path(source).expanduser().parent.is_dir()
     if looks_local:
@@ -284,6 +284,17 @@ def load_policy(source: str, map_location: str = "cpu"):
         except (ValueError, FileNotFoundError) as exc:
             raise ValueError(f"{source!r} is not a zoo id ({exc}), a directory holding model.safetensors + "
                              "config.json, or a Hugging Face Hub repo id ('org/name')") from None
+    return "hub"
+
+
+def load_policy(source: str, map_location: str = "cpu"):
+    """A policy from a zoo env id, a local directory, or a Hugging Face Hub repo id (`policy_source`)."""
+    from .model import PPO2
+    from .zoo import load_pretrained
+
+    if policy_source(source) == "zoo":
+        # (its sha-checked config names the env the policy plays: 'Pong' loads one that plays ALE/Pong-v5)
+        return load_pretrained(source, map_location=map_location)
     return PPO2.from_pretrained(source, map_location=map_location)
 
 
@@ -345,15 +356,14 @@ def recorded_deterministic(source: str) -> bool | None:
     repo that push_to_hub filled). `python -m ppo2.evaluate` plays the same way, so that it reproduces that number."""
     from .hf_hub import RESULTS_NAME
     from .io import read_json
-    from .zoo import is_zoo_id, zoo_entry
+    from .zoo import zoo_entry
 
-    if is_zoo_id(source):
+    kind = policy_source(source)
+    if kind == "zoo":
         results = zoo_entry(source).get("eval")
         where = f"the zoo entry for {source!r}"
     else:
-        path = Path(source).expanduser() / RESULTS_NAME
-        if not path.parent.is_dir():
-            path = _hub_results(source)
+        path = Path(source).expanduser() / RESULTS_NAME if kind == "dir" else _hub_results(source)
         if path is None or not path.is_file():
             return None
         results, where = read_json(path), str(path)
