@@ -69,7 +69,8 @@ def _preload(tensorboard: bool, plot: bool) -> None:
 
 
 def follow(run_dir: str | Path, parent: int | None = None, tensorboard: bool = True, plot: bool = False,
-           title: str = "", target: float | None = None, after_update: int = 0, poll_s: float = 0.5) -> None:
+           title: str = "", target: float | None = None, after_update: int = 0, poll_s: float = 0.5,
+           eval_deterministic: bool = True) -> None:
     """Follow `run_dir/metrics.csv` until the run has finished (its FINISHED marker, or its process gone):
     TensorBoard scalars for every complete row after `after_update`, then the learning curve."""
     run_dir = Path(run_dir)
@@ -107,7 +108,7 @@ def follow(run_dir: str | Path, parent: int | None = None, tensorboard: bool = T
     if plot and path.exists():
         from .plotting import plot_learning_curve
 
-        plot_learning_curve(path, run_dir / "learning_curve.png", title, target)
+        plot_learning_curve(path, run_dir / "learning_curve.png", title, target, eval_deterministic=eval_deterministic)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -120,8 +121,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--plot", action="store_true")
     p.add_argument("--title", default="")
     p.add_argument("--target", type=float, default=None)
+    p.add_argument("--eval-sampled", action="store_true", help="the run's evaluations sample their actions")
     args = p.parse_args(argv)
-    follow(args.run_dir, args.parent, args.tensorboard, args.plot, args.title, args.target, args.after_update)
+    follow(args.run_dir, args.parent, args.tensorboard, args.plot, args.title, args.target, args.after_update,
+           eval_deterministic=not args.eval_sampled)
     return 0
 
 

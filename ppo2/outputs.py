@@ -38,7 +38,7 @@ METRICS = ("update", "global_step", "time_s", "sps", "episode_return", "episode_
 
 class RunOutputs:
     def __init__(self, output_dir: Path, config: dict, *, resumed_at: int, overwrite: bool, tensorboard: bool,
-                 plot: bool = False, title: str = "", target: float | None = None):
+                 plot: bool = False, title: str = "", target: float | None = None, eval_deterministic: bool = True):
         self.output_dir = Path(output_dir)
         self.output_dir.mkdir(parents=True, exist_ok=True)
         self.lock = RunLock(self.output_dir)  # a second writer gets a clear error, never a mixed directory
@@ -62,6 +62,7 @@ class RunOutputs:
                    "--after-update", str(resumed_at)]
             cmd += ["--tensorboard"] if tensorboard else []
             cmd += ["--plot", "--title", title] + (["--target", repr(float(target))] if target is not None else []) if plot else []
+            cmd += ["--eval-sampled"] if plot and not eval_deterministic else []
             package_root = str(Path(__file__).resolve().parent.parent)
             env = {**os.environ, "PYTHONPATH": os.pathsep.join([package_root, os.environ.get("PYTHONPATH", "")])}
             with open(self.output_dir / "outputs.log", "ab") as log:

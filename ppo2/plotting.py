@@ -16,9 +16,10 @@ def read_metrics(path: str | Path) -> dict[str, list[float]]:
 
 
 def plot_learning_curve(metrics_csv: str | Path, out_png: str | Path, title: str = "", target: float | None = None,
-                        runs: dict[str, str | Path] | None = None) -> Path:
-    """Training return (rolling, stochastic policy) and evaluation return (deterministic) against env steps.
-    `runs` plots several metrics files on one figure (label -> path) instead of one."""
+                        runs: dict[str, str | Path] | None = None, eval_deterministic: bool = True) -> Path:
+    """Training return (rolling, stochastic policy) and evaluation return (the most likely actions, or sampled ones
+    for a run evaluated so: `eval_deterministic`) against env steps. `runs` plots several metrics files on one figure
+    (label -> path) instead of one."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -32,7 +33,7 @@ def plot_learning_curve(metrics_csv: str | Path, out_png: str | Path, title: str
         ev = [(s, r) for s, r in zip(steps, m["eval_return"]) if r == r]
         if ev:
             ax.plot(*zip(*ev), "o-", ms=3, lw=1.2, color=line.get_color(), alpha=0.6 if runs else 1.0,
-                    label=f"{label} eval (deterministic)".strip())
+                    label=f"{label} eval ({'deterministic' if eval_deterministic else 'sampled actions'})".strip())
     if target is not None:
         ax.axhline(target, ls="--", color="grey", lw=1, label=f"target {target:g}")
     ax.set_xlabel("environment steps")

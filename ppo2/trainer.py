@@ -190,9 +190,7 @@ class Trainer:
 
     @property
     def target_reward(self) -> float | None:
-        if self.config.target_reward is not None:
-            return self.config.target_reward
-        return check_env_id(self.config.env_id).reward_threshold
+        return target_reward(self.config)
 
     # --------------------------------------------------------------------------------------------
     # 1. collect
@@ -636,7 +634,7 @@ class Trainer:
             cfg = self.config
             self.outputs = RunOutputs(self.output_dir, cfg.to_dict(), resumed_at=self.update,
                                       overwrite=cfg.overwrite and not cfg.resume, tensorboard=cfg.tensorboard,
-                                      plot=cfg.plot, title=f"{cfg.algo.upper()} on {cfg.env_id}", target=self.target_reward)
+                                      plot=cfg.plot, **curve_settings(cfg))
 
     def _log(self, stats: dict, ev: float, lr: float, clip: float, sps: float, elapsed: float) -> None:
         if self.outputs is None:
@@ -732,6 +730,20 @@ def train(config: TrainConfig | None = None, *, model: PPO2 | None = None, polic
                                "last_eval": trainer.last_eval, "output_dir": str(trainer.output_dir),
                                "stop_reason": getattr(trainer, "stop_reason", None)}
     return trained
+
+
+def target_reward(config: TrainConfig) -> float | None:
+    """The evaluation mean a run aims at: --target-reward, else the env's own reward threshold (None: none)."""
+    if config.target_reward is not None:
+        return config.target_reward
+    return check_env_id(config.env_id).reward_threshold
+
+
+def curve_settings(config: TrainConfig) -> dict:
+    """How a run's learning curve is titled and labelled (its companion process; scripts/add_to_zoo.py redraws a zoo
+    entry's from the run's metrics.csv with these)."""
+    return {"title": f"{config.algo.upper()} on {config.env_id}", "target": target_reward(config),
+            "eval_deterministic": config.eval_deterministic}
 
 
 def _earlier_segments(ckpt: Path, state: dict) -> list[dict]:

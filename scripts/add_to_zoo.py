@@ -8,25 +8,27 @@
 Takes RUN_DIR/best (the best policy by the run's own periodic evaluation; RUN_DIR itself if there is no
 best/), evaluates it on 100 deterministic episodes (sampled actions with --stochastic, as RL-Zoo plays Atari;
 drawn from the seed, so they replay too) with seeds 0..99 (never used during training: the
-trainer evaluates on seeds from 1,000,000), writes a replay GIF and copies the learning curve, and records
-the entry with the sha256 of every file in weights/zoo.json, then regenerates the README's zoo table from it
-(tests/test_first_contact.py keeps the two equal).
+trainer evaluates on seeds from 1,000,000), writes a replay GIF, draws the learning curve again from the run's
+metrics, and records the entry with the sha256 of every file in weights/zoo.json, then regenerates the README's zoo
+table from it (tests/test_first_contact.py keeps the two equal).
 """
 import argparse
 import shutil
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from ppo2.config import TrainConfig  # noqa: E402
 from ppo2.evaluate import evaluate_policy, record_replay  # noqa: E402
 from ppo2.hf_hub import save_pretrained  # noqa: E402
 from ppo2.model import PPO2  # noqa: E402
 from ppo2.observations import has_images  # noqa: E402
 from ppo2.io import atomic_write_json, read_json, sha256_file  # noqa: E402
+from ppo2.plotting import plot_learning_curve  # noqa: E402
 from ppo2.rundir import segment_changes  # noqa: E402
+from ppo2.trainer import curve_settings  # noqa: E402
 
 FRESH_SEED = 2_000_000  # neither the recorded seeds (0..99), the trainer's (1,000,000..), nor CI's fresh set (777,000..)
 RL_ZOO_PPO = {  # RL-Zoo's published PPO scores (the goals we must match or beat)
@@ -121,10 +123,9 @@ def main() -> int:
         shutil.rmtree(out)
     save_pretrained(model, out, env_id=env_id, results=res)
     record_replay(model, env_id, out / "replay.gif", seed=0, deterministic=deterministic)  # (its replay_settings)
-    deadline = time.time() + 120  # train.py leaves the plot to its companion process; it may still be drawing
-    while not (run / "learning_curve.png").exists() and time.time() < deadline:
-        time.sleep(0.5)
-    shutil.copyfile(run / "learning_curve.png", out / "learning_curve.png")
+    # drawn again from the run's metrics with this checkout's labels (a run trained with older code may have
+    # labelled sampled-action evaluations as deterministic), as the run's own companion draws it
+    plot_learning_curve(run / "metrics.csv", out / "learning_curve.png", **curve_settings(TrainConfig.from_dict(train_config)))
     shutil.copyfile(run / "metrics.csv", out / "metrics.csv")
     best_step = read_json(source / "results.json").get("global_step", summary["global_step"]) if source != run else summary["global_step"]
 

@@ -303,6 +303,35 @@ def test_run_outputs(tmp_path):
     assert hub_load("ppo2", pretrained=str(out)).input_dim == 4
 
 
+def test_the_learning_curve_says_how_the_evaluations_played(tmp_path, monkeypatch):
+    """A run evaluated on sampled actions (--no-eval-deterministic, the Atari zoo's protocol) had its evaluations
+    labelled 'deterministic' on its learning curve: the label now follows the run's configuration, from the trainer
+    through its companion process's command line, and scripts/add_to_zoo.py draws an entry's curve with the same."""
+    import matplotlib.pyplot as plt
+
+    from ppo2.outputs import RunOutputs
+    from ppo2.plotting import plot_learning_curve
+    from ppo2.trainer import curve_settings
+
+    cfg = TrainConfig.for_env("CartPole-v1", eval_deterministic=False, target_reward=400.0)
+    assert curve_settings(cfg) == {"title": "PPO on CartPole-v1", "target": 400.0, "eval_deterministic": False}
+    assert curve_settings(TrainConfig.for_env("Acrobot-v1"))["target"] == -100.0  # (the env's own threshold)
+    metrics = tmp_path / "metrics.csv"
+    metrics.write_text("update,global_step,episode_return,eval_return\n1,100,10,\n2,200,20,25\n3,300,30,\n")
+    kept = []
+    monkeypatch.setattr(plt, "close", kept.append)  # (keep the figure to read its legend)
+    for deterministic, label in ((True, "eval (deterministic)"), (False, "eval (sampled actions)")):
+        plot_learning_curve(metrics, tmp_path / "curve.png", eval_deterministic=deterministic)
+        assert kept[-1].axes[0].get_legend_handles_labels()[1] == ["train (stochastic)", label]
+    for deterministic in (True, False):
+        outputs = RunOutputs(tmp_path / f"run{deterministic}", {}, resumed_at=0, overwrite=False, tensorboard=False,
+                             plot=True, **curve_settings(cfg.replace(eval_deterministic=deterministic)))
+        try:
+            assert ("--eval-sampled" in outputs.companion.args) == (not deterministic)
+        finally:
+            outputs.close()
+
+
 def test_sampled_evaluations_and_their_confirmation_replay_from_their_seeds(tmp_path):
     """--no-eval-deterministic: the periodic evaluation and the confirmation of a target sample their actions from
     their own seeds; the results record it, and the saved policy plays the same episodes again (the deterministic
