@@ -25,7 +25,7 @@ import torch
 from .envs import get_env_state, set_env_state
 from .errors import NonFiniteEnvError
 from .moments import merge_moments
-from .observations import check_finite, describe, has_images, tree_map, tree_zeros
+from .observations import check_finite, describe, encode_obs, has_images, needs_encoding, tree_map, tree_zeros
 
 __all__ = ["RolloutStorage", "Collector", "RewardScaler"]
 
@@ -141,6 +141,7 @@ class RolloutStorage:
     def __init__(self, num_steps: int, num_envs: int, obs_spec: dict, action_shape: tuple, action_dtype: torch.dtype,
                  mask_size: int = 0, memory_shape: tuple | None = None, window: int | None = None):
         T, N = num_steps, num_envs
+        self.obs_spec = obs_spec
         np_action_dtype = np.int64 if action_dtype == torch.int64 else np.float32
         self.obs = tree_zeros(obs_spec, (T, N))
         self.actions = np.zeros((T, N, *action_shape), np_action_dtype)
@@ -179,12 +180,15 @@ class Collector:
         """`masks` (a `ppo2.masks.MaskSource`) splits action masks off the observations or asks the envs for them.
         `life_loss`: a lost life (the envs' info 'lives' going down) is terminal to the learner."""
         self.envs, self.env_id, self.storage, self.device = envs, env_id, storage, device
+        self.obs_spec = storage.obs_spec
+        self.needs_encoding = needs_encoding(self.obs_spec)
         self.masks = masks
         self.reward_scaler = reward_scaler
         self.clip_reward = clip_reward  # train on sign(r) (then scale, if a scaler is set); log the env's r
         self.num_envs = envs.num_envs
         self.life_loss = life_loss
         self.next_obs, info = envs.reset(seed=reset_seed)
+        self.next_obs = self._encoded(self.next_obs, "reset")
         self.lives = self._lives(info, "reset")
         self.next_mask = self._split()
         self.prev_done = np.zeros(self.num_envs, np.bool_)
@@ -197,6 +201,16 @@ class Collector:
         self.recent_lengths: deque = deque(maxlen=20)
         self.episodes = 0
         self.check_finite(self.next_obs, "reset")
+
+    def _encoded(self, obs: Any, where: str) -> Any:
+        """The envs' observations as the rest of training takes them: integers one-hot (`encode_obs`), checked
+        against their space."""
+        if not self.needs_encoding:
+            return obs
+        try:
+            return encode_obs(self.obs_spec, obs)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{self.env_id} ({where}): {exc}") from None
 
     def check_finite(self, obs: Any, where: str, reward: np.ndarray | None = None) -> None:
         """NaN/inf from the environment stops training before it reaches the update (or, through the
@@ -275,6 +289,7 @@ class Collector:
                 self.lstm_state = state
 
             self.next_obs, reward, terminated, truncated, info = self.envs.step(to_env(action_np))
+            self.next_obs = self._encoded(self.next_obs, f"{where}, rollout step {t}")
             self.check_finite(self.next_obs, f"{where}, rollout step {t}", reward)
             done = terminated | truncated
             terminal = terminated  # to the learner
@@ -401,6 +416,7 @@ class Collector:
         """Fresh episodes from `envs.reset(seed=seed)`: what was in flight (returns, lengths, the reward scaler's
         discounted returns, LSTM memory) is dropped with them."""
         self.next_obs, info = self.envs.reset(seed=seed)
+        self.next_obs = self._encoded(self.next_obs, "reset")
         self.lives = self._lives(info, "reset")
         self.next_mask = self._split()
         self.prev_done[:] = False

@@ -20,6 +20,7 @@ from .env_ids import is_atari
 from .env_kwargs import env_kwargs_text, parse_env_kwargs, policy_env_kwargs
 from .envs import check_env_id, make_env, make_vector_env, refuse_file_named_module
 from .masks import allow_ended, env_masks
+from .observations import encode_obs
 from .speed import NUMPY_MAX_BATCH, numpy_policy
 from .validation import check_compatible
 
@@ -100,9 +101,10 @@ def _play_episodes(model, envs, seed: int, deterministic: bool,
             if stop is not None and stop():
                 raise EvaluationInterrupted(f"evaluation stopped after {int(lengths.max())} steps")
             if policy is not None and not first:
-                if not np.isfinite(obs).all():
+                vec = encode_obs(model.obs_spec, obs)  # (integer observations one-hot, checked)
+                if not np.isfinite(vec).all():
                     model.predict(obs)  # raises, naming the NaN/inf
-                action = policy.act(obs)
+                action = policy.act(vec)
             else:  # predict: numpy for small MLP batches (a few us per step), else torch
                 action = actor(obs, lambda: env_masks(envs))
             first = False

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .observations import encode_obs
 from .speed import Precision
 
 __all__ = ["DeterministicPolicy", "example_inputs", "export_onnx", "export_program", "main"]
@@ -55,6 +56,7 @@ class DeterministicPolicy(nn.Module):
     def forward(self, obs: torch.Tensor | dict[str, torch.Tensor], action_mask: torch.Tensor | None = None,
                 state_h: torch.Tensor | None = None, state_c: torch.Tensor | None = None,
                 episode_start: torch.Tensor | None = None):
+        obs = encode_obs(self.model.obs_spec, obs, check=False)  # (integer observations: one-hot in the graph)
         if self.recurrent:
             pi_latent, _, (h, c) = self.model._latents(obs, ((state_h, state_c), episode_start[None]))
             out = self.model._masked(self.model.action_head.output(pi_latent), action_mask)
@@ -84,6 +86,9 @@ def example_inputs(model, batch: int = 2) -> tuple[tuple[torch.Tensor, ...], lis
     """Zero observations in the dtypes the env gives (uint8 images), then an all-legal action mask and the zero LSTM
     state and episode starts where the policy takes them, and the graph's input names."""
     def zeros(spec):
+        if "onehot" in spec:  # (integers as the env gives them: each entry's first value)
+            hot = spec["onehot"]
+            return torch.tensor(hot["start"], dtype=torch.int64).reshape(hot["raw_shape"]).expand(batch, *hot["raw_shape"]).clone()
         return torch.zeros(batch, *spec["shape"], dtype=torch.uint8 if spec["type"] == "Image" else torch.float32)
     spec = model.obs_spec
     if spec["type"] == "Dict":

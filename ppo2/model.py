@@ -40,7 +40,7 @@ from .init import orthogonal_
 from .masks import MaskConfig, check_mask, mask_size, split_observation_space
 from .memory import LSTMMemory, check_state
 from .moments import merge_moments
-from .observations import Preprocessed, describe, image_chw, image_keys, vector_dim, vector_keys
+from .observations import Preprocessed, describe, encode_obs, image_chw, image_keys, vector_dim, vector_keys
 from .speed import NUMPY_MAX_BATCH, Precision, numpy_policy, resolve_precision, run_encoder, scale_frames
 from .validation import (check_dropout, check_int, check_loss_coefficients, check_loss_inputs, check_numpy_obs,
                          check_obs, check_obs_shape, resolve_obs_spec, validate_config)
@@ -286,7 +286,7 @@ class PPO2(nn.Module):
             "obs_clip": self.obs_clip,
             "log_std_init": self.log_std_init,
         }
-        if self.obs_spec["type"] != "Box":
+        if self.obs_spec["type"] != "Box" or "onehot" in self.obs_spec:
             del config["input_dim"]
             config["observation_space"] = self.obs_spec
         if self.obs_spec["type"] != "Box" or self.encoder_name != "mlp":
@@ -581,13 +581,13 @@ class PPO2(nn.Module):
         obs, mask = self.split_mask(obs, action_masks)
         if self.memory is not None:
             return self._predict_recurrent(obs, state, episode_start, deterministic, mask)
-        if (deterministic and mask is None and isinstance(obs, np.ndarray)
-                and (obs.ndim == 1 or len(obs) <= NUMPY_MAX_BATCH)):
-            policy = numpy_policy(self)  # (small CPU batches: ppo2/speed.py)
-            if policy is not None:
-                check_obs_shape(tuple(obs.shape), self.obs_spec)
-                check_numpy_obs(obs)
-                return policy.act(obs), None
+        if deterministic and mask is None and isinstance(obs, np.ndarray):
+            vec = encode_obs(self.obs_spec, obs)  # (integer observations one-hot; any other the same array)
+            policy = numpy_policy(self) if vec.ndim <= 1 or len(vec) <= NUMPY_MAX_BATCH else None
+            if policy is not None:  # (small CPU batches: ppo2/speed.py)
+                check_obs_shape(tuple(vec.shape), self.obs_spec)
+                check_numpy_obs(vec)
+                return policy.act(vec), None
         obs, single = self._check_obs(obs)
         mask = self._checked_mask(mask, None if single else _batch_size(obs))
         with torch.no_grad():

@@ -3,6 +3,9 @@
 An observation is one of three kinds, described by a JSON-able *spec* (saved in config.json):
 
     {"type": "Box", "shape": [d]}                              a flat vector of numbers (classic control, MuJoCo)
+    {"type": "Box", "shape": [d], "onehot": {"nvec": [n, ...], "start": [s, ...], "raw_shape": [] | [k]}}
+                                                              Discrete / MultiDiscrete integers (FrozenLake, Taxi):
+                                                              one-hot vectors of d = sum(nvec) inside ppo2
     {"type": "Image", "shape": [H, W, C] | [C, H, W] | [H, W], "channels_last": bool}
                                                               uint8 pixels in [0, 255] (Atari, rendered frames)
     {"type": "Dict", "spaces": {key: <Box or Image spec>}}     several of those (robotics, games with a map + stats)
@@ -12,6 +15,12 @@ dtype uint8 with bounds [0, 255] and 2 or 3 dimensions. In 3-D the channel axis 
 is height-width-channels, (4, 84, 84) (a frame stack) channels-first. Values are an array (Box, Image) or a
 dict of arrays (Dict); the helpers below treat both alike, so the collector and the update need no branches.
 Images stay uint8 everywhere outside the model (rollout buffer, checkpoints): 4x less memory than float32.
+
+Integer observations (Discrete, MultiDiscrete) are one-hot vectors to everything past `encode_obs`, which runs
+where observations come in: the collector (from the envs), `check_obs` (what a user passes to the model), the
+evaluation's numpy step and the exported graph. The rollout buffer, normalisation, the MLP's numpy and fused paths
+and the update see an ordinary vector; a policy still takes the integers its env gives (SB3 one-hots them the same
+way). MultiBinary observations are vectors of 0s and 1s as they are.
 """
 from __future__ import annotations
 
@@ -19,7 +28,8 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["obs_spec_from_space", "spec_to_space", "validate_obs_spec", "is_image_space", "image_chw",
+__all__ = ["obs_spec_from_space", "spec_to_space", "validate_obs_spec", "is_image_space", "image_chw", "encode_obs",
+           "needs_encoding",
            "vector_dim", "vector_keys", "image_keys", "tree_map", "tree_zeros", "vector_part", "Preprocessed",
            "check_finite", "describe"]
 
@@ -27,6 +37,7 @@ MAX_VECTOR_DIM = 1 << 20
 MAX_IMAGE_SIDE = 4096
 MAX_CHANNELS = 256
 MAX_DICT_KEYS = 64
+MAX_ONEHOT = 1 << 16  # one-hot entries (sum of the integer observations' ranges)
 
 
 def is_image_space(space: Any) -> bool:
@@ -46,7 +57,15 @@ def obs_spec_from_space(space: Any, where: str = "the environment") -> dict:
     """The spec of a gymnasium observation space, or a ValueError naming the space and what is supported."""
     from gymnasium import spaces
 
-    supported = ("a 1-D Box (vector), a uint8 image Box (H, W[, C]) with bounds [0, 255], or a Dict of those")
+    supported = ("a 1-D Box (vector), a uint8 image Box (H, W[, C]) with bounds [0, 255], Discrete, 1-D MultiDiscrete, "
+                 "1-D MultiBinary, or a Dict of those")
+    if isinstance(space, spaces.Discrete):
+        return validate_obs_spec(_onehot_spec([int(space.n)], [int(space.start)], []))
+    if isinstance(space, spaces.MultiDiscrete) and len(space.nvec.shape) == 1:
+        return validate_obs_spec(_onehot_spec([int(n) for n in space.nvec], [int(x) for x in space.start],
+                                              [len(space.nvec)]))
+    if isinstance(space, spaces.MultiBinary) and isinstance(space.n, (int, np.integer)):
+        return validate_obs_spec({"type": "Box", "shape": [int(space.n)]})  # (0s and 1s: a vector as it is)
     if is_image_space(space):
         return validate_obs_spec(_image_spec(tuple(int(s) for s in space.shape)))
     if isinstance(space, spaces.Box):
@@ -63,18 +82,24 @@ def obs_spec_from_space(space: Any, where: str = "the environment") -> dict:
             if isinstance(sub, spaces.Dict):
                 raise ValueError(f"unsupported observation space in {where}: nested Dict under key {key!r}; flatten "
                                  "it to one level (gymnasium.wrappers.FlattenObservation on the inner Dict)")
-            if isinstance(sub, spaces.Discrete):
-                raise ValueError(f"unsupported observation space in {where}: Discrete under key {key!r}; one-hot it "
-                                 "into a Box (gymnasium.wrappers.TransformObservation) first")
             subs[key] = obs_spec_from_space(sub, f"{where}[{key!r}]")
         return validate_obs_spec({"type": "Dict", "spaces": subs})
     raise ValueError(f"unsupported observation space {space} in {where}: expected {supported}")
+
+
+def _onehot_spec(nvec: list[int], start: list[int], raw_shape: list[int]) -> dict:
+    return {"type": "Box", "shape": [sum(nvec)], "onehot": {"nvec": nvec, "start": start, "raw_shape": raw_shape}}
 
 
 def spec_to_space(spec: dict):
     """The gymnasium space a spec describes (vector bounds are not part of the spec: -inf..inf)."""
     from gymnasium import spaces
 
+    if "onehot" in spec:
+        hot = spec["onehot"]
+        if not hot["raw_shape"]:
+            return spaces.Discrete(hot["nvec"][0], start=hot["start"][0])
+        return spaces.MultiDiscrete(hot["nvec"], start=hot["start"])
     if spec["type"] == "Box":
         return spaces.Box(-np.inf, np.inf, tuple(spec["shape"]), np.float32)
     if spec["type"] == "Image":
@@ -99,11 +124,25 @@ def validate_obs_spec(spec: Any, key: str = "observation_space", nested: bool = 
     kinds = ("Box", "Image") if nested else ("Box", "Image", "Dict")
     _need(kind in kinds, f"{key}.type", "one of " + ", ".join(kinds), kind)
     if kind == "Box":
-        _need(set(spec) == {"type", "shape"}, key, "exactly the keys ['shape', 'type'] for Box", sorted(spec))
+        _need(set(spec) in ({"type", "shape"}, {"type", "shape", "onehot"}), key,
+              "the keys ['shape', 'type'] (and 'onehot' for integer observations) for Box", sorted(spec))
         shape = spec["shape"]
         _need(isinstance(shape, list) and len(shape) == 1 and _is_int(shape[0]) and 1 <= shape[0] <= MAX_VECTOR_DIM,
               f"{key}.shape", f"[d] with d an int in [1, {MAX_VECTOR_DIM}]", shape)
-        return {"type": "Box", "shape": list(shape)}
+        if "onehot" not in spec:
+            return {"type": "Box", "shape": list(shape)}
+        hot = spec["onehot"]
+        _need(isinstance(hot, dict) and set(hot) == {"nvec", "start", "raw_shape"}, f"{key}.onehot",
+              "an object with the keys ['nvec', 'raw_shape', 'start']", hot)
+        nvec, start, raw = hot["nvec"], hot["start"], hot["raw_shape"]
+        _need(isinstance(nvec, list) and nvec and all(_is_int(n) and n >= 1 for n in nvec) and sum(nvec) == shape[0]
+              and sum(nvec) <= MAX_ONEHOT, f"{key}.onehot.nvec",
+              f"a list of ints >= 1 summing to shape[0] = {shape[0]} (at most {MAX_ONEHOT})", nvec)
+        _need(isinstance(start, list) and len(start) == len(nvec) and all(_is_int(x) and abs(x) < 2**62 for x in start),
+              f"{key}.onehot.start", f"a list of {len(nvec)} ints", start)
+        _need(raw == [] and len(nvec) == 1 or raw == [len(nvec)], f"{key}.onehot.raw_shape",
+              f"[] (one Discrete) or [{len(nvec)}] (MultiDiscrete)", raw)
+        return _onehot_spec(list(nvec), list(start), list(raw))
     if kind == "Image":
         _need(set(spec) == {"type", "shape", "channels_last"}, key,
               "exactly the keys ['channels_last', 'shape', 'type'] for Image", sorted(spec))
@@ -209,9 +248,79 @@ def check_finite(obs: Any) -> np.ndarray | None:
 
 
 def describe(spec: dict) -> str:
+    if "onehot" in spec:
+        hot = spec["onehot"]
+        if not hot["raw_shape"]:
+            return f"Discrete({hot['nvec'][0]}, start={hot['start'][0]}) observations"
+        return f"MultiDiscrete({hot['nvec']}, start={hot['start']}) observations"
     if spec["type"] == "Box":
         return f"observations of shape ({spec['shape'][0]},)"
     if spec["type"] == "Image":
         layout = "HW" if len(spec["shape"]) == 2 else ("HWC" if spec["channels_last"] else "CHW")
         return f"uint8 image observations of shape {tuple(spec['shape'])} ({layout})"
     return "Dict observations {" + ", ".join(f"{k!r}: {describe(s)}" for k, s in spec["spaces"].items()) + "}"
+
+
+# ---- integer observations: one-hot vectors past the entry points --------------------------------------------------
+
+def needs_encoding(spec: dict) -> bool:
+    """Whether observations of this spec hold integers that `encode_obs` turns into one-hot vectors."""
+    if spec["type"] == "Dict":
+        return any("onehot" in s for s in spec["spaces"].values())
+    return "onehot" in spec
+
+
+def encode_obs(spec: dict, obs: Any, check: bool = True, name: str = "observation") -> Any:
+    """Observations as the env gives them -> what ppo2 computes with: integer (Discrete, MultiDiscrete) entries as
+    float32 one-hot vectors, batched as they came ((N, *raw_shape) -> (N, d); one observation -> (d,)); anything else
+    (and a Dict's keys not in `spec`, e.g. an action mask) passes through unchanged. numpy arrays (and Python ints)
+    give numpy, torch tensors give torch (the exported graph: `check=False`, no value checks in it). `check` refuses
+    what is not an integer in the space's range, naming it."""
+    if spec["type"] == "Dict":
+        if not needs_encoding(spec) or not isinstance(obs, dict):
+            return obs
+        return {k: encode_obs(spec["spaces"][k], v, check, f"{name}[{k!r}]") if k in spec["spaces"] else v
+                for k, v in obs.items()}
+    if "onehot" not in spec:
+        return obs
+    hot = spec["onehot"]
+    numpy = not hasattr(obs, "detach")  # (a torch tensor)
+    x = np.asarray(obs) if numpy else obs
+    raw = tuple(hot["raw_shape"])
+    if check:
+        if tuple(x.shape) != raw and (len(x.shape) != len(raw) + 1 or tuple(x.shape[1:]) != raw):
+            expected = f"{raw} or (N, {raw[0]})" if raw else "a single integer or (N,)"
+            raise ValueError(f"{name} has shape {tuple(x.shape)}, expected {expected} for {describe(spec)}")
+        _check_integers(x, hot, name, spec)
+    cols = x.reshape(*x.shape[:len(x.shape) - len(raw)], len(hot["nvec"]))  # (..., k)
+    parts = []
+    for i, (n, first) in enumerate(zip(hot["nvec"], hot["start"])):
+        if numpy:
+            parts.append(cols[..., i, None] == np.arange(first, first + n))
+        else:
+            import torch
+
+            parts.append(cols[..., i, None] == torch.arange(first, first + n, device=cols.device))
+    if numpy:
+        return np.concatenate(parts, axis=-1).astype(np.float32)
+    import torch
+
+    return torch.cat(parts, dim=-1).to(torch.float32)
+
+
+def _check_integers(x: Any, hot: dict, name: str, spec: dict) -> None:
+    numpy = isinstance(x, np.ndarray)
+    integral = (x.dtype.kind in "iub") if numpy else (not x.is_floating_point() and not x.is_complex())
+    if not integral:
+        raise TypeError(f"{name}s must be integers for {describe(spec)}, got dtype {x.dtype}")
+    if (x.size if numpy else x.numel()) == 0:
+        return
+    cols = x.reshape(-1, len(hot["nvec"]))
+    for i, (n, first) in enumerate(zip(hot["nvec"], hot["start"])):
+        col = cols[:, i]
+        lo, hi = int(col.min()), int(col.max())
+        if lo < first or hi >= first + n:
+            bad = lo if lo < first else hi
+            where = f" (entry {i})" if hot["raw_shape"] else ""
+            raise ValueError(f"{name} {bad}{where} is outside {describe(spec)}: expected an integer in "
+                             f"[{first}, {first + n - 1}]")

@@ -17,7 +17,7 @@ import torch
 from .config import LOG_STD_BOUND
 from .encoders import ENCODERS
 from .observations import MAX_VECTOR_DIM as MAX_INPUT_DIM
-from .observations import _is_int, _need, describe, obs_spec_from_space, validate_obs_spec
+from .observations import _is_int, _need, describe, encode_obs, needs_encoding, obs_spec_from_space, validate_obs_spec
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -124,7 +124,10 @@ def check_image_values(obs: Any, floating: bool, name: str) -> torch.dtype:
 
 def check_obs(obs: Any, spec: dict, device: Any) -> tuple[Any, bool]:
     """Validate and convert observations: a (N, ...) tensor (a dict of them for Dict observations) on
-    the model's device, and whether a single unbatched observation came in."""
+    the model's device, and whether a single unbatched observation came in. Integer observations are checked
+    against their space and one-hot encoded first (`encode_obs`)."""
+    if needs_encoding(spec):
+        obs = encode_obs(spec, obs)
     if spec["type"] != "Dict":
         return check_array(obs, spec, "observation", device)
     if not isinstance(obs, Mapping):
