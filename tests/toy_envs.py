@@ -30,21 +30,21 @@ class IdentityEnv(gym.Env):
         return self._obs(), reward, False, self.t >= self.ep_length, {}
 
 
-class IntegerIdentityEnv(gym.Env):
+class IntegerIdentityEnv(IdentityEnv):
     """IdentityEnv with the target given as an integer observation: `kind` "discrete" (Discrete(n, start=-2)),
     "multidiscrete" (the target, then a distractor, MultiDiscrete([n, 3], start=[1, 0])), "multibinary" (the
     target's bit set among n) or "dict" ({"target": Discrete(n), "noise": a 2-vector}). Reward 1 for naming the
     target: 20 per episode for a policy that reads its observations, n times less by chance."""
 
     def __init__(self, kind: str = "discrete", n: int = 4, ep_length: int = 20):
-        self.kind, self.n, self.ep_length = kind, n, ep_length
+        super().__init__(n, ep_length)
+        self.kind = kind
         self.observation_space = {
             "discrete": spaces.Discrete(n, start=-2),
             "multidiscrete": spaces.MultiDiscrete([n, 3], start=[1, 0]),
             "multibinary": spaces.MultiBinary(n),
             "dict": spaces.Dict({"target": spaces.Discrete(n), "noise": spaces.Box(-1.0, 1.0, (2,), np.float32)}),
         }[kind]
-        self.action_space = spaces.Discrete(n)
 
     def _obs(self):
         if self.kind == "discrete":
@@ -54,17 +54,6 @@ class IntegerIdentityEnv(gym.Env):
         if self.kind == "multibinary":
             return (np.arange(self.n) == self.target).astype(np.int8)
         return {"target": self.target, "noise": self.np_random.uniform(-1, 1, 2).astype(np.float32)}
-
-    def reset(self, *, seed=None, options=None):
-        super().reset(seed=seed)
-        self.t, self.target = 0, int(self.np_random.integers(self.n))
-        return self._obs(), {}
-
-    def step(self, action):
-        reward = float(int(action) == self.target)
-        self.t += 1
-        self.target = int(self.np_random.integers(self.n))
-        return self._obs(), reward, False, self.t >= self.ep_length, {}
 
 
 class CountEnv(gym.Env):
