@@ -88,8 +88,10 @@ def _check_space(space: Any) -> dict[str, dict]:
     if not isinstance(space, dict) or not space:
         raise ValueError(f"a search space is a JSON object of field -> distribution, got {space!r}")
     for name, spec in space.items():
-        if name not in fields or name in ("env_id", "algo", "seed", "total_timesteps", "output_dir", "resume"):
-            raise ValueError(f"search space field {name!r} is not a tunable TrainConfig field")
+        if name not in fields or name in ("env_id", "env_kwargs", "algo", "seed", "total_timesteps", "output_dir",
+                                          "resume"):
+            hint = " (the task's own arguments are fixed: --set env_kwargs='{...}')" if name == "env_kwargs" else ""
+            raise ValueError(f"search space field {name!r} is not a tunable TrainConfig field{hint}")
         kind = spec.get("type") if isinstance(spec, dict) else None
         if kind == "categorical":
             ok = isinstance(spec.get("choices"), list) and len(spec["choices"]) >= 1

@@ -37,6 +37,8 @@ def test_a_search_space_file_is_checked():
                 {"gamma": {"type": "categorical", "choices": []}}, {"seed": {"type": "int", "low": 1, "high": 3}}):
         with pytest.raises(ValueError, match="search space field"):
             _check_space(bad)
+    with pytest.raises(ValueError, match=r"'env_kwargs' is not a tunable.*--set env_kwargs="):
+        _check_space({"env_kwargs": {"type": "categorical", "choices": [{"continuous": True}]}})
 
 
 def test_two_workers_finish_n_trials_between_them_on_one_sqlite_study(tmp_path):
