@@ -88,6 +88,10 @@ def main() -> int:
         print(f"note: {run} was trained before runs recorded their segments; only its last stretch's code and "
               "platform are known", file=sys.stderr)
     train_config = read_json(run / "train_config.json")
+    if train_config.get("env_kwargs"):
+        raise SystemExit(f"error: {run} trained on {env_id} made with {train_config['env_kwargs']}: the zoo names a "
+                         f"policy by its env id alone, and pretrained={env_id!r} must mean the env as gymnasium makes "
+                         "it. Publish this one with push_to_hub (its config.json records the arguments)")
     differences = command_differences(args.command, train_config)
     if differences:
         raise SystemExit(f"error: --command does not resolve to the run's configuration ({run / 'train_config.json'}): "

@@ -104,4 +104,12 @@ def test_a_run_from_a_changed_checkout_or_a_command_that_differs_is_refused(pong
     (dirty / "summary.json").write_text(json.dumps(summary))
     with pytest.raises(SystemExit, match=r"resumed with code and platform unknown for updates 0\.\.0 \(trained before"):
         _run_script(monkeypatch, dirty, "--command", COMMAND, "--trained-on", "x", "--weights-dir", weights)
+    # a run on an env made with constructor arguments: the zoo's id would name another env
+    summary["segments"] = [first]
+    (dirty / "summary.json").write_text(json.dumps(summary))
+    config = json.loads((pong_run / "train_config.json").read_text())
+    (dirty / "train_config.json").unlink()
+    (dirty / "train_config.json").write_text(json.dumps({**config, "env_kwargs": {"full_action_space": True}}))
+    with pytest.raises(SystemExit, match=r"made with \{'full_action_space': True\}: the zoo names a policy by its env id"):
+        _run_script(monkeypatch, dirty, "--command", COMMAND, "--trained-on", "x", "--weights-dir", weights)
     assert not weights.exists()  # nothing written by a refused run
