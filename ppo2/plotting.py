@@ -15,11 +15,12 @@ def read_metrics(path: str | Path) -> dict[str, list[float]]:
     return cols
 
 
-def plot_learning_curve(metrics_csv: str | Path, out_png: str | Path, title: str = "", target: float | None = None,
-                        runs: dict[str, str | Path] | None = None, eval_deterministic: bool = True) -> Path:
+def plot_learning_curve(metrics_csv: str | Path | None, out_png: str | Path, title: str = "",
+                        target: float | None = None, runs: dict[str, str | Path] | None = None,
+                        eval_deterministic: bool | dict[str, bool] = True) -> Path:
     """Training return (rolling, stochastic policy) and evaluation return (the most likely actions, or sampled ones
-    for a run evaluated so: `eval_deterministic`) against env steps. `runs` plots several metrics files on one figure
-    (label -> path) instead of one."""
+    for a run evaluated so: `eval_deterministic`, one for all or label -> bool) against env steps. `runs` plots
+    several metrics files on one figure (label -> path) instead of one."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -32,8 +33,9 @@ def plot_learning_curve(metrics_csv: str | Path, out_png: str | Path, title: str
         line, = ax.plot(steps, m["episode_return"], lw=1.2, alpha=0.8, label=f"{label} train (stochastic)".strip())
         ev = [(s, r) for s, r in zip(steps, m["eval_return"]) if r == r]
         if ev:
+            most_likely = eval_deterministic.get(label, True) if isinstance(eval_deterministic, dict) else eval_deterministic
             ax.plot(*zip(*ev), "o-", ms=3, lw=1.2, color=line.get_color(), alpha=0.6 if runs else 1.0,
-                    label=f"{label} eval ({'deterministic' if eval_deterministic else 'sampled actions'})".strip())
+                    label=f"{label} eval ({'deterministic' if most_likely else 'sampled actions'})".strip())
     if target is not None:
         ax.axhline(target, ls="--", color="grey", lw=1, label=f"target {target:g}")
     ax.set_xlabel("environment steps")
@@ -50,9 +52,37 @@ def plot_learning_curve(metrics_csv: str | Path, out_png: str | Path, title: str
     return out_png
 
 
-if __name__ == "__main__":  # python -m ppo2.plotting metrics.csv out.png [title] [target]
-    import sys
+def main(argv: list[str] | None = None) -> int:
+    """`python -m ppo2.plotting RUN [RUN ...] -o curves.png`: the learning curves of train.py runs on one figure (several
+    seeds or settings side by side), each labelled by its directory's name and drawn with its own evaluation protocol
+    (its train_config.json). A RUN is a run directory or a metrics.csv file."""
+    import argparse
+    import json
 
-    args = sys.argv[1:]
-    plot_learning_curve(args[0], args[1], title=args[2] if len(args) > 2 else "",
-                        target=float(args[3]) if len(args) > 3 else None)
+    p = argparse.ArgumentParser(prog="python -m ppo2.plotting", description=main.__doc__.split(": ", 1)[1])
+    p.add_argument("runs", nargs="+", metavar="RUN", help="a train.py run directory, or its metrics.csv")
+    p.add_argument("-o", "--output", default="learning_curves.png", help="the .png to write (default: %(default)s)")
+    p.add_argument("--title", default="")
+    p.add_argument("--target", type=float, default=None, help="draw this return as a dashed line")
+    args = p.parse_args(argv)
+    runs, protocol = {}, {}
+    for run in map(Path, args.runs):
+        csv_path = run / "metrics.csv" if run.is_dir() else run
+        if not csv_path.is_file():
+            p.error(f"{run}: no metrics.csv there (expected a train.py run directory or a metrics.csv file)")
+        label = (csv_path.parent.name or str(csv_path.parent)) if len(args.runs) > 1 else ""
+        if label in runs:
+            label = str(csv_path.parent)
+        runs[label] = csv_path
+        config = csv_path.parent / "train_config.json"
+        if config.is_file():
+            value = json.loads(config.read_text()).get("eval_deterministic", True)
+            protocol[label] = value if isinstance(value, bool) else True
+    out = plot_learning_curve(None, args.output, title=args.title, target=args.target, runs=runs,
+                              eval_deterministic=protocol)
+    print(f"wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

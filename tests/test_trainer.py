@@ -323,6 +323,21 @@ def test_the_learning_curve_says_how_the_evaluations_played(tmp_path, monkeypatc
     for deterministic, label in ((True, "eval (deterministic)"), (False, "eval (sampled actions)")):
         plot_learning_curve(metrics, tmp_path / "curve.png", eval_deterministic=deterministic)
         assert kept[-1].axes[0].get_legend_handles_labels()[1] == ["train (stochastic)", label]
+    # several runs on one figure from the command line, each with its own protocol (its train_config.json)
+    from ppo2.plotting import main as plot_main
+
+    for name, deterministic in (("seed1", True), ("seed2", False)):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "metrics.csv").write_text(metrics.read_text())
+        (tmp_path / name / "train_config.json").write_text(json.dumps({"eval_deterministic": deterministic}))
+    assert plot_main([str(tmp_path / "seed1"), str(tmp_path / "seed2" / "metrics.csv"), "-o", str(tmp_path / "c.png"),
+                      "--target", "25"]) == 0
+    assert kept[-1].axes[0].get_legend_handles_labels()[1] == [
+        "seed1 train (stochastic)", "seed1 eval (deterministic)", "seed2 train (stochastic)",
+        "seed2 eval (sampled actions)", "target 25"]
+    assert (tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(SystemExit):
+        plot_main([str(tmp_path / "nothing"), "-o", str(tmp_path / "d.png")])
     for deterministic in (True, False):
         outputs = RunOutputs(tmp_path / f"run{deterministic}", {}, resumed_at=0, overwrite=False, tensorboard=False,
                              plot=True, **curve_settings(cfg.replace(eval_deterministic=deterministic)))
