@@ -166,3 +166,20 @@ def _cartpole():
     import gymnasium as gym
 
     return gym.make("CartPole-v1")
+
+
+def test_frozen_lake_made_without_slipping_is_solved_and_replayed_so(tmp_path):
+    """A real gymnasium env whose task its constructor argument decides, with integer observations (Discrete(16),
+    one-hot inside): FrozenLake without slipping is solved, confirmed on 100 fresh episodes, and the saved policy is
+    evaluated on the same non-slippery lake (every episode reaches the goal; none can in fewer than the 6 moves
+    from S to G on the 4x4 map)."""
+    from ppo2 import train
+    from ppo2.evaluate import evaluate_policy
+
+    model = train(env_id="FrozenLake-v1", env_kwargs={"is_slippery": False}, total_timesteps=100_000, seed=3,
+                  output_dir=str(tmp_path / "run"), progress=False, tensorboard=False, plot=False)
+    assert model.trainer_summary["solved_at"] is not None, model.trainer_summary["last_eval"]
+    loaded = PPO2.from_pretrained(tmp_path / "run")
+    assert loaded.env_kwargs == {"is_slippery": False} and loaded.obs_spec["onehot"]["nvec"] == [16]
+    res = evaluate_policy(loaded, "FrozenLake-v1", 10)
+    assert res["mean_reward"] == 1.0 and min(res["episode_lengths"]) >= 6
