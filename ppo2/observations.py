@@ -4,7 +4,8 @@ An observation is one of three kinds, described by a JSON-able *spec* (saved in 
 
     {"type": "Box", "shape": [d]}                              a flat vector of numbers (classic control, MuJoCo)
     {"type": "Box", "shape": [d], "onehot": {"nvec": [n, ...], "start": [s, ...], "raw_shape": [] | [k]}}
-                                                              Discrete / MultiDiscrete integers (FrozenLake, Taxi):
+                                                              Discrete / MultiDiscrete integers (FrozenLake, Taxi),
+                                                              or a Tuple of Discretes (Blackjack: "tuple": true):
                                                               one-hot vectors of d = sum(nvec) inside ppo2
     {"type": "Image", "shape": [H, W, C] | [C, H, W] | [H, W], "channels_last": bool}
                                                               uint8 pixels in [0, 255] (Atari, rendered frames)
@@ -16,7 +17,7 @@ is height-width-channels, (4, 84, 84) (a frame stack) channels-first. Values are
 dict of arrays (Dict); the helpers below treat both alike, so the collector and the update need no branches.
 Images stay uint8 everywhere outside the model (rollout buffer, checkpoints): 4x less memory than float32.
 
-Integer observations (Discrete, MultiDiscrete) are one-hot vectors to everything past `encode_obs`, which runs
+Integer observations (Discrete, MultiDiscrete, a Tuple of Discretes) are one-hot vectors to everything past `encode_obs`, which runs
 where observations come in: the collector (from the envs), `check_obs` (what a user passes to the model), the
 evaluation's numpy step and the exported graph. The rollout buffer, normalisation, the MLP's numpy and fused paths
 and the update see an ordinary vector; a policy still takes the integers its env gives (SB3 one-hots them the same
@@ -24,6 +25,7 @@ way). MultiBinary observations are vectors of 0s and 1s as they are.
 """
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any, Callable
 
 import numpy as np
@@ -58,7 +60,10 @@ def obs_spec_from_space(space: Any, where: str = "the environment") -> dict:
     from gymnasium import spaces
 
     supported = ("a 1-D Box (vector), a uint8 image Box (H, W[, C]) with bounds [0, 255], Discrete, 1-D MultiDiscrete, "
-                 "1-D MultiBinary, or a Dict of those")
+                 "1-D MultiBinary, a Tuple of Discretes, or a Dict of those")
+    if isinstance(space, spaces.Tuple) and space.spaces and all(isinstance(s, spaces.Discrete) for s in space.spaces):
+        return validate_obs_spec(_onehot_spec([int(s.n) for s in space.spaces], [int(s.start) for s in space.spaces],
+                                              [len(space.spaces)], as_tuple=True))
     if isinstance(space, spaces.Discrete):
         return validate_obs_spec(_onehot_spec([int(space.n)], [int(space.start)], []))
     if isinstance(space, spaces.MultiDiscrete) and len(space.nvec.shape) == 1:
@@ -87,8 +92,9 @@ def obs_spec_from_space(space: Any, where: str = "the environment") -> dict:
     raise ValueError(f"unsupported observation space {space} in {where}: expected {supported}")
 
 
-def _onehot_spec(nvec: list[int], start: list[int], raw_shape: list[int]) -> dict:
-    return {"type": "Box", "shape": [sum(nvec)], "onehot": {"nvec": nvec, "start": start, "raw_shape": raw_shape}}
+def _onehot_spec(nvec: list[int], start: list[int], raw_shape: list[int], as_tuple: bool = False) -> dict:
+    hot = {"nvec": nvec, "start": start, "raw_shape": raw_shape, **({"tuple": True} if as_tuple else {})}
+    return {"type": "Box", "shape": [sum(nvec)], "onehot": hot}
 
 
 def spec_to_space(spec: dict):
@@ -97,6 +103,8 @@ def spec_to_space(spec: dict):
 
     if "onehot" in spec:
         hot = spec["onehot"]
+        if hot.get("tuple"):
+            return spaces.Tuple([spaces.Discrete(n, start=s) for n, s in zip(hot["nvec"], hot["start"])])
         if not hot["raw_shape"]:
             return spaces.Discrete(hot["nvec"][0], start=hot["start"][0])
         return spaces.MultiDiscrete(hot["nvec"], start=hot["start"])
@@ -132,8 +140,8 @@ def validate_obs_spec(spec: Any, key: str = "observation_space", nested: bool = 
         if "onehot" not in spec:
             return {"type": "Box", "shape": list(shape)}
         hot = spec["onehot"]
-        _need(isinstance(hot, dict) and set(hot) == {"nvec", "start", "raw_shape"}, f"{key}.onehot",
-              "an object with the keys ['nvec', 'raw_shape', 'start']", hot)
+        _need(isinstance(hot, dict) and set(hot) - {"tuple"} == {"nvec", "start", "raw_shape"}, f"{key}.onehot",
+              "an object with the keys ['nvec', 'raw_shape', 'start'] (and 'tuple')", hot)
         nvec, start, raw = hot["nvec"], hot["start"], hot["raw_shape"]
         _need(isinstance(nvec, list) and nvec and all(_is_int(n) and n >= 1 for n in nvec) and sum(nvec) == shape[0]
               and sum(nvec) <= MAX_ONEHOT, f"{key}.onehot.nvec",
@@ -142,7 +150,9 @@ def validate_obs_spec(spec: Any, key: str = "observation_space", nested: bool = 
               f"{key}.onehot.start", f"a list of {len(nvec)} ints", start)
         _need(raw == [] and len(nvec) == 1 or raw == [len(nvec)], f"{key}.onehot.raw_shape",
               f"[] (one Discrete) or [{len(nvec)}] (MultiDiscrete)", raw)
-        return _onehot_spec(list(nvec), list(start), list(raw))
+        _need(hot.get("tuple", True) is True and ("tuple" not in hot or raw == [len(nvec)]), f"{key}.onehot.tuple",
+              f"true, with raw_shape [{len(nvec)}] (a Tuple of Discretes)", hot.get("tuple"))
+        return _onehot_spec(list(nvec), list(start), list(raw), as_tuple="tuple" in hot)
     if kind == "Image":
         _need(set(spec) == {"type", "shape", "channels_last"}, key,
               "exactly the keys ['channels_last', 'shape', 'type'] for Image", sorted(spec))
@@ -250,6 +260,8 @@ def check_finite(obs: Any) -> np.ndarray | None:
 def describe(spec: dict) -> str:
     if "onehot" in spec:
         hot = spec["onehot"]
+        if hot.get("tuple"):
+            return "Tuple(" + ", ".join(f"Discrete({n}, start={s})" for n, s in zip(hot["nvec"], hot["start"])) + ") observations"
         if not hot["raw_shape"]:
             return f"Discrete({hot['nvec'][0]}, start={hot['start'][0]}) observations"
         return f"MultiDiscrete({hot['nvec']}, start={hot['start']}) observations"
@@ -272,18 +284,28 @@ def needs_encoding(spec: dict) -> bool:
 
 def encode_obs(spec: dict, obs: Any, check: bool = True, name: str = "observation") -> Any:
     """Observations as the env gives them -> what ppo2 computes with: integer (Discrete, MultiDiscrete) entries as
-    float32 one-hot vectors, batched as they came ((N, *raw_shape) -> (N, d); one observation -> (d,)); anything else
+    float32 one-hot vectors, batched as they came ((N, *raw_shape) -> (N, d); one observation -> (d,); a Tuple's
+    entries, integers or (N,) arrays, side by side as MultiDiscrete's); anything else
     (and a Dict's keys not in `spec`, e.g. an action mask) passes through unchanged. numpy arrays (and Python ints)
     give numpy, torch tensors give torch (the exported graph: `check=False`, no value checks in it). `check` refuses
     what is not an integer in the space's range, naming it."""
     if spec["type"] == "Dict":
-        if not needs_encoding(spec) or not isinstance(obs, dict):
+        if not needs_encoding(spec) or not isinstance(obs, Mapping):
             return obs
         return {k: encode_obs(spec["spaces"][k], v, check, f"{name}[{k!r}]") if k in spec["spaces"] else v
                 for k, v in obs.items()}
     if "onehot" not in spec:
         return obs
     hot = spec["onehot"]
+    if hot.get("tuple") and isinstance(obs, (tuple, list)):  # (a Tuple's entries side by side, as MultiDiscrete's)
+        if len(obs) != len(hot["nvec"]):
+            raise ValueError(f"{name} is a tuple of {len(obs)} entries, expected {len(hot['nvec'])} for {describe(spec)}")
+        if any(hasattr(o, "detach") for o in obs):
+            import torch
+
+            obs = torch.stack([torch.as_tensor(o) for o in obs], dim=-1)
+        else:
+            obs = np.stack([np.asarray(o) for o in obs], axis=-1)
     numpy = not hasattr(obs, "detach")  # (a torch tensor)
     x = np.asarray(obs) if numpy else obs
     raw = tuple(hot["raw_shape"])

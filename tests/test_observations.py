@@ -49,6 +49,7 @@ def test_specs_follow_gymnasium_conventions():
     (spaces.MultiBinary([2, 3]), r"unsupported observation space MultiBinary"),
     (spaces.Dict({"a": spaces.Dict({"b": spaces.Box(0, 1, (2,))})}), r"nested Dict under key 'a'"),
     (spaces.Tuple((spaces.Box(0, 1, (2,)),)), r"unsupported observation space Tuple"),
+    (spaces.Tuple((spaces.Discrete(2), spaces.Box(0, 1, (2,)))), r"unsupported observation space Tuple.*a Tuple of Discretes"),
 ])
 def test_unsupported_spaces_are_named(space, message):
     with pytest.raises(ValueError, match=message):
@@ -87,6 +88,12 @@ def test_integer_observations_are_one_hot_vectors_inside():
     out = encode_obs(d, {"cell": np.array([1, 0]), "pos": np.zeros((2, 2), np.float32), "action_mask": mask})
     np.testing.assert_array_equal(out["cell"], [[0, 1], [1, 0]])
     assert out["action_mask"] is mask  # (keys outside the spec pass through)
+    pair = obs_spec_from_space(spaces.Tuple((spaces.Discrete(2), spaces.Discrete(3, start=1))))  # (Blackjack's kind)
+    assert pair["onehot"] == {"nvec": [2, 3], "start": [0, 1], "raw_shape": [2], "tuple": True}
+    np.testing.assert_array_equal(encode_obs(pair, (1, 3)), [0, 1, 0, 0, 1])
+    np.testing.assert_array_equal(encode_obs(pair, (np.array([0, 1]), np.array([1, 2]))), [[1, 0, 1, 0, 0], [0, 1, 0, 1, 0]])
+    with pytest.raises(ValueError, match=r"a tuple of 3 entries, expected 2 for Tuple\(Discrete\(2, start=0\), Discrete\(3, start=1\)\)"):
+        encode_obs(pair, (0, 1, 1))
 
 
 @pytest.mark.parametrize("obs, error, message", [
@@ -103,8 +110,9 @@ def test_bad_integer_observations_are_refused_naming_the_space(obs, error, messa
 
 
 @pytest.mark.parametrize("space", [spaces.Discrete(5, start=-2), spaces.MultiDiscrete([3, 4], start=[1, 0]),
-                                   spaces.Dict({"cell": spaces.Discrete(4), "pos": spaces.Box(-1, 1, (2,))})],
-                         ids=["discrete", "multidiscrete", "dict"])
+                                   spaces.Dict({"cell": spaces.Discrete(4), "pos": spaces.Box(-1, 1, (2,))}),
+                                   spaces.Tuple((spaces.Discrete(32), spaces.Discrete(11, start=1), spaces.Discrete(2)))],
+                         ids=["discrete", "multidiscrete", "dict", "tuple"])
 def test_integer_policies_round_trip_and_export(tmp_path, space):
     """The integers the env gives go in everywhere: predict (numpy and torch paths), the module forward, a saved and
     reloaded policy, and the exported ONNX graph, all acting alike."""
@@ -116,10 +124,18 @@ def test_integer_policies_round_trip_and_export(tmp_path, space):
     model = PPO2(observation_space=space, action_space=6)
     space.seed(5)
     batch = [space.sample() for _ in range(12)]
-    obs = {k: np.stack([b[k] for b in batch]) for k in batch[0]} if isinstance(space, spaces.Dict) else np.stack(batch)
+    if isinstance(space, spaces.Dict):
+        obs = {k: np.stack([b[k] for b in batch]) for k in batch[0]}
+    elif isinstance(space, spaces.Tuple):  # (a vector env's Tuple observations: one array per entry)
+        obs = tuple(np.array([b[i] for b in batch]) for i in range(len(space.spaces)))
+    else:
+        obs = np.stack(batch)
     actions = model.predict(obs)[0]
     np.testing.assert_array_equal(model(obs, deterministic=True)[1].numpy(), actions)  # (torch path)
-    if not isinstance(space, spaces.Dict):  # (predict's numpy path: the same MLP on the same one-hot vectors)
+    if isinstance(space, spaces.Tuple):
+        np.testing.assert_array_equal(model.predict(np.stack(obs, axis=-1))[0], actions)  # (entries side by side)
+        assert model.predict(tuple(int(x) for x in batch[0]))[0] == actions[0]
+    elif not isinstance(space, spaces.Dict):  # (predict's numpy path: the same MLP on the same one-hot vectors)
         vectors = torch.from_numpy(encode_obs(model.obs_spec, obs))
         np.testing.assert_array_equal(model._mode(vectors, None).numpy(), actions)
         assert model.predict(batch[0])[0] == actions[0]
@@ -130,8 +146,10 @@ def test_integer_policies_round_trip_and_export(tmp_path, space):
     np.testing.assert_array_equal(loaded.predict(obs)[0], actions)
     check_compatible(loaded, space, spaces.Discrete(6))
     session = ort.InferenceSession(str(export_onnx(model, tmp_path / "p.onnx")))
-    feeds = {k: v.astype(np.int64) if v.dtype.kind in "iu" else v for k, v in obs.items()} if isinstance(obs, dict) \
-        else {"obs": obs.astype(np.int64)}
+    if isinstance(obs, dict):
+        feeds = {k: v.astype(np.int64) if v.dtype.kind in "iu" else v for k, v in obs.items()}
+    else:  # (a Tuple's entries side by side in the graph's one input)
+        feeds = {"obs": (np.stack(obs, axis=-1) if isinstance(obs, tuple) else obs).astype(np.int64)}
     np.testing.assert_array_equal(session.run(None, feeds)[0], actions)
 
 
@@ -143,13 +161,14 @@ def test_a_config_with_a_wrong_onehot_spec_is_refused(tmp_path):
                          ({"nvec": [3, 4], "start": [0], "raw_shape": [2]}, r"onehot.start"),
                          ({"nvec": [3, 4], "start": [0, 0], "raw_shape": []}, r"onehot.raw_shape"),
                          ({"nvec": [3, 4], "start": [0, 0]}, r"onehot"),
+                         ({"nvec": [3, 4], "start": [0, 0], "raw_shape": [2], "tuple": False}, r"onehot.tuple"),
                          ("one-hot", r"onehot")):
         path.write_text(json.dumps({**good, "observation_space": {**good["observation_space"], "onehot": hot}}))
         with pytest.raises(IntegrityError, match=message):
             PPO2.from_pretrained(tmp_path / "m")
 
 
-@pytest.mark.parametrize("kind", ["discrete", "multidiscrete", "multibinary", "dict"])
+@pytest.mark.parametrize("kind", ["discrete", "multidiscrete", "multibinary", "dict", "tuple"])
 def test_integer_observation_tasks_are_learned(tmp_path, kind):
     """IntegerIdentity: name the target the integer observation gives, 20 steps an episode; chance scores 5. A
     learner that lost the observation's meaning (a wrong one-hot, a misplaced entry) stays near chance."""

@@ -234,7 +234,8 @@ def test_nan_reward_stops_and_keeps_last_good_checkpoint(tmp_path):
 @pytest.mark.parametrize("kw, exc, match", [
     (dict(env_id="CartPole-v2"), ValueError, r"unknown environment id 'CartPole-v2'.*Did you mean 'CartPole-v1'"),
     (dict(env_id="CartPol-v1"), ValueError, r"Did you mean 'CartPole-v1'"),
-    (dict(env_id="Blackjack-v1"), ValueError, r"unsupported observation space Tuple\(Discrete\(32\)"),
+    (dict(env_id="ppo2test/IntegerIdentity-v0", env_kwargs={"kind": "mixed"}), ValueError,
+     r"unsupported observation space Tuple\(Discrete\(4\), Box"),
     (dict(env_id="ppo2test/ImageObs-v0"), ValueError, r"Nature CNN needs images of at least 36x36 pixels, got 8x8"),
     (dict(env_id="ppo2test/TupleAction-v0"), TypeError, r"unsupported action space Tuple"),
     (dict(num_envs=3, num_steps=5, num_minibatches=4), ValueError, r"15 is not divisible into num_minibatches=4"),
