@@ -151,6 +151,8 @@ def test_an_ale_game_takes_its_options_in_both_pipelines():
     pytest.importorskip("ale_py")
     from ppo2.envs import make_env, make_vector_env
 
+    from ppo2.env_kwargs import ALE_ENV_KWARGS
+
     for kwargs, actions in (({}, 6), ({"full_action_space": True, "repeat_action_probability": 0.0}, 18)):
         envs = make_vector_env("Pong", 1, **kwargs)
         env = make_env("Pong", **kwargs)
@@ -160,6 +162,15 @@ def test_an_ale_game_takes_its_options_in_both_pipelines():
         finally:
             envs.close()
             env.close()
+    # every option the list takes is taken by both (the list is what validate_env_kwargs lets through)
+    values = {"repeat_action_probability": 0.0, "full_action_space": True, "max_num_frames_per_episode": 1000,
+              "frameskip": 3, "noop_max": 5, "use_fire_reset": False, "fire_after_life_loss": False}
+    assert set(values) == ALE_ENV_KWARGS
+    for key, value in values.items():
+        for make in (lambda **kw: make_vector_env("Breakout", 1, **kw), lambda **kw: make_env("Breakout", **kw)):
+            made = make(**validate_env_kwargs({key: value}, "ALE/Breakout-v5"))
+            made.reset(seed=0)
+            made.close()
 
 
 def _cartpole():
