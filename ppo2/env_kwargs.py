@@ -29,8 +29,20 @@ RESERVED_ENV_KWARGS = {
 # The options of an ALE game that both of ppo2's Atari pipelines take (ale-py's vector env, which trains and evaluates,
 # and ppo2.envs.make_env, which plays one game in colour): the rest of the preprocessing is fixed, so a policy sees
 # the same 84x84 gray 4-frame stacks wherever it plays.
-ALE_ENV_KWARGS = frozenset({"repeat_action_probability", "full_action_space", "max_num_frames_per_episode", "frameskip",
-                            "noop_max", "use_fire_reset", "fire_after_life_loss"})
+def _is_int(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+ALE_ENV_KWARGS = {  # name -> (check, what it must be)
+    "repeat_action_probability": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1,
+                                  "a probability in [0, 1]"),
+    "full_action_space": (lambda v: isinstance(v, bool), "true or false"),
+    "max_num_frames_per_episode": (lambda v: _is_int(v) and v >= 0, "an int >= 0 (0: no limit)"),
+    "frameskip": (lambda v: _is_int(v) and v >= 1, "an int >= 1"),
+    "noop_max": (lambda v: _is_int(v) and v >= 0, "an int >= 0"),
+    "use_fire_reset": (lambda v: isinstance(v, bool), "true or false"),
+    "fire_after_life_loss": (lambda v: isinstance(v, bool), "true or false"),
+}
 _ALE_OWN_FLAGS = {"reward_clipping": "--clip-reward", "episodic_life": "--life-loss terminal"}
 MAX_KEYS, MAX_DEPTH, MAX_TEXT = 32, 4, 10_000
 
@@ -101,6 +113,9 @@ def validate_env_kwargs(kwargs: Any, env_id: str | None = None, where: str = "en
             if key not in ALE_ENV_KWARGS:
                 raise ValueError(f"{where}: {env_id} takes {sorted(ALE_ENV_KWARGS)} (its frames are always 84x84 "
                                  f"gray, 4 stacked, as the policy saw them in training), got {key!r}")
+            check, expected = ALE_ENV_KWARGS[key]
+            if not check(kwargs[key]):  # (the two pipelines differ in what else they would take, or when they fail)
+                raise ValueError(f"{where}[{key!r}] must be {expected} for {env_id}, got {kwargs[key]!r}")
     return json.loads(json.dumps(kwargs))
 
 

@@ -104,12 +104,13 @@ def make_vector_env(env_id: str, num_envs: int, vectorization: str = "auto", **k
         mode = vectorization
     ale = is_atari(env_id) and mode == "vector_entry_point"
     fire_after_life_loss = kwargs.pop("fire_after_life_loss", True) if ale else False
+    given = dict(kwargs)  # (the caller's, for messages: not ppo2's own additions below)
     if ale:
         # ale-py's vector env clips rewards by default: the logged and evaluated returns must be the game's
         # score, so it returns raw rewards and `clip_reward` (the Atari presets) clips what the update sees
         kwargs.setdefault("reward_clipping", False)
     try:
-        with _constructor_arguments(env_id, kwargs):
+        with _constructor_arguments(env_id, given):
             envs = gym.make_vec(spec, num_envs=num_envs, vectorization_mode=mode, **kwargs)
     except gym.error.DependencyNotInstalled as exc:
         raise ImportError(f"{env_id} needs an optional dependency: {exc}. For Box2D envs: pip install 'gymnasium[box2d]'") from exc
@@ -127,15 +128,21 @@ def make_vector_env(env_id: str, num_envs: int, vectorization: str = "auto", **k
 
 @contextlib.contextmanager
 def _constructor_arguments(env_id: str, kwargs: dict):
-    """An env constructor's TypeError for an argument it does not take, as a ValueError naming the env and the
-    arguments it was given (`--env-kwargs`, or a policy's recorded env_kwargs)."""
+    """An env constructor that fails on the arguments it was given (`--env-kwargs`, or a policy's recorded
+    env_kwargs): one it does not take (TypeError), a value of the wrong type (ale-py's error) or one it cannot use
+    (FrozenLake's KeyError for an unknown map_name), as a ValueError naming the env and the arguments. A missing
+    optional dependency is left as it is."""
     try:
         yield
-    except TypeError as exc:
-        if not kwargs or "argument" not in str(exc):
+    except gym.error.DependencyNotInstalled:
+        raise
+    except Exception as exc:
+        if not kwargs:
             raise
         given = ", ".join(f"{k}={v!r}" for k, v in kwargs.items())
-        raise ValueError(f"{env_id} was made with the arguments {given} and refused them: {exc}") from None
+        if isinstance(exc, TypeError) and "argument" in str(exc):
+            raise ValueError(f"{env_id} was made with the arguments {given} and refused them: {exc}") from None
+        raise ValueError(f"{env_id} was made with the arguments {given} and failed: {type(exc).__name__}: {exc}") from exc
 
 
 def _fire_next(lives_before, lives, ended):

@@ -45,6 +45,9 @@ def test_malformed_command_line_items_are_refused(items, message):
     ({"stack_num": 2}, "ALE/Pong-v5", "its frames are always 84x84"),
     ({"reward_clipping": True}, "PongNoFrameskip-v4", "use --clip-reward"),
     ({"episodic_life": True}, "Breakout", "use --life-loss terminal"),
+    ({"frameskip": 3.5}, "ALE/Pong-v5", r"\['frameskip'\] must be an int >= 1 for ALE/Pong-v5, got 3.5"),
+    ({"repeat_action_probability": 1.5}, "Pong", r"must be a probability in \[0, 1\]"),
+    ({"full_action_space": 1}, "Pong", r"\['full_action_space'\] must be true or false"),
 ])
 def test_invalid_env_kwargs_are_refused_naming_what_was_expected(kwargs, env_id, message):
     with pytest.raises(ValueError, match=message):
@@ -145,6 +148,25 @@ def test_a_policy_file_with_bad_env_kwargs_is_refused(tmp_path, env_kwargs, mess
         PPO2.from_pretrained(tmp_path)
 
 
+@pytest.mark.parametrize("env_id, kwargs, message", [
+    ("FrozenLake-v1", {"map_name": "9x9"}, r"FrozenLake-v1 was made with the arguments map_name='9x9' and failed: KeyError"),
+    ("CartPole-v1", {"gravity": 1}, r"made with the arguments gravity=1 and refused them: .*unexpected keyword"),
+    ("PongNoFrameskip-v4", {"max_num_frames_per_episode": 1000, "fire": True},
+     r"PongNoFrameskip-v4 was made with the arguments max_num_frames_per_episode=1000, fire=True and"),
+])
+def test_an_env_that_fails_on_its_arguments_says_which(env_id, kwargs, message):
+    """Whatever the constructor raises for the arguments (an unknown one, a wrong type, a value it cannot use), the
+    error names the env and the arguments, not only the constructor's own words."""
+    if "Pong" in env_id:
+        pytest.importorskip("ale_py")
+    from ppo2.envs import make_env, make_vector_env
+
+    with pytest.raises(ValueError, match=message):
+        make_vector_env(env_id, 1, **kwargs)
+    with pytest.raises(ValueError, match=message):
+        make_env(env_id, **kwargs)
+
+
 def test_an_ale_game_takes_its_options_in_both_pipelines():
     """ale-py's vector env (training, evaluation) and ppo2.envs.make_env (one game in colour) take the same options:
     the full 18-action set where asked for, the minimal 6 of Pong otherwise."""
@@ -165,7 +187,7 @@ def test_an_ale_game_takes_its_options_in_both_pipelines():
     # every option the list takes is taken by both (the list is what validate_env_kwargs lets through)
     values = {"repeat_action_probability": 0.0, "full_action_space": True, "max_num_frames_per_episode": 1000,
               "frameskip": 3, "noop_max": 5, "use_fire_reset": False, "fire_after_life_loss": False}
-    assert set(values) == ALE_ENV_KWARGS
+    assert set(values) == set(ALE_ENV_KWARGS)
     for key, value in values.items():
         for make in (lambda **kw: make_vector_env("Breakout", 1, **kw), lambda **kw: make_env("Breakout", **kw)):
             made = make(**validate_env_kwargs({key: value}, "ALE/Breakout-v5"))
