@@ -15,8 +15,8 @@ from typing import Any, Optional
 from .env_ids import canonical_env_id, is_atari
 from .env_kwargs import parse_env_kwargs, validate_env_kwargs
 
-__all__ = ["TrainConfig", "PRESETS", "ATARI_PPO", "ALGO_DEFAULTS", "build_parser", "config_from_args", "OUTPUT_ONLY",
-           "RESUME_MAY_CHANGE", "resume_conflicts"]
+__all__ = ["TrainConfig", "PRESETS", "ATARI_PPO", "ALGO_DEFAULTS", "build_parser", "config_from_args", "config_argv",
+           "OUTPUT_ONLY", "RESUME_MAY_CHANGE", "resume_conflicts"]
 
 # Options that decide where a run's outputs go and how it reports, never what it trains: a zoo entry's command need not
 # repeat them to reproduce its weights.
@@ -398,6 +398,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", dest="config_file", default=None, metavar="FILE",
                    help="a JSON object of these options (e.g. ppo2.tune's best_config.json); flags given beside it win")
     return p
+
+
+def config_argv(options: dict[str, Any]) -> list[str]:
+    """train.py flags that set `options` (TrainConfig fields -> values) as they are: the inverse of the command line's
+    parsing, so `config_from_args(["--env", env_id, *config_argv(options)])` resolves them again (ppo2.tune's best
+    command). Booleans are --x / --no-x, env_kwargs KEY=JSON items; an empty list or dict, or None for a text
+    option, is each one's default and is left out."""
+    types = {f.name: f.type for f in fields(TrainConfig)}
+    argv: list[str] = []
+    for key, value in options.items():
+        flag = _FLAG_ALIASES.get(key, ["--" + key.replace("_", "-")])[0]
+        if isinstance(value, bool):
+            argv.append(flag if value else "--no-" + key.replace("_", "-"))
+        elif value is None:
+            argv += [flag, "none"] if types.get(key) in ("Optional[float]", "Optional[int]") else []
+        elif isinstance(value, dict):
+            argv += [flag, *(f"{k}={json.dumps(v)}" for k, v in value.items())] if value else []
+        elif isinstance(value, (list, tuple)):
+            argv += [flag, *map(str, value)] if value else []
+        else:
+            argv += [flag, str(value)]
+    return argv
 
 
 def given_options(args: argparse.Namespace) -> dict[str, Any]:

@@ -300,6 +300,8 @@ def write_outputs(study, args) -> dict | None:
     """best_config.json, best_command.txt, best.json, trials.csv and the plots; returns best.json's content."""
     import optuna
 
+    from .config import config_argv
+
     output_dir = Path(args.output_dir)
     trials = study.get_trials(deepcopy=False)
     with open(output_dir / "trials.csv", "w", newline="") as f:
@@ -320,10 +322,7 @@ def write_outputs(study, args) -> dict | None:
     # the trial's budget (in config), run in full: a trial never stops at the target, so neither does its command
     overrides["stop_at_target"] = False
     (output_dir / "best_config.json").write_text(json.dumps(overrides, indent=2) + "\n")
-    command = ["python", "train.py", "--env", env_id, "--algo", algo]
-    for key, value in overrides.items():
-        flag = "--" + key.replace("_", "-")
-        command += [flag if value else "--no-" + key.replace("_", "-")] if isinstance(value, bool) else [flag, str(value)]
+    command = ["python", "train.py", "--env", env_id, "--algo", algo, *config_argv(overrides)]
     (output_dir / "best_command.txt").write_text(shlex.join(command) + "\n")
     result = {"study": study.study_name, "env_id": env_id, "algo": algo, "trial": best.number, "value": best.value,
               "seed_scores": best.user_attrs.get("seed_scores"), "params": overrides, "command": shlex.join(command),

@@ -84,6 +84,31 @@ def test_best_command_reproduces_its_trial_and_writes_the_outputs(tmp_path):
     score = evaluate_policy(PPO2.from_pretrained(run), "CartPole-v1", 5, seed=HELD_OUT_SEED + 1000)["mean_reward"]
     assert score == best["seed_scores"][0]
     assert best["command"].startswith("python train.py --env CartPole-v1 --algo ppo")
+    # and the command line says the same as the file
+    import shlex
+
+    from ppo2.config import TrainConfig, config_from_args
+
+    from_command = config_from_args(shlex.split(best["command"])[2:])[0]
+    from_file = TrainConfig.for_env("CartPole-v1", **json.loads((out / "best_config.json").read_text()))
+    assert from_command == from_file
+
+
+def test_a_configuration_written_as_flags_resolves_to_itself():
+    """config_argv (the best command's flags) is the inverse of the command line's parsing, for every kind of
+    option: booleans both ways, None for optional numbers, lists, and an env's constructor arguments with JSON values
+    (a dict's repr, "{'is_slippery': False}", would not parse back)."""
+    from ppo2.config import TrainConfig, config_argv, config_from_args
+
+    options = {"env_kwargs": {"is_slippery": False, "map_name": "8x8", "desc": None, "size": [4, 4], "p": 0.25},
+               "learning_rate": 0.0007114614077300633, "norm_adv": False, "anneal_lr": True, "target_kl": None,
+               "bptt_steps": None, "target_reward": 0.5, "restart_episodes_at": (3, 7), "output_dir": None,
+               "num_steps": 128}
+    argv = config_argv(options)
+    assert argv[:6] == ["--env-kwargs", "is_slippery=false", 'map_name="8x8"', "desc=null", "size=[4, 4]", "p=0.25"]
+    assert "--no-norm-adv" in argv and "--anneal-lr" in argv and argv[argv.index("--target-kl") + 1] == "none"
+    resolved = config_from_args(["--env", "FrozenLake-v1", *argv])[0]
+    assert resolved == TrainConfig.for_env("FrozenLake-v1", **options)
 
 
 def test_config_file_options_and_flags():
