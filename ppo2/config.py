@@ -182,8 +182,8 @@ class TrainConfig:
     def __post_init__(self):
         if isinstance(self.restart_episodes_at, (list, tuple)):  # (JSON and the command line give lists)
             object.__setattr__(self, "restart_episodes_at", tuple(self.restart_episodes_at))
-        if isinstance(self.env_kwargs, dict):  # (the config's own copy: a caller's dict may change after)
-            object.__setattr__(self, "env_kwargs", dict(self.env_kwargs))
+        if isinstance(self.env_kwargs, dict) or self.env_kwargs is None:  # (its own copy: a caller's may change)
+            object.__setattr__(self, "env_kwargs", dict(self.env_kwargs or {}))
 
     def to_dict(self) -> dict:
         """The options as JSON holds them (tuples as lists)."""

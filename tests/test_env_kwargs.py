@@ -54,6 +54,18 @@ def test_invalid_env_kwargs_are_refused_naming_what_was_expected(kwargs, env_id,
         validate_env_kwargs(kwargs, env_id)
 
 
+def test_a_configuration_keeps_its_own_copy_and_takes_none_for_no_arguments():
+    from ppo2.config import TrainConfig
+
+    given = {"max_episode_steps": 5}
+    cfg = TrainConfig.for_env("CartPole-v1", env_kwargs=given)
+    given["max_episode_steps"] = 6
+    assert cfg.env_kwargs == {"max_episode_steps": 5}
+    assert TrainConfig.for_env("CartPole-v1", env_kwargs=None).env_kwargs == {}
+    with pytest.raises(ValueError, match=r"env_kwargs must be a JSON object .* got list"):
+        TrainConfig.for_env("CartPole-v1", env_kwargs=[("max_episode_steps", 5)])
+
+
 def test_valid_env_kwargs_come_back_as_a_copy_of_json_data():
     given = {"repeat_action_probability": 0.0, "full_action_space": True}
     got = validate_env_kwargs(given, "ALE/Pong-v5")
