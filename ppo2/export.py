@@ -86,6 +86,8 @@ def example_inputs(model, batch: int = 2) -> tuple[tuple[torch.Tensor, ...], lis
     """Zero observations in the dtypes the env gives (uint8 images), then an all-legal action mask and the zero LSTM
     state and episode starts where the policy takes them, and the graph's input names."""
     def zeros(spec):
+        if "raw_shape" in spec:  # (a 2-D Box as the env gives it)
+            return torch.zeros(batch, *spec["raw_shape"])
         if "onehot" in spec:  # (integers as the env gives them: each entry's first value)
             hot = spec["onehot"]
             return torch.tensor(hot["start"], dtype=torch.int64).reshape(hot["raw_shape"]).expand(batch, *hot["raw_shape"]).clone()

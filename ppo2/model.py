@@ -286,7 +286,7 @@ class PPO2(nn.Module):
             "obs_clip": self.obs_clip,
             "log_std_init": self.log_std_init,
         }
-        if self.obs_spec["type"] != "Box" or "onehot" in self.obs_spec:
+        if self.obs_spec != {"type": "Box", "shape": [self.input_dim]}:  # (images, Dicts, integers, 2-D Boxes)
             del config["input_dim"]
             config["observation_space"] = self.obs_spec
         if self.obs_spec["type"] != "Box" or self.encoder_name != "mlp":

@@ -7,6 +7,8 @@ An observation is one of three kinds, described by a JSON-able *spec* (saved in 
                                                               Discrete / MultiDiscrete integers (FrozenLake, Taxi),
                                                               or a Tuple of Discretes (Blackjack: "tuple": true):
                                                               one-hot vectors of d = sum(nvec) inside ppo2
+    {"type": "Box", "shape": [d], "raw_shape": [a, b]}         a 2-D Box of numbers (stacked vectors, a grid):
+                                                              flattened to d = a * b inside ppo2, as SB3 does
     {"type": "Image", "shape": [H, W, C] | [C, H, W] | [H, W], "channels_last": bool}
                                                               uint8 pixels in [0, 255] (Atari, rendered frames)
     {"type": "Dict", "spaces": {key: <Box or Image spec>}}     several of those (robotics, games with a map + stats)
@@ -76,6 +78,9 @@ def obs_spec_from_space(space: Any, where: str = "the environment") -> dict:
     if isinstance(space, spaces.Box):
         if len(space.shape) == 1:
             return validate_obs_spec({"type": "Box", "shape": [int(space.shape[0])]})
+        if len(space.shape) == 2:  # (not uint8 [0, 255] pixels: stacked vectors, a grid of numbers)
+            return validate_obs_spec({"type": "Box", "shape": [int(np.prod(space.shape))],
+                                      "raw_shape": [int(n) for n in space.shape]})
         raise ValueError(f"unsupported observation space {space} in {where}: expected {supported}. A {len(space.shape)}-D "
                          "Box that is not uint8 [0, 255] pixels is neither; flatten it "
                          "(gymnasium.wrappers.FlattenObservation) or convert it to uint8 images")
@@ -101,6 +106,8 @@ def spec_to_space(spec: dict):
     """The gymnasium space a spec describes (vector bounds are not part of the spec: -inf..inf)."""
     from gymnasium import spaces
 
+    if "raw_shape" in spec:
+        return spaces.Box(-np.inf, np.inf, tuple(spec["raw_shape"]), np.float32)
     if "onehot" in spec:
         hot = spec["onehot"]
         if hot.get("tuple"):
@@ -132,11 +139,17 @@ def validate_obs_spec(spec: Any, key: str = "observation_space", nested: bool = 
     kinds = ("Box", "Image") if nested else ("Box", "Image", "Dict")
     _need(kind in kinds, f"{key}.type", "one of " + ", ".join(kinds), kind)
     if kind == "Box":
-        _need(set(spec) in ({"type", "shape"}, {"type", "shape", "onehot"}), key,
-              "the keys ['shape', 'type'] (and 'onehot' for integer observations) for Box", sorted(spec))
+        _need(set(spec) in ({"type", "shape"}, {"type", "shape", "onehot"}, {"type", "shape", "raw_shape"}), key,
+              "the keys ['shape', 'type'] (and 'onehot' for integer observations or 'raw_shape' for 2-D ones) for Box",
+              sorted(spec))
         shape = spec["shape"]
         _need(isinstance(shape, list) and len(shape) == 1 and _is_int(shape[0]) and 1 <= shape[0] <= MAX_VECTOR_DIM,
               f"{key}.shape", f"[d] with d an int in [1, {MAX_VECTOR_DIM}]", shape)
+        if "raw_shape" in spec:
+            raw = spec["raw_shape"]
+            _need(isinstance(raw, list) and len(raw) == 2 and all(_is_int(n) and n >= 1 for n in raw)
+                  and raw[0] * raw[1] == shape[0], f"{key}.raw_shape", f"[a, b] of ints with a * b = {shape[0]}", raw)
+            return {"type": "Box", "shape": list(shape), "raw_shape": list(raw)}
         if "onehot" not in spec:
             return {"type": "Box", "shape": list(shape)}
         hot = spec["onehot"]
@@ -258,6 +271,8 @@ def check_finite(obs: Any) -> np.ndarray | None:
 
 
 def describe(spec: dict) -> str:
+    if "raw_shape" in spec:
+        return f"observations of shape {tuple(spec['raw_shape'])} (flattened to {spec['shape'][0]})"
     if "onehot" in spec:
         hot = spec["onehot"]
         if hot.get("tuple"):
@@ -276,10 +291,10 @@ def describe(spec: dict) -> str:
 # ---- integer observations: one-hot vectors past the entry points --------------------------------------------------
 
 def needs_encoding(spec: dict) -> bool:
-    """Whether observations of this spec hold integers that `encode_obs` turns into one-hot vectors."""
+    """Whether observations of this spec are changed by `encode_obs`: integers one-hot, 2-D Boxes flattened."""
     if spec["type"] == "Dict":
-        return any("onehot" in s for s in spec["spaces"].values())
-    return "onehot" in spec
+        return any(needs_encoding(s) for s in spec["spaces"].values())
+    return "onehot" in spec or "raw_shape" in spec
 
 
 def encode_obs(spec: dict, obs: Any, check: bool = True, name: str = "observation") -> Any:
@@ -294,6 +309,8 @@ def encode_obs(spec: dict, obs: Any, check: bool = True, name: str = "observatio
             return obs
         return {k: encode_obs(spec["spaces"][k], v, check, f"{name}[{k!r}]") if k in spec["spaces"] else v
                 for k, v in obs.items()}
+    if "raw_shape" in spec:
+        return _flattened(spec, obs, check, name)
     if "onehot" not in spec:
         return obs
     hot = spec["onehot"]
@@ -346,3 +363,13 @@ def _check_integers(x: Any, hot: dict, name: str, spec: dict) -> None:
             where = f" (entry {i})" if hot["raw_shape"] else ""
             raise ValueError(f"{name} {bad}{where} is outside {describe(spec)}: expected an integer in "
                              f"[{first}, {first + n - 1}]")
+
+
+def _flattened(spec: dict, obs: Any, check: bool, name: str) -> Any:
+    """A 2-D Box's observations, (a, b) or (N, a, b), as vectors (a * b,) or (N, a * b), row by row (numpy's order,
+    as gymnasium's FlattenObservation); their values are checked with every vector's (`check_obs`)."""
+    raw = tuple(spec["raw_shape"])
+    x = obs if hasattr(obs, "detach") else np.asarray(obs)
+    if check and tuple(x.shape) != raw and tuple(x.shape[1:]) != raw:
+        raise ValueError(f"{name} has shape {tuple(x.shape)}, expected {raw} or (N, {raw[0]}, {raw[1]})")
+    return x.flatten(-2) if hasattr(x, "detach") else x.reshape(*x.shape[:-2], spec["shape"][0])

@@ -96,6 +96,29 @@ def test_integer_observations_are_one_hot_vectors_inside():
         encode_obs(pair, (0, 1, 1))
 
 
+def test_a_2d_box_is_a_vector_inside_row_by_row(tmp_path):
+    """Stacked vectors (FrameStackObservation over CartPole: (4, 4)) or a grid of numbers: flattened as SB3 and
+    gymnasium's FlattenObservation do, row by row; a saved policy still takes the 2-D observations."""
+    from ppo2.observations import encode_obs
+
+    space = spaces.Box(-1, 1, (2, 3))
+    spec = obs_spec_from_space(space)
+    assert spec == {"type": "Box", "shape": [6], "raw_shape": [2, 3]}
+    obs = np.arange(12, dtype=np.float32).reshape(2, 2, 3)
+    np.testing.assert_array_equal(encode_obs(spec, obs), [[0, 1, 2, 3, 4, 5], [6, 7, 8, 9, 10, 11]])
+    np.testing.assert_array_equal(encode_obs(spec, obs[1]), spaces.utils.flatten(space, obs[1]))  # (gymnasium's)
+    model = PPO2(observation_space=space, action_space=2)
+    with pytest.raises(ValueError, match=r"shape \(3, 2\), expected \(2, 3\) or \(N, 2, 3\)"):
+        model.predict(np.zeros((3, 2), np.float32))
+    model.save_pretrained(tmp_path / "m")
+    path = tmp_path / "m" / "config.json"
+    config = json.loads(path.read_text())
+    assert config["observation_space"] == spec
+    path.write_text(json.dumps({**config, "observation_space": {**spec, "raw_shape": [2, 2]}}))
+    with pytest.raises(IntegrityError, match=r"raw_shape"):
+        PPO2.from_pretrained(tmp_path / "m")
+
+
 @pytest.mark.parametrize("obs, error, message", [
     (np.array([3]), ValueError, r"observation 3 is outside Discrete\(3, start=0\) observations: expected an integer in \[0, 2\]"),
     (-1, ValueError, r"observation -1 is outside"),
@@ -111,8 +134,9 @@ def test_bad_integer_observations_are_refused_naming_the_space(obs, error, messa
 
 @pytest.mark.parametrize("space", [spaces.Discrete(5, start=-2), spaces.MultiDiscrete([3, 4], start=[1, 0]),
                                    spaces.Dict({"cell": spaces.Discrete(4), "pos": spaces.Box(-1, 1, (2,))}),
-                                   spaces.Tuple((spaces.Discrete(32), spaces.Discrete(11, start=1), spaces.Discrete(2)))],
-                         ids=["discrete", "multidiscrete", "dict", "tuple"])
+                                   spaces.Tuple((spaces.Discrete(32), spaces.Discrete(11, start=1), spaces.Discrete(2))),
+                                   spaces.Box(-1, 1, (4, 3))],
+                         ids=["discrete", "multidiscrete", "dict", "tuple", "2-D box"])
 def test_integer_policies_round_trip_and_export(tmp_path, space):
     """The integers the env gives go in everywhere: predict (numpy and torch paths), the module forward, a saved and
     reloaded policy, and the exported ONNX graph, all acting alike."""
@@ -148,8 +172,10 @@ def test_integer_policies_round_trip_and_export(tmp_path, space):
     session = ort.InferenceSession(str(export_onnx(model, tmp_path / "p.onnx")))
     if isinstance(obs, dict):
         feeds = {k: v.astype(np.int64) if v.dtype.kind in "iu" else v for k, v in obs.items()}
-    else:  # (a Tuple's entries side by side in the graph's one input)
-        feeds = {"obs": (np.stack(obs, axis=-1) if isinstance(obs, tuple) else obs).astype(np.int64)}
+    elif isinstance(obs, tuple):  # (a Tuple's entries side by side in the graph's one input)
+        feeds = {"obs": np.stack(obs, axis=-1).astype(np.int64)}
+    else:
+        feeds = {"obs": obs.astype(np.int64) if obs.dtype.kind in "iu" else obs}
     np.testing.assert_array_equal(session.run(None, feeds)[0], actions)
 
 
@@ -168,7 +194,7 @@ def test_a_config_with_a_wrong_onehot_spec_is_refused(tmp_path):
             PPO2.from_pretrained(tmp_path / "m")
 
 
-@pytest.mark.parametrize("kind", ["discrete", "multidiscrete", "multibinary", "dict", "tuple"])
+@pytest.mark.parametrize("kind", ["discrete", "multidiscrete", "multibinary", "dict", "tuple", "grid"])
 def test_integer_observation_tasks_are_learned(tmp_path, kind):
     """IntegerIdentity: name the target the integer observation gives, 20 steps an episode; chance scores 5. A
     learner that lost the observation's meaning (a wrong one-hot, a misplaced entry) stays near chance."""

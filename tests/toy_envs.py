@@ -34,7 +34,8 @@ class IntegerIdentityEnv(IdentityEnv):
     """IdentityEnv with the target given as an integer observation: `kind` "discrete" (Discrete(n, start=-2)),
     "multidiscrete" (the target, then a distractor, MultiDiscrete([n, 3], start=[1, 0])), "multibinary" (the
     target's bit set among n), "dict" ({"target": Discrete(n), "noise": a 2-vector}) or "tuple" (a distractor, then
-    the target: Tuple(Discrete(3), Discrete(n, start=5)), as Blackjack observes). Reward 1 for naming the
+    the target: Tuple(Discrete(3), Discrete(n, start=5)), as Blackjack observes) or "grid" (a 2-D Box: noise, then
+    the target's one-hot). Reward 1 for naming the
     target: 20 per episode for a policy that reads its observations, n times less by chance."""
 
     def __init__(self, kind: str = "discrete", n: int = 4, ep_length: int = 20):
@@ -47,6 +48,7 @@ class IntegerIdentityEnv(IdentityEnv):
             "dict": spaces.Dict({"target": spaces.Discrete(n), "noise": spaces.Box(-1.0, 1.0, (2,), np.float32)}),
             "tuple": spaces.Tuple((spaces.Discrete(3), spaces.Discrete(n, start=5))),
             "mixed": spaces.Tuple((spaces.Discrete(n), spaces.Box(-1.0, 1.0, (2,), np.float32))),  # (refused)
+            "grid": spaces.Box(-1.0, 1.0, (2, n), np.float32),
         }[kind]
 
     def _obs(self):
@@ -56,6 +58,8 @@ class IntegerIdentityEnv(IdentityEnv):
             return np.array([self.target + 1, self.np_random.integers(3)], np.int64)
         if self.kind == "multibinary":
             return (np.arange(self.n) == self.target).astype(np.int8)
+        if self.kind == "grid":  # (a 2-D Box: noise in the first row, the target's one-hot in the second)
+            return np.stack([self.np_random.uniform(-1, 1, self.n), np.arange(self.n) == self.target]).astype(np.float32)
         if self.kind == "tuple":  # (a distractor first, as Blackjack's entries are: plain ints in a tuple)
             return int(self.np_random.integers(3)), self.target + 5
         return {"target": self.target, "noise": self.np_random.uniform(-1, 1, 2).astype(np.float32)}
