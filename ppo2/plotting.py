@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import json
 
-    p = argparse.ArgumentParser(prog="python -m ppo2.plotting", description=main.__doc__.split(": ", 1)[1])
+    about = main.__doc__.split(": ", 1)[1]  # (the docstring after its usage line)
+    p = argparse.ArgumentParser(prog="python -m ppo2.plotting", description=about[0].upper() + about[1:])
     p.add_argument("runs", nargs="+", metavar="RUN", help="a train.py run directory, or its metrics.csv")
     p.add_argument("-o", "--output", default="learning_curves.png", help="the .png to write (default: %(default)s)")
     p.add_argument("--title", default="")
