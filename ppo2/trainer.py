@@ -88,7 +88,7 @@ class Trainer:
         torch.manual_seed(cfg.seed + self.dist.rank)
 
         # environments (created before any training, so a bad env id or space fails fast)
-        self.envs = make_vector_env(cfg.env_id, self.num_envs, cfg.vectorization, **cfg.env_kwargs)
+        self.envs = self._make_envs(self.num_envs)
         self.eval_envs = self.confirm_envs = None
         self._eval_split: bool | None = None  # (every rank plays a share of the evaluation: _split_evaluation)
         obs_spec, action_space, masks = check_spaces(self.envs, cfg.env_id, cfg.action_mask)
@@ -187,6 +187,12 @@ class Trainer:
         could not be restored, and wherever `restart_episodes_at` repeats that in a run that goes straight through."""
         self.collector.restart(seed=self._env_seed(self.update))
         torch.manual_seed(self.config.seed + self.dist.rank + 1_000_003 * self.update)
+
+    def _make_envs(self, num_envs: int):
+        """`num_envs` of the run's env, as every env it trains, evaluates and confirms on is made (id, vectorisation,
+        constructor arguments)."""
+        cfg = self.config
+        return make_vector_env(cfg.env_id, num_envs, cfg.vectorization, **cfg.env_kwargs)
 
     @property
     def target_reward(self) -> float | None:
@@ -435,7 +441,7 @@ class Trainer:
         if not self.dist.is_main:
             return {}
         if self.eval_envs is None:
-            self.eval_envs = make_vector_env(cfg.env_id, cfg.eval_episodes, cfg.vectorization, **cfg.env_kwargs)
+            self.eval_envs = self._make_envs(cfg.eval_episodes)
         try:
             return evaluate_policy(self.model, cfg.env_id, cfg.eval_episodes, seed=cfg.eval_seed, envs=self.eval_envs,
                                    deterministic=cfg.eval_deterministic, stop=self._stopping)
@@ -452,7 +458,7 @@ class Trainer:
         cfg, world = self.config, self.dist.world_size
         if not self.dist.enabled or cfg.eval_episodes % world or not cfg.eval_deterministic:
             return False
-        envs = make_vector_env(cfg.env_id, cfg.eval_episodes // world, cfg.vectorization, **cfg.env_kwargs)
+        envs = self._make_envs(cfg.eval_episodes // world)
         if seeds_each_env(envs):
             self.eval_envs = envs
             return True
@@ -465,7 +471,7 @@ class Trainer:
         signal cut any share short."""
         cfg, share = self.config, self.config.eval_episodes // self.dist.world_size
         if self.eval_envs is None:
-            self.eval_envs = make_vector_env(cfg.env_id, share, cfg.vectorization, **cfg.env_kwargs)
+            self.eval_envs = self._make_envs(share)
         returns, lengths, cut = np.zeros(share), np.zeros(share), 0.0
         try:
             returns, lengths = run_episodes(self.model, self.eval_envs, cfg.eval_seed + self.dist.rank * share,
@@ -489,7 +495,7 @@ class Trainer:
         if cfg.confirm_episodes == 0:
             return res
         if self.confirm_envs is None:
-            self.confirm_envs = make_vector_env(cfg.env_id, cfg.confirm_episodes, cfg.vectorization, **cfg.env_kwargs)
+            self.confirm_envs = self._make_envs(cfg.confirm_episodes)
         seed = cfg.eval_seed + 500_000 + 1_000 * self.update
         try:
             check = evaluate_policy(self.model, cfg.env_id, cfg.confirm_episodes, seed=seed, envs=self.confirm_envs,
