@@ -153,9 +153,10 @@ def evaluation_result(env_id: str, returns: np.ndarray, lengths: np.ndarray, see
 def record_replay(model, env_id: str, path: str | Path, seed: int = 0, deterministic: bool = True,
                   max_steps: int | None = None, frame_skip: int | None = None, scale: float | None = None,
                   fps: int | None = None, env_kwargs: dict | None = None) -> dict:
-    """Render one episode (the env made as `evaluate_policy` makes it) (rgb_array, headless) to a .gif, or an .mp4 (needs `pip install imageio-ffmpeg`): up to
+    """Render one episode (rgb_array, headless) to a .gif, or an .mp4 (needs `pip install imageio-ffmpeg`): up to
     `max_steps` agent steps, every `frame_skip`-th frame, at `scale` of the env's screen; what is left out comes from
-    `replay_settings`. Returns {'return', 'length', 'path'}."""
+    `replay_settings`. The env is made with `env_kwargs` as `evaluate_policy` makes it. Returns {'return', 'length',
+    'path'}."""
     path = Path(path)
     if path.suffix not in (".gif", ".mp4"):
         raise ValueError(f"replay path must end in .gif or .mp4, got {path.name!r}")

@@ -332,19 +332,14 @@ def encode_obs(spec: dict, obs: Any, check: bool = True, name: str = "observatio
             raise ValueError(f"{name} has shape {tuple(x.shape)}, expected {expected} for {describe(spec)}")
         _check_integers(x, hot, name, spec)
     cols = x.reshape(*x.shape[:len(x.shape) - len(raw)], len(hot["nvec"]))  # (..., k)
-    parts = []
-    for i, (n, first) in enumerate(zip(hot["nvec"], hot["start"])):
-        if numpy:
-            parts.append(cols[..., i, None] == np.arange(first, first + n))
-        else:
-            import torch
-
-            parts.append(cols[..., i, None] == torch.arange(first, first + n, device=cols.device))
     if numpy:
-        return np.concatenate(parts, axis=-1).astype(np.float32)
-    import torch
+        values = [np.arange(first, first + n) for n, first in zip(hot["nvec"], hot["start"])]
+    else:
+        import torch
 
-    return torch.cat(parts, dim=-1).to(torch.float32)
+        values = [torch.arange(first, first + n, device=cols.device) for n, first in zip(hot["nvec"], hot["start"])]
+    parts = [cols[..., i, None] == v for i, v in enumerate(values)]  # (entry i's one-hot: its value among its range)
+    return np.concatenate(parts, axis=-1).astype(np.float32) if numpy else torch.cat(parts, dim=-1).to(torch.float32)
 
 
 def _check_integers(x: Any, hot: dict, name: str, spec: dict) -> None:
