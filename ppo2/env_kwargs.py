@@ -26,13 +26,13 @@ RESERVED_ENV_KWARGS = {
     "id": "the environment id is --env", "num_envs": "use --num-envs", "vectorization_mode": "use --vectorization",
     "vector_kwargs": "ppo2 makes the vector env itself", "wrappers": "ppo2 makes the vector env itself",
 }
-# The options of an ALE game that both of ppo2's Atari pipelines take (ale-py's vector env, which trains and evaluates,
-# and ppo2.envs.make_env, which plays one game in colour): the rest of the preprocessing is fixed, so a policy sees
-# the same 84x84 gray 4-frame stacks wherever it plays.
-def _is_int(v: Any) -> bool:
+def _is_int(v: Any) -> bool:  # (observations._is_int's twin: importing that module would bring numpy into ppo2.config)
     return isinstance(v, int) and not isinstance(v, bool)
 
 
+# The options of an ALE game that both of ppo2's Atari pipelines take (ale-py's vector env, which trains and evaluates,
+# and ppo2.envs.make_env, which plays one game in colour): the rest of the preprocessing is fixed, so a policy sees
+# the same 84x84 gray 4-frame stacks wherever it plays.
 ALE_ENV_KWARGS = {  # name -> (check, what it must be)
     "repeat_action_probability": (lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v <= 1,
                                   "a probability in [0, 1]"),
