@@ -288,6 +288,18 @@ def describe(spec: dict) -> str:
     return "Dict observations {" + ", ".join(f"{k!r}: {describe(s)}" for k, s in spec["spaces"].items()) + "}"
 
 
+def check_shape(shape: tuple, want: tuple, name: str = "observation", what: str = "") -> bool:
+    """Whether `shape` is one observation of shape `want` (True) or a batch (N, *want) (False); anything else is
+    refused naming both. The one shape rule of every entry point (`validation.check_array`, `encode_obs`)."""
+    shape, want = tuple(shape), tuple(want)
+    if shape == want:
+        return True
+    if len(shape) == len(want) + 1 and shape[1:] == want:
+        return False
+    batch = "(N, " + ", ".join(map(str, want)) + ")" if want else "(N,)"
+    raise ValueError(f"{name} has shape {shape}, expected {batch} or {want if want else 'a single integer'}{what}")
+
+
 # ---- integer observations: one-hot vectors past the entry points --------------------------------------------------
 
 def needs_encoding(spec: dict) -> bool:
@@ -327,9 +339,7 @@ def encode_obs(spec: dict, obs: Any, check: bool = True, name: str = "observatio
     x = np.asarray(obs) if numpy else obs
     raw = tuple(hot["raw_shape"])
     if check:
-        if tuple(x.shape) != raw and (len(x.shape) != len(raw) + 1 or tuple(x.shape[1:]) != raw):
-            expected = f"{raw} or (N, {raw[0]})" if raw else "a single integer or (N,)"
-            raise ValueError(f"{name} has shape {tuple(x.shape)}, expected {expected} for {describe(spec)}")
+        check_shape(x.shape, raw, name, f" for {describe(spec)}")
         _check_integers(x, hot, name, spec)
     cols = x.reshape(*x.shape[:len(x.shape) - len(raw)], len(hot["nvec"]))  # (..., k)
     if numpy:
@@ -365,6 +375,6 @@ def _flattened(spec: dict, obs: Any, check: bool, name: str) -> Any:
     as gymnasium's FlattenObservation); their values are checked with every vector's (`check_obs`)."""
     raw = tuple(spec["raw_shape"])
     x = obs if hasattr(obs, "detach") else np.asarray(obs)
-    if check and tuple(x.shape) != raw and tuple(x.shape[1:]) != raw:
-        raise ValueError(f"{name} has shape {tuple(x.shape)}, expected {raw} or (N, {raw[0]}, {raw[1]})")
+    if check:
+        check_shape(x.shape, raw, name)
     return x.flatten(-2) if hasattr(x, "detach") else x.reshape(*x.shape[:-2], spec["shape"][0])

@@ -17,7 +17,7 @@ import torch
 from .config import LOG_STD_BOUND
 from .encoders import ENCODERS
 from .observations import MAX_VECTOR_DIM as MAX_INPUT_DIM
-from .observations import _is_int, _need, describe, encode_obs, needs_encoding, obs_spec_from_space, validate_obs_spec
+from .observations import _is_int, _need, check_shape, describe, encode_obs, needs_encoding, obs_spec_from_space, validate_obs_spec
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 
@@ -53,12 +53,7 @@ def resolve_obs_spec(input_dim: Any, observation_space: Any) -> dict:
 
 def check_obs_shape(shape: tuple, spec: dict, name: str = "observation") -> bool:
     """Whether `shape` is one unbatched observation; raises unless it is `spec`'s shape or (N, *shape)."""
-    want = tuple(spec["shape"])
-    if tuple(shape) == want:
-        return True
-    if len(shape) == len(want) + 1 and tuple(shape[1:]) == want:
-        return False
-    raise ValueError(f"{name} has shape {tuple(shape)}, expected (N, {', '.join(map(str, want))}) or {want}")
+    return check_shape(shape, spec["shape"], name)
 
 
 def check_numpy_obs(obs: np.ndarray, name: str = "observation") -> None:

@@ -108,7 +108,7 @@ def test_a_2d_box_is_a_vector_inside_row_by_row(tmp_path):
     np.testing.assert_array_equal(encode_obs(spec, obs), [[0, 1, 2, 3, 4, 5], [6, 7, 8, 9, 10, 11]])
     np.testing.assert_array_equal(encode_obs(spec, obs[1]), spaces.utils.flatten(space, obs[1]))  # (gymnasium's)
     model = PPO2(observation_space=space, action_space=2)
-    with pytest.raises(ValueError, match=r"shape \(3, 2\), expected \(2, 3\) or \(N, 2, 3\)"):
+    with pytest.raises(ValueError, match=r"shape \(3, 2\), expected \(N, 2, 3\) or \(2, 3\)"):
         model.predict(np.zeros((3, 2), np.float32))
     model.save_pretrained(tmp_path / "m")
     path = tmp_path / "m" / "config.json"
@@ -123,7 +123,7 @@ def test_a_2d_box_is_a_vector_inside_row_by_row(tmp_path):
     (np.array([3]), ValueError, r"observation 3 is outside Discrete\(3, start=0\) observations: expected an integer in \[0, 2\]"),
     (-1, ValueError, r"observation -1 is outside"),
     (np.array([0.0, 1.0]), TypeError, r"must be integers for Discrete\(3, start=0\) observations, got dtype float64"),
-    (np.array([[0, 1]]), ValueError, r"shape \(1, 2\), expected a single integer or \(N,\)"),
+    (np.array([[0, 1]]), ValueError, r"shape \(1, 2\), expected \(N,\) or a single integer"),
 ])
 def test_bad_integer_observations_are_refused_naming_the_space(obs, error, message):
     model = PPO2(observation_space=spaces.Discrete(3), action_space=2)
