@@ -714,13 +714,19 @@ def _resolve_device(name: str) -> torch.device:
     return device
 
 
-def train(config: TrainConfig | None = None, *, model: PPO2 | None = None, policy_net: nn.Module | None = None,
+def train(config: TrainConfig | str | None = None, *, model: PPO2 | None = None, policy_net: nn.Module | None = None,
           value_net: nn.Module | None = None, encoder: nn.Module | None = None, **overrides: Any) -> PPO2:
     """Train and return a policy.
 
-    `train(env_id="CartPole-v1")` uses the CartPole preset; any TrainConfig field can be overridden by
-    keyword. Pass `encoder` (any observations) or `policy_net` / `value_net` (vectors) to train your own
+    `train("CartPole-v1")` (or `train(env_id="CartPole-v1")`) uses the CartPole preset; any TrainConfig field can be
+    overridden by keyword. Pass `encoder` (any observations) or `policy_net` / `value_net` (vectors) to train your own
     networks, or a whole `model`. `env_id` may be "module:EnvId" (gymnasium's form for your own env)."""
+    if isinstance(config, str):
+        if "env_id" in overrides:
+            raise TypeError(f"train() got the env id twice: {config!r} and env_id={overrides['env_id']!r}")
+        config, overrides["env_id"] = None, config
+    elif config is not None and not isinstance(config, TrainConfig):
+        raise TypeError(f"train() takes a TrainConfig or an env id (str) first, got {type(config).__name__}")
     if config is None:
         config = TrainConfig.for_env(overrides.pop("env_id", "CartPole-v1"), overrides.pop("algo", "ppo"), **overrides)
     elif overrides:

@@ -259,6 +259,20 @@ def test_unknown_option_is_a_type_error():
         TrainConfig.for_env("CartPole-v1", learning_rat=1e-3)
 
 
+def test_train_takes_the_env_id_first_as_a_user_writes_it(tmp_path):
+    kw = dict(total_timesteps=64, num_envs=2, num_steps=32, eval_interval=0, progress=False, tensorboard=False,
+              plot=False, seed=4)
+    by_name = train("Pendulum-v1", output_dir=str(tmp_path / "a"), **kw)
+    by_key = train(env_id="Pendulum-v1", output_dir=str(tmp_path / "b"), **kw)
+    assert by_name.env_id == "Pendulum-v1"
+    for p, q in zip(by_name.parameters(), by_key.parameters()):
+        torch.testing.assert_close(p, q, rtol=0, atol=0)
+    with pytest.raises(TypeError, match=r"env id twice: 'Pendulum-v1' and env_id='CartPole-v1'"):
+        train("Pendulum-v1", env_id="CartPole-v1")
+    with pytest.raises(TypeError, match=r"a TrainConfig or an env id \(str\) first, got dict"):
+        train({"env_id": "CartPole-v1"})
+
+
 def test_derived_sizes_are_properties():
     cfg = TrainConfig.for_env("CartPole-v1", num_envs=4, num_steps=64, num_minibatches=8, total_timesteps=10_000)
     assert (cfg.batch_size, cfg.minibatch_size, cfg.num_updates) == (256, 32, 39)
