@@ -4,7 +4,8 @@ LunarLander, `map_name="8x8"` for FrozenLake, `repeat_action_probability=0.0` fo
 They are part of what a policy was trained on, so the trainer records them with the policy (config.json, beside
 `env_id`) and everything that makes the env again (evaluation, replays, `model.make_env()`) passes them. A policy's
 config.json is untrusted input: the kwargs are plain JSON data, checked here before any env sees them, and nothing in
-them is imported or executed. No gymnasium import here (`ppo2.config` validates with it at no import cost).
+them is imported or executed. ppo2's own observation options (`frame_stack`, `grayscale`, `resize`: OBS_OPTIONS,
+ppo2/obs_wrappers.py) travel with them for any env but an ALE game, whose options are ALE_ENV_KWARGS. No gymnasium import here (`ppo2.config` validates with it at no import cost).
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from typing import Any
 from .env_ids import canonical_env_id, is_atari
 
 __all__ = ["parse_env_kwargs", "validate_env_kwargs", "policy_env_kwargs", "env_kwargs_text", "ALE_ENV_KWARGS",
-           "RESERVED_ENV_KWARGS"]
+           "OBS_OPTIONS", "RESERVED_ENV_KWARGS"]
 
 # Chosen by ppo2 where it makes an env, never recorded with a policy: how it renders (evaluation's --gif and --watch,
 # `model.make_env(render_mode="human")`) and gymnasium.make_vec's own parameters.
@@ -42,6 +43,13 @@ ALE_ENV_KWARGS = {  # name -> (check, what it must be)
     "noop_max": (lambda v: _is_int(v) and v >= 0, "an int >= 0"),
     "use_fire_reset": (lambda v: isinstance(v, bool), "true or false"),
     "fire_after_life_loss": (lambda v: isinstance(v, bool), "true or false"),
+}
+# ppo2's own observation options for any other env (ppo2/obs_wrappers.py: taken out before the constructor sees them).
+OBS_OPTIONS = {  # name -> (check, what it must be)
+    "resize": (lambda v: isinstance(v, list) and len(v) == 2 and all(_is_int(n) and 1 <= n <= 4096 for n in v),
+               "[H, W], two ints in [1, 4096]"),
+    "grayscale": (lambda v: isinstance(v, bool), "true or false"),
+    "frame_stack": (lambda v: _is_int(v) and 1 <= v <= 64, "an int in [1, 64]"),
 }
 _ALE_OWN_FLAGS = {"reward_clipping": "--clip-reward", "episodic_life": "--life-loss terminal"}
 MAX_KEYS, MAX_DEPTH, MAX_TEXT = 32, 4, 10_000
@@ -86,8 +94,8 @@ def validate_env_kwargs(kwargs: Any, env_id: str | None = None, where: str = "en
     """`kwargs` (a copy) if it is a JSON object of constructor arguments ppo2 may pass to `env_id`'s env, else a
     ValueError naming `where`, what was expected and what came. Structure: string keys that are Python identifiers,
     values JSON data (null, booleans, finite numbers, strings, lists and objects of those, nested at most
-    MAX_DEPTH deep, MAX_TEXT characters in all). Keys ppo2 sets itself are refused with what to use instead, and an
-    ALE game takes only ALE_ENV_KWARGS."""
+    MAX_DEPTH deep, MAX_TEXT characters in all). Keys ppo2 sets itself are refused with what to use instead, an
+    ALE game takes only ALE_ENV_KWARGS, and ppo2's observation options (OBS_OPTIONS) are checked for any other env."""
     if not isinstance(kwargs, dict):
         raise ValueError(f"{where} must be a JSON object of the env's constructor arguments, e.g. "
                          f'{{"continuous": true}}, got {type(kwargs).__name__}: {kwargs!r:.200}')
@@ -113,9 +121,12 @@ def validate_env_kwargs(kwargs: Any, env_id: str | None = None, where: str = "en
             if key not in ALE_ENV_KWARGS:
                 raise ValueError(f"{where}: {env_id} takes {sorted(ALE_ENV_KWARGS)} (its frames are always 84x84 "
                                  f"gray, 4 stacked, as the policy saw them in training), got {key!r}")
-            check, expected = ALE_ENV_KWARGS[key]
-            if not check(kwargs[key]):  # (the two pipelines differ in what else they would take, or when they fail)
-                raise ValueError(f"{where}[{key!r}] must be {expected} for {env_id}, got {kwargs[key]!r}")
+    table = ALE_ENV_KWARGS if env_id is not None and is_atari(env_id) else OBS_OPTIONS
+    for key in [k for k in kwargs if k in table]:
+        check, expected = table[key]
+        if not check(kwargs[key]):  # (ALE: the two pipelines differ in what else they would take, or when they fail)
+            raise ValueError(f"{where}[{key!r}] must be {expected}{f' for {env_id}' if env_id else ''}, "
+                             f"got {kwargs[key]!r}")
     return json.loads(json.dumps(kwargs))
 
 

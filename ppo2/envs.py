@@ -19,6 +19,7 @@ from .distributions import space_to_spec
 from .env_ids import ENV_ALIASES, ale_games, canonical_env_id, close_names, is_atari, legacy_ale_game
 from . import pomdp as _pomdp
 from .masks import mask_size, split_observation_space
+from .obs_wrappers import StackFrames, pop_obs_wrappers
 from .observations import obs_spec_from_space
 
 __all__ = ["ENV_ALIASES", "canonical_env_id", "check_env_id", "refuse_file_named_module", "make_env", "make_vector_env", "check_spaces", "get_env_state", "seeds_each_env",
@@ -98,20 +99,22 @@ def make_vector_env(env_id: str, num_envs: int, vectorization: str = "auto", **k
     vector env (also for "<Game>NoFrameskip-v4"), raw game scores, FIRE after a lost life (`fire_after_life_loss`)."""
     spec = _atari_spec(check_env_id(env_id))
     env_id = spec.id
+    given = dict(kwargs)  # (the caller's, for messages: not ppo2's own additions below)
+    wrappers = [] if is_atari(env_id) else pop_obs_wrappers(kwargs)  # (frame_stack, ...: each env wrapped)
     if vectorization == "auto":
-        mode = "vector_entry_point" if spec.vector_entry_point is not None and "render_mode" not in kwargs else "sync"
+        own = spec.vector_entry_point is not None and "render_mode" not in kwargs and not wrappers
+        mode = "vector_entry_point" if own else "sync"
     else:
         mode = vectorization
     ale = is_atari(env_id) and mode == "vector_entry_point"
     fire_after_life_loss = kwargs.pop("fire_after_life_loss", True) if ale else False
-    given = dict(kwargs)  # (the caller's, for messages: not ppo2's own additions below)
     if ale:
         # ale-py's vector env clips rewards by default: the logged and evaluated returns must be the game's
         # score, so it returns raw rewards and `clip_reward` (the Atari presets) clips what the update sees
         kwargs.setdefault("reward_clipping", False)
     try:
         with _constructor_arguments(env_id, given):
-            envs = gym.make_vec(spec, num_envs=num_envs, vectorization_mode=mode, **kwargs)
+            envs = gym.make_vec(spec, num_envs=num_envs, vectorization_mode=mode, wrappers=wrappers or None, **kwargs)
     except gym.error.DependencyNotInstalled as exc:
         raise ImportError(f"{env_id} needs an optional dependency: {exc}. For Box2D envs: pip install 'gymnasium[box2d]'") from exc
     autoreset = envs.metadata.get("autoreset_mode", AutoresetMode.NEXT_STEP)
@@ -211,8 +214,13 @@ def make_env(env_id: str, **kwargs) -> gym.Env:
     `make_vector_env` does, FIRE after a lost life (`fire_after_life_loss=False` turns it off)."""
     spec = check_env_id(env_id)
     if not is_atari(spec.id):
-        with _constructor_arguments(spec.id, kwargs):
-            return gym.make(spec.id, **kwargs)
+        given = dict(kwargs)
+        wrappers = pop_obs_wrappers(kwargs)
+        with _constructor_arguments(spec.id, given):
+            env = gym.make(spec.id, **kwargs)
+            for wrap in wrappers:
+                env = wrap(env)
+        return env
     noop_max, fire_at_reset = kwargs.pop("noop_max", 30), kwargs.pop("use_fire_reset", True)
     fire_after_life_loss = kwargs.pop("fire_after_life_loss", True)
     frameskip = kwargs.pop("frameskip", _atari_spec(spec).kwargs.get("frameskip", 4))
@@ -290,12 +298,16 @@ def _set_rng(rng: np.random.Generator, state: dict) -> None:
     rng.bit_generator.state = state
 
 
-def _time_limit(env) -> Any:
+def _wrapper(env, kind: type) -> Any:
     while isinstance(env, gym.Wrapper):
-        if isinstance(env, gym.wrappers.TimeLimit):
+        if isinstance(env, kind):
             return env
         env = env.env
     return None
+
+
+def _time_limit(env) -> Any:
+    return _wrapper(env, gym.wrappers.TimeLimit)
 
 
 def seeds_each_env(envs: gym.vector.VectorEnv) -> bool:
@@ -320,10 +332,11 @@ def get_env_state(envs: gym.vector.VectorEnv) -> dict | None:
             inner = env.unwrapped
             if not hasattr(inner, "state") or hasattr(inner, "world") or inner.__module__.split(".")[2:3] != ["classic_control"]:
                 return None
-            limit = _time_limit(env)
+            limit, stack = _time_limit(env), _wrapper(env, StackFrames)
             subs.append({"state": np.asarray(inner.state, dtype=np.float64).tolist(), "rng": _rng_state(inner.np_random),
                          "elapsed": None if limit is None else limit._elapsed_steps,
-                         "last_u": None if getattr(inner, "last_u", None) is None else float(inner.last_u)})
+                         "last_u": None if getattr(inner, "last_u", None) is None else float(inner.last_u),
+                         **({"frames": stack.get_frames()} if stack is not None else {})})
         return {"kind": "SyncVectorEnv", "envs": subs, "autoreset": base._autoreset_envs.tolist()}
     return None
 
@@ -344,4 +357,6 @@ def set_env_state(envs: gym.vector.VectorEnv, state: dict) -> None:
             _time_limit(env)._elapsed_steps = sub["elapsed"]
         if sub.get("last_u") is not None:
             inner.last_u = sub["last_u"]
+        if "frames" in sub:  # (frame_stack: the observations the next ones are stacked with)
+            _wrapper(env, StackFrames).set_frames(sub["frames"])
     base._autoreset_envs = np.asarray(state["autoreset"], dtype=np.bool_)

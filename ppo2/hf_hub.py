@@ -23,7 +23,7 @@ import torch
 
 from ._version import __version__
 from .env_ids import is_atari
-from .env_kwargs import env_kwargs_text, policy_env_kwargs, validate_env_kwargs
+from .env_kwargs import OBS_OPTIONS, env_kwargs_text, policy_env_kwargs, validate_env_kwargs
 from .io import IntegrityError, atomic_write_json, read_json, read_safetensors_header, read_verified_bytes, save_tensors
 
 __all__ = ["save_pretrained", "publish_pretrained", "from_pretrained", "push_to_hub", "model_card", "build_model"]
@@ -244,17 +244,22 @@ def model_card(repo_id: str, env_id: str, results: dict | None, train_config: di
                  f"Mean return **{score}** over {results['n_episodes']} "
                  f"{'deterministic' if results.get('deterministic', True) else 'sampled-action'} episodes "
                  f"(seeds {results.get('seed', 0)}..{results.get('seed', 0) + results['n_episodes'] - 1}).", ""]
-    atari, own_module, args = is_atari(env_id), ":" in env_id, env_kwargs_text(env_kwargs or {})
+    atari, own_module = is_atari(env_id), ":" in env_id
+    options = {k: v for k, v in (env_kwargs or {}).items() if k in OBS_OPTIONS and not atari}  # (ppo2's wrappers)
+    args = env_kwargs_text({k: v for k, v in (env_kwargs or {}).items() if k not in options})
+    wrapped = f", wrapped as ppo2.obs_wrappers does ({env_kwargs_text(options)[2:]})" if options else ""
     body += [
         "## Usage", "",
         "```python",
-        *(["import gymnasium as gym"] if own_module else []),
+        *((["from ppo2.envs import make_env"] if options else ["import gymnasium as gym"]) if own_module else []),
         "from ppo2 import PPO2",
         "",
         f'model = PPO2.from_pretrained("{repo_id}")',
-        f'env = gym.make("{env_id}"{args})  # (imports {env_id.partition(":")[0]}, your env\'s module)' if own_module
+        f'env = make_env("{env_id}"{env_kwargs_text(env_kwargs)})  # (ppo2.envs.make_env: imports '
+        f'{env_id.partition(":")[0]}, your env\'s module{wrapped})' if own_module and options
+        else f'env = gym.make("{env_id}"{args})  # (imports {env_id.partition(":")[0]}, your env\'s module)' if own_module
         else "env = model.make_env()  # the game's frames as the policy saw them: 84x84 gray, 4 stacked" if atari
-        else f'env = model.make_env()  # gym.make("{env_id}"{args})',
+        else f'env = model.make_env()  # gym.make("{env_id}"{args}){wrapped}',
         "obs, _ = env.reset(seed=0)",
         "done = False",
     ]

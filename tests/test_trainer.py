@@ -97,7 +97,9 @@ def test_same_seed_same_weights_different_seed_different(tmp_path):
 
 @pytest.mark.parametrize("env_id,fused,extra", [("CartPole-v1", True, {}), ("Pendulum-v1", True, {}),
                                                ("CartPole-v1", False, {}),
-                                               ("Pendulum-v1", True, {"normalize_reward": True})])
+                                               ("Pendulum-v1", True, {"normalize_reward": True}),
+                                               ("CartPoleNoVel-v1", True, {"recurrent": False,
+                                                                           "env_kwargs": {"frame_stack": 3}})])
 def test_resume_is_bit_identical(tmp_path, monkeypatch, env_id, fused, extra):
     kw = dict(SHORT, num_envs=4, num_steps=32, num_minibatches=2, update_epochs=2, total_timesteps=4 * 32 * 6,
               fused=fused, **extra)

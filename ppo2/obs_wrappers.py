@@ -1,0 +1,101 @@
+"""ppo2's own observation options for any non-ALE env: what RL-Zoo's `frame_stack` and its resize and grayscale
+wrappers do, recorded with the policy so that it plays the env as it was trained.
+
+They travel with the env's constructor arguments (`--env-kwargs frame_stack=4 grayscale=True resize=[64,64]`,
+`env_kwargs.OBS_OPTIONS` checks them) because they are part of the env the policy plays; `ppo2.envs` takes them out
+before the constructor sees them and wraps each env, in this order:
+
+- `resize=[H, W]`: image frames resized to H x W (gymnasium's ResizeObservation, OpenCV's area interpolation).
+- `grayscale=True`: RGB frames (H, W, 3) to luminance (H, W) (gymnasium's GrayscaleObservation).
+- `frame_stack=k`: the last k observations as one (`StackFrames`), so a feed-forward policy sees motion
+  (CarRacing's speed, CartPoleNoVel-v1's velocities): vectors end to end, images along their channels.
+
+ALE games are not wrapped: their frames are always 84x84 gray, 4 stacked (`ppo2.envs`).
+"""
+from __future__ import annotations
+
+from collections import deque
+from typing import Any, Callable
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from .observations import _image_spec, is_image_space
+
+__all__ = ["StackFrames", "pop_obs_wrappers"]
+
+
+class StackFrames(gym.Wrapper):
+    """The last `k` observations as one, oldest first, zeros before an episode's first (SB3's VecFrameStack):
+    a vector (d,) becomes (k * d,), an (a, b) Box (k * a, b); an image along its channels: (H, W, C) -> (H, W, k * C),
+    (C, H, W) -> (k * C, H, W), a gray (H, W) frame -> (H, W, k)."""
+
+    def __init__(self, env: gym.Env, k: int):
+        super().__init__(env)
+        space = env.observation_space
+        if not isinstance(space, spaces.Box) or len(space.shape) not in (1, 2, 3):
+            raise ValueError(f"frame_stack takes vector or image observations (a Box of 1 to 3 dimensions), got "
+                             f"{space}; stack a Dict's entries inside your env")
+        self.k = int(k)
+        if is_image_space(space):
+            layout = _image_spec(space.shape)
+            self._axis = -1 if layout["channels_last"] else 0
+            self._new_axis = len(space.shape) == 2  # (a gray frame gains a channel axis)
+        else:
+            self._axis, self._new_axis = 0, False
+        low, high = np.minimum(space.low, 0), np.maximum(space.high, 0)  # (the zeros before an episode's first)
+        self.observation_space = spaces.Box(self._join([low] * self.k), self._join([high] * self.k),
+                                            dtype=space.dtype)
+        self._zero = np.zeros(space.shape, space.dtype)
+        self._frames: deque = deque(maxlen=self.k)
+
+    def _join(self, frames: list) -> np.ndarray:
+        return np.stack(frames, axis=-1) if self._new_axis else np.concatenate(frames, axis=self._axis)
+
+    def reset(self, **kwargs) -> tuple[np.ndarray, dict]:
+        obs, info = self.env.reset(**kwargs)
+        self._frames.extend([self._zero] * (self.k - 1) + [np.asarray(obs, self._zero.dtype)])
+        return self._join(list(self._frames)), info
+
+    def get_frames(self) -> list:
+        """The frames held (JSON data: a resumable checkpoint keeps them with the env's state, `ppo2.envs`)."""
+        return [f.tolist() for f in self._frames]
+
+    def set_frames(self, frames: list) -> None:
+        self._frames.extend(np.asarray(f, self._zero.dtype).reshape(self._zero.shape) for f in frames)
+
+    def step(self, action: Any) -> tuple:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._frames.append(np.asarray(obs, self._zero.dtype))
+        return self._join(list(self._frames)), reward, terminated, truncated, info
+
+
+def _image_only(option: str, wrapper: Callable[[gym.Env], gym.Env]) -> Callable[[gym.Env], gym.Env]:
+    def wrap(env: gym.Env) -> gym.Env:
+        if not is_image_space(env.observation_space):
+            raise ValueError(f"{option} takes image observations (a uint8 Box of (H, W), (H, W, C) or (C, H, W)), "
+                             f"got {env.observation_space}")
+        return wrapper(env)
+    return wrap
+
+
+def _grayscale(env: gym.Env) -> gym.Env:
+    shape = env.observation_space.shape
+    if len(shape) != 3 or shape[-1] != 3:
+        raise ValueError(f"grayscale takes RGB frames of shape (H, W, 3), got {shape}")
+    return gym.wrappers.GrayscaleObservation(env, keep_dim=False)
+
+
+def pop_obs_wrappers(kwargs: dict) -> list[Callable[[gym.Env], gym.Env]]:
+    """Take ppo2's observation options (already checked: `env_kwargs.validate_env_kwargs`) out of an env's
+    arguments; the wrappers they ask for, in the order each env gets them."""
+    resize, grayscale, stack = kwargs.pop("resize", None), kwargs.pop("grayscale", False), kwargs.pop("frame_stack", 1)
+    wrappers = []
+    if resize is not None:
+        wrappers.append(_image_only("resize", lambda env: gym.wrappers.ResizeObservation(env, tuple(resize))))
+    if grayscale:
+        wrappers.append(_image_only("grayscale", _grayscale))
+    if stack > 1:
+        wrappers.append(lambda env: StackFrames(env, stack))
+    return wrappers
