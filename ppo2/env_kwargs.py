@@ -4,8 +4,9 @@ LunarLander, `map_name="8x8"` for FrozenLake, `repeat_action_probability=0.0` fo
 They are part of what a policy was trained on, so the trainer records them with the policy (config.json, beside
 `env_id`) and everything that makes the env again (evaluation, replays, `model.make_env()`) passes them. A policy's
 config.json is untrusted input: the kwargs are plain JSON data, checked here before any env sees them, and nothing in
-them is imported or executed. ppo2's own observation options (`frame_stack`, `grayscale`, `resize`: OBS_OPTIONS,
-ppo2/obs_wrappers.py) travel with them for any env but an ALE game, whose options are ALE_ENV_KWARGS. No gymnasium import here (`ppo2.config` validates with it at no import cost).
+them is imported or executed. ppo2's own options for an env's frames (`frame_skip`, `resize`, `grayscale`,
+`frame_stack`: OBS_OPTIONS, ppo2/obs_wrappers.py) travel with them for any env but an ALE game, whose options are
+ALE_ENV_KWARGS. No gymnasium import here (`ppo2.config` validates with it at no import cost).
 """
 from __future__ import annotations
 
@@ -44,12 +45,13 @@ ALE_ENV_KWARGS = {  # name -> (check, what it must be)
     "use_fire_reset": (lambda v: isinstance(v, bool), "true or false"),
     "fire_after_life_loss": (lambda v: isinstance(v, bool), "true or false"),
 }
-# ppo2's own observation options for any other env (ppo2/obs_wrappers.py: taken out before the constructor sees them).
+# ppo2's own options for any other env's frames (ppo2/obs_wrappers.py: taken out before the constructor sees them).
 OBS_OPTIONS = {  # name -> (check, what it must be)
     "resize": (lambda v: isinstance(v, list) and len(v) == 2 and all(_is_int(n) and 1 <= n <= 4096 for n in v),
                "[H, W], two ints in [1, 4096]"),
     "grayscale": (lambda v: isinstance(v, bool), "true or false"),
     "frame_stack": (lambda v: _is_int(v) and 1 <= v <= 64, "an int in [1, 64]"),
+    "frame_skip": (lambda v: _is_int(v) and 1 <= v <= 64, "an int in [1, 64]"),
 }
 _ALE_OWN_FLAGS = {"reward_clipping": "--clip-reward", "episodic_life": "--life-loss terminal"}
 MAX_KEYS, MAX_DEPTH, MAX_TEXT = 32, 4, 10_000
@@ -95,7 +97,7 @@ def validate_env_kwargs(kwargs: Any, env_id: str | None = None, where: str = "en
     ValueError naming `where`, what was expected and what came. Structure: string keys that are Python identifiers,
     values JSON data (null, booleans, finite numbers, strings, lists and objects of those, nested at most
     MAX_DEPTH deep, MAX_TEXT characters in all). Keys ppo2 sets itself are refused with what to use instead, an
-    ALE game takes only ALE_ENV_KWARGS, and ppo2's observation options (OBS_OPTIONS) are checked for any other env."""
+    ALE game takes only ALE_ENV_KWARGS, and the options for the frames (OBS_OPTIONS) are checked for any other env."""
     if not isinstance(kwargs, dict):
         raise ValueError(f"{where} must be a JSON object of the env's constructor arguments, e.g. "
                          f'{{"continuous": true}}, got {type(kwargs).__name__}: {kwargs!r:.200}')

@@ -1,10 +1,12 @@
-"""ppo2's own observation options for any non-ALE env: what RL-Zoo's `frame_stack` and its resize and grayscale
-wrappers do, recorded with the policy so that it plays the env as it was trained.
+"""ppo2's own options for any non-ALE env's frames: what RL-Zoo's `frame_stack` and its frame-skip, resize and
+grayscale wrappers do, recorded with the policy so that it plays the env as it was trained.
 
 They travel with the env's constructor arguments (`--env-kwargs frame_stack=4 grayscale=True resize=[64,64]`,
 `env_kwargs.OBS_OPTIONS` checks them) because they are part of the env the policy plays; `ppo2.envs` takes them out
 before the constructor sees them and wraps each env, in this order:
 
+- `frame_skip=n`: each action repeated n steps, their rewards summed, stopping where the episode ends
+  (`SkipFrames`; RL-Zoo's FrameSkip, which its CarRacing settings use with n=2).
 - `resize=[H, W]`: image frames resized to H x W (gymnasium's ResizeObservation, OpenCV's area interpolation).
 - `grayscale=True`: RGB frames (H, W, 3) to luminance (H, W) (gymnasium's GrayscaleObservation).
 - `frame_stack=k`: the last k observations as one (`StackFrames`), so a feed-forward policy sees motion
@@ -23,7 +25,7 @@ from gymnasium import spaces
 
 from .observations import _image_spec, is_image_space
 
-__all__ = ["StackFrames", "pop_obs_wrappers"]
+__all__ = ["SkipFrames", "StackFrames", "pop_obs_wrappers"]
 
 
 class StackFrames(gym.Wrapper):
@@ -71,6 +73,24 @@ class StackFrames(gym.Wrapper):
         return self._join(list(self._frames)), reward, terminated, truncated, info
 
 
+class SkipFrames(gym.Wrapper):
+    """Each action played `n` times; the rewards summed, the last observation and info returned, stopping early where
+    the episode terminates or is truncated."""
+
+    def __init__(self, env: gym.Env, n: int):
+        super().__init__(env)
+        self.n = int(n)
+
+    def step(self, action: Any) -> tuple:
+        total = 0.0
+        for _ in range(self.n):
+            obs, reward, terminated, truncated, info = self.env.step(action)
+            total += float(reward)
+            if terminated or truncated:
+                break
+        return obs, total, terminated, truncated, info
+
+
 def _image_only(option: str, wrapper: Callable[[gym.Env], gym.Env]) -> Callable[[gym.Env], gym.Env]:
     def wrap(env: gym.Env) -> gym.Env:
         if not is_image_space(env.observation_space):
@@ -91,7 +111,8 @@ def pop_obs_wrappers(kwargs: dict) -> list[Callable[[gym.Env], gym.Env]]:
     """Take ppo2's observation options (already checked: `env_kwargs.validate_env_kwargs`) out of an env's
     arguments; the wrappers they ask for, in the order each env gets them."""
     resize, grayscale, stack = kwargs.pop("resize", None), kwargs.pop("grayscale", False), kwargs.pop("frame_stack", 1)
-    wrappers = []
+    skip = kwargs.pop("frame_skip", 1)
+    wrappers = [] if skip == 1 else [lambda env: SkipFrames(env, skip)]
     if resize is not None:
         wrappers.append(_image_only("resize", lambda env: gym.wrappers.ResizeObservation(env, tuple(resize))))
     if grayscale:

@@ -30,6 +30,19 @@ def test_vectors_are_stacked_oldest_first_with_zeros_and_cleared_at_autoreset():
     envs.close()
 
 
+def test_a_skipped_frame_adds_its_reward_and_an_episode_end_stops_the_repeats():
+    env = make_env("ppo2test/Count-v0", frame_skip=2)  # (reward 1 a step, episodes of 3 steps)
+    obs, _ = env.reset(seed=0)
+    obs, reward, terminated, *_ = env.step(0)
+    assert (obs.tolist(), reward, terminated) == ([2.0], 2.0, False)
+    obs, reward, terminated, *_ = env.step(0)
+    assert (obs.tolist(), reward, terminated) == ([3.0], 1.0, True)
+    envs = make_vector_env("ppo2test/Count-v0", 2, frame_skip=2, frame_stack=2)
+    obs, _ = envs.reset(seed=0)
+    obs, reward, *_ = envs.step(np.zeros(2, np.int64))
+    assert obs[0].tolist() == [0.0, 2.0] and reward.tolist() == [2.0, 2.0]
+
+
 class _Frames(gym.Env):
     """uint8 frames of a given shape whose every pixel is the step count (so a stack shows its order)."""
 
@@ -98,6 +111,7 @@ def test_the_trainers_frames_are_the_ones_make_env_gives():
     ({"resize": [84]}, "CarRacing-v3", r"\['resize'\] must be \[H, W\], two ints in \[1, 4096\].*got \[84\]"),
     ({"resize": [84, 0]}, "CarRacing-v3", r"must be \[H, W\]"),
     ({"grayscale": "yes"}, "CarRacing-v3", r"\['grayscale'\] must be true or false"),
+    ({"frame_skip": 0}, "CarRacing-v3", r"\['frame_skip'\] must be an int in \[1, 64\]"),
     ({"frame_stack": 4}, "PongNoFrameskip-v4", r"takes \[.*\] \(its frames are always 84x84 gray, 4 stacked"),
 ])
 def test_bad_options_are_refused_naming_what_is_taken(kwargs, env_id, message):
