@@ -60,17 +60,17 @@ class StackFrames(gym.Wrapper):
         self._frames.extend([self._zero] * (self.k - 1) + [np.asarray(obs, self._zero.dtype)])
         return self._join(list(self._frames)), info
 
+    def step(self, action: Any) -> tuple:
+        obs, reward, terminated, truncated, info = self.env.step(action)
+        self._frames.append(np.asarray(obs, self._zero.dtype))
+        return self._join(list(self._frames)), reward, terminated, truncated, info
+
     def get_frames(self) -> list:
         """The frames held (JSON data: a resumable checkpoint keeps them with the env's state, `ppo2.envs`)."""
         return [f.tolist() for f in self._frames]
 
     def set_frames(self, frames: list) -> None:
         self._frames.extend(np.asarray(f, self._zero.dtype).reshape(self._zero.shape) for f in frames)
-
-    def step(self, action: Any) -> tuple:
-        obs, reward, terminated, truncated, info = self.env.step(action)
-        self._frames.append(np.asarray(obs, self._zero.dtype))
-        return self._join(list(self._frames)), reward, terminated, truncated, info
 
 
 class SkipFrames(gym.Wrapper):
@@ -108,7 +108,7 @@ def _grayscale(env: gym.Env) -> gym.Env:
 
 
 def pop_obs_wrappers(kwargs: dict) -> list[Callable[[gym.Env], gym.Env]]:
-    """Take ppo2's observation options (already checked: `env_kwargs.validate_env_kwargs`) out of an env's
+    """Take ppo2's options for the frames (already checked: `env_kwargs.validate_env_kwargs`) out of an env's
     arguments; the wrappers they ask for, in the order each env gets them."""
     resize, grayscale, stack = kwargs.pop("resize", None), kwargs.pop("grayscale", False), kwargs.pop("frame_stack", 1)
     skip = kwargs.pop("frame_skip", 1)
