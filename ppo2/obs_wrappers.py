@@ -23,54 +23,80 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from .masks import MASK_KEY
 from .observations import _image_spec, is_image_space
 
 __all__ = ["SkipFrames", "StackFrames", "pop_obs_wrappers"]
 
 
+class _Stack:
+    """The last `k` observations of one Box space, joined as `StackFrames` describes."""
+
+    def __init__(self, space: spaces.Space, k: int, what: str):
+        if not isinstance(space, spaces.Box) or len(space.shape) not in (1, 2, 3):
+            raise ValueError(f"frame_stack takes vector or image observations (a Box of 1 to 3 dimensions), got "
+                             f"{space}{what}")
+        if is_image_space(space):
+            self.axis = -1 if _image_spec(space.shape)["channels_last"] else 0
+            self.new_axis = len(space.shape) == 2  # (a gray frame gains a channel axis)
+        else:
+            self.axis, self.new_axis = 0, False
+        low, high = np.minimum(space.low, 0), np.maximum(space.high, 0)  # (the zeros before an episode's first)
+        self.space = spaces.Box(self.join([low] * k), self.join([high] * k), dtype=space.dtype)
+        self.zero = np.zeros(space.shape, space.dtype)
+        self.frames: deque = deque(maxlen=k)
+
+    def join(self, frames: list) -> np.ndarray:
+        return np.stack(frames, axis=-1) if self.new_axis else np.concatenate(frames, axis=self.axis)
+
+    def reset(self, obs: Any) -> np.ndarray:
+        self.frames.extend([self.zero] * (self.frames.maxlen - 1))
+        return self.push(obs)
+
+    def push(self, obs: Any) -> np.ndarray:
+        self.frames.append(np.asarray(obs, self.zero.dtype))
+        return self.join(list(self.frames))
+
+
 class StackFrames(gym.Wrapper):
     """The last `k` observations as one, oldest first, zeros before an episode's first (SB3's VecFrameStack):
     a vector (d,) becomes (k * d,), an (a, b) Box (k * a, b); an image along its channels: (H, W, C) -> (H, W, k * C),
-    (C, H, W) -> (k * C, H, W), a gray (H, W) frame -> (H, W, k)."""
+    (C, H, W) -> (k * C, H, W), a gray (H, W) frame -> (H, W, k). A Dict's entries are stacked each on its own, but
+    its `action_mask` (ppo2/masks.py), which says what is legal now, not what was."""
 
     def __init__(self, env: gym.Env, k: int):
         super().__init__(env)
         space = env.observation_space
-        if not isinstance(space, spaces.Box) or len(space.shape) not in (1, 2, 3):
-            raise ValueError(f"frame_stack takes vector or image observations (a Box of 1 to 3 dimensions), got "
-                             f"{space}; stack a Dict's entries inside your env")
-        self.k = int(k)
-        if is_image_space(space):
-            layout = _image_spec(space.shape)
-            self._axis = -1 if layout["channels_last"] else 0
-            self._new_axis = len(space.shape) == 2  # (a gray frame gains a channel axis)
+        if isinstance(space, spaces.Dict):
+            self._stacks = {key: _Stack(sub, k, f" in the Dict's {key!r}") for key, sub in space.spaces.items()
+                            if key != MASK_KEY}
+            self.observation_space = spaces.Dict({key: self._stacks[key].space if key in self._stacks else sub
+                                                  for key, sub in space.spaces.items()})
         else:
-            self._axis, self._new_axis = 0, False
-        low, high = np.minimum(space.low, 0), np.maximum(space.high, 0)  # (the zeros before an episode's first)
-        self.observation_space = spaces.Box(self._join([low] * self.k), self._join([high] * self.k),
-                                            dtype=space.dtype)
-        self._zero = np.zeros(space.shape, space.dtype)
-        self._frames: deque = deque(maxlen=self.k)
+            self._stacks = {None: _Stack(space, k, "")}
+            self.observation_space = self._stacks[None].space
 
-    def _join(self, frames: list) -> np.ndarray:
-        return np.stack(frames, axis=-1) if self._new_axis else np.concatenate(frames, axis=self._axis)
+    def _each(self, obs: Any, fn: str) -> Any:
+        if None in self._stacks:
+            return getattr(self._stacks[None], fn)(obs)
+        return {key: getattr(self._stacks[key], fn)(value) if key in self._stacks else value
+                for key, value in obs.items()}
 
-    def reset(self, **kwargs) -> tuple[np.ndarray, dict]:
+    def reset(self, **kwargs) -> tuple[Any, dict]:
         obs, info = self.env.reset(**kwargs)
-        self._frames.extend([self._zero] * (self.k - 1) + [np.asarray(obs, self._zero.dtype)])
-        return self._join(list(self._frames)), info
+        return self._each(obs, "reset"), info
 
     def step(self, action: Any) -> tuple:
         obs, reward, terminated, truncated, info = self.env.step(action)
-        self._frames.append(np.asarray(obs, self._zero.dtype))
-        return self._join(list(self._frames)), reward, terminated, truncated, info
+        return self._each(obs, "push"), reward, terminated, truncated, info
 
     def get_frames(self) -> list:
         """The frames held (JSON data: a resumable checkpoint keeps them with the env's state, `ppo2.envs`)."""
-        return [f.tolist() for f in self._frames]
+        return [[f.tolist() for f in stack.frames] for stack in self._stacks.values()]
 
     def set_frames(self, frames: list) -> None:
-        self._frames.extend(np.asarray(f, self._zero.dtype).reshape(self._zero.shape) for f in frames)
+        for stack, held in zip(self._stacks.values(), frames):
+            stack.frames.extend(np.asarray(f, stack.zero.dtype).reshape(stack.zero.shape) for f in held)
 
 
 class SkipFrames(gym.Wrapper):

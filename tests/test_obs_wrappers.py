@@ -91,6 +91,21 @@ def test_resize_grayscale_and_stack_make_the_frames_a_cnn_takes():
     assert model.predict(obs)[0].shape == (2,)
 
 
+def test_a_dicts_entries_are_stacked_each_and_its_action_mask_is_not():
+    envs = make_vector_env("ppo2test/MaskedChoice-v0", 1, frame_stack=3)  # ({'obs': (d,) target, 'action_mask'})
+    space = envs.single_observation_space
+    d = space["action_mask"].n
+    assert space["obs"].shape == (3 * d,) and space["action_mask"] == spaces.MultiBinary(d)
+    obs, _ = envs.reset(seed=0)
+    first = obs["obs"][0, 2 * d:].copy()
+    assert (obs["obs"][0, :2 * d] == 0).all() and first.sum() == 1
+    obs, *_ = envs.step(np.array([int(first.argmax())]))
+    np.testing.assert_array_equal(obs["obs"][0, d:2 * d], first)  # (the first target, one frame older)
+    assert obs["action_mask"].shape == (1, d) and obs["action_mask"][0, obs["obs"][0, 2 * d:].argmax()] == 1
+    model = PPO2(observation_space=space, action_space=envs.single_action_space)
+    assert model.predict(obs)[0].shape == (1,)
+
+
 def test_the_trainers_frames_are_the_ones_make_env_gives():
     kwargs = dict(frame_stack=3)
     envs = make_vector_env("CartPoleNoVel-v1", 1, **kwargs)
@@ -122,7 +137,8 @@ def test_bad_options_are_refused_naming_what_is_taken(kwargs, env_id, message):
 @pytest.mark.parametrize("env_id, kwargs, message", [
     ("CartPole-v1", {"resize": [36, 36]}, r"resize takes image observations .*got Box"),
     ("CartPole-v1", {"grayscale": True}, r"grayscale takes image observations"),
-    ("ppo2test/MaskedChoice-v0", {"frame_stack": 2}, r"frame_stack takes vector or image observations .*got Dict"),
+    ("ppo2test/IntegerIdentity-v0", {"kind": "dict", "frame_stack": 2},
+     r"frame_stack takes vector or image observations .*got Discrete.* in the Dict's 'target'"),
 ])
 def test_an_option_the_env_cannot_take_is_refused_naming_the_env(env_id, kwargs, message):
     for make in (lambda: make_vector_env(env_id, 1, **kwargs), lambda: make_env(env_id, **kwargs)):
