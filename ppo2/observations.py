@@ -32,7 +32,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["obs_spec_from_space", "spec_to_space", "validate_obs_spec", "is_image_space", "image_chw", "encode_obs",
+__all__ = ["ObservationShapeError", "obs_spec_from_space", "spec_to_space", "validate_obs_spec", "is_image_space", "image_chw", "encode_obs",
            "needs_encoding",
            "vector_dim", "vector_keys", "image_keys", "tree_map", "tree_zeros", "vector_part", "Preprocessed",
            "check_finite", "describe"]
@@ -288,6 +288,10 @@ def describe(spec: dict) -> str:
     return "Dict observations {" + ", ".join(f"{k!r}: {describe(s)}" for k, s in spec["spaces"].items()) + "}"
 
 
+class ObservationShapeError(ValueError):
+    """An observation of another shape than the policy's (`check_shape`); `PPO2` adds what its env was made with."""
+
+
 def check_shape(shape: tuple, want: tuple, name: str = "observation", what: str = "") -> bool:
     """Whether `shape` is one observation of shape `want` (True) or a batch (N, *want) (False); anything else is
     refused naming both. The one shape rule of every entry point (`validation.check_array`, `encode_obs`)."""
@@ -297,7 +301,8 @@ def check_shape(shape: tuple, want: tuple, name: str = "observation", what: str 
     if len(shape) == len(want) + 1 and shape[1:] == want:
         return False
     batch = "(N, " + ", ".join(map(str, want)) + ")" if want else "(N,)"
-    raise ValueError(f"{name} has shape {shape}, expected {batch} or {want if want else 'a single integer'}{what}")
+    raise ObservationShapeError(f"{name} has shape {shape}, expected {batch} or {want if want else 'a single integer'}"
+                                f"{what}")
 
 
 # ---- integer observations: one-hot vectors past the entry points --------------------------------------------------

@@ -162,3 +162,10 @@ def test_stacking_lets_a_feed_forward_policy_solve_cartpole_without_velocities(t
     loaded = PPO2.from_pretrained(run)
     res = evaluate_policy(loaded, "CartPoleNoVel-v1", n_episodes=5, seed=0)  # (plays with the recorded stack)
     assert res["mean_reward"] >= 475
+    unstacked, _ = gym.make("CartPoleNoVel-v1").reset(seed=0)
+    for call in (loaded.predict, loaded):  # (numpy's path and torch's)
+        with pytest.raises(ValueError, match=r"shape \(2,\), expected \(N, 8\) or \(8,\)\. This policy was trained on "
+                                             r"CartPoleNoVel-v1 with frame_stack=4: model.make_env\(\) makes that env"):
+            call(unstacked)
+    obs, _ = loaded.make_env().reset(seed=0)
+    assert obs.shape == (8,) and loaded.predict(obs)[0] in (0, 1)
