@@ -18,7 +18,7 @@ from typing import Any
 from .env_ids import canonical_env_id, is_atari
 
 __all__ = ["parse_env_kwargs", "validate_env_kwargs", "policy_env_kwargs", "env_kwargs_text", "ALE_ENV_KWARGS",
-           "OBS_OPTIONS", "RESERVED_ENV_KWARGS"]
+           "OBS_OPTIONS", "RESERVED_ENV_KWARGS", "frame_options"]
 
 # Chosen by ppo2 where it makes an env, never recorded with a policy: how it renders (evaluation's --gif and --watch,
 # `model.make_env(render_mode="human")`) and gymnasium.make_vec's own parameters.
@@ -46,6 +46,7 @@ ALE_ENV_KWARGS = {  # name -> (check, what it must be)
     "fire_after_life_loss": (lambda v: isinstance(v, bool), "true or false"),
 }
 # ppo2's own options for any other env's frames (ppo2/obs_wrappers.py: taken out before the constructor sees them).
+# A side of at most 4096 is observations.MAX_IMAGE_SIDE, written out here as _is_int is (a test holds them equal).
 OBS_OPTIONS = {  # name -> (check, what it must be)
     "resize": (lambda v: isinstance(v, list) and len(v) == 2 and all(_is_int(n) and 1 <= n <= 4096 for n in v),
                "[H, W], two ints in [1, 4096]"),
@@ -153,6 +154,14 @@ def _check_value(value: Any, where: str, depth: int) -> None:
         return
     raise ValueError(f"{where} must be JSON data (null, true/false, a number, a string, a list or an object), "
                      f"got {type(value).__name__}")
+
+
+def frame_options(kwargs: dict[str, Any] | None, env_id: str | None) -> dict[str, Any]:
+    """Those of an env's arguments that are ppo2's own options for its frames (OBS_OPTIONS), not its constructor's;
+    none for an ALE game, whose frames are fixed."""
+    if env_id is not None and is_atari(env_id):
+        return {}
+    return {k: v for k, v in (kwargs or {}).items() if k in OBS_OPTIONS}
 
 
 def env_kwargs_text(kwargs: dict[str, Any]) -> str:

@@ -23,7 +23,7 @@ import torch
 
 from ._version import __version__
 from .env_ids import is_atari
-from .env_kwargs import OBS_OPTIONS, env_kwargs_text, policy_env_kwargs, validate_env_kwargs
+from .env_kwargs import env_kwargs_text, frame_options, policy_env_kwargs, validate_env_kwargs
 from .io import IntegrityError, atomic_write_json, read_json, read_safetensors_header, read_verified_bytes, save_tensors
 
 __all__ = ["save_pretrained", "publish_pretrained", "from_pretrained", "push_to_hub", "model_card", "build_model"]
@@ -245,7 +245,7 @@ def model_card(repo_id: str, env_id: str, results: dict | None, train_config: di
                  f"{'deterministic' if results.get('deterministic', True) else 'sampled-action'} episodes "
                  f"(seeds {results.get('seed', 0)}..{results.get('seed', 0) + results['n_episodes'] - 1}).", ""]
     atari, own_module = is_atari(env_id), ":" in env_id
-    options = {k: v for k, v in (env_kwargs or {}).items() if k in OBS_OPTIONS and not atari}  # (ppo2's wrappers)
+    options = frame_options(env_kwargs, env_id)  # (ppo2's wrappers, not the constructor's arguments)
     args = env_kwargs_text({k: v for k, v in (env_kwargs or {}).items() if k not in options})
     wrapped = f", wrapped as ppo2.obs_wrappers does ({env_kwargs_text(options)[2:]})" if options else ""
     body += [

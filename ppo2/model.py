@@ -21,7 +21,6 @@ Public surface: `forward(obs, action=None)` (the seed contract: `(value_f, actio
 """
 from __future__ import annotations
 
-import contextlib
 import math
 from typing import Any
 
@@ -41,8 +40,7 @@ from .init import orthogonal_
 from .masks import MaskConfig, check_mask, mask_size, split_observation_space
 from .memory import LSTMMemory, check_state
 from .moments import merge_moments
-from .env_ids import is_atari
-from .env_kwargs import OBS_OPTIONS, env_kwargs_text
+from .env_kwargs import env_kwargs_text, frame_options
 from .observations import (ObservationShapeError, Preprocessed, describe, encode_obs, image_chw, image_keys, vector_dim,
                            vector_keys)
 from .speed import NUMPY_MAX_BATCH, Precision, numpy_policy, resolve_precision, run_encoder, scale_frames
@@ -505,22 +503,19 @@ class PPO2(nn.Module):
         return (self.action_head.mode(out) if deterministic else self.action_head.sample(out)), state
 
     def _check_obs(self, obs: Any) -> tuple[Any, bool]:
-        with self._shape_hint():
-            return check_obs(obs, self.obs_spec, self._device())
-
-    @contextlib.contextmanager
-    def _shape_hint(self):
-        """An observation of the wrong shape, for a policy trained with frame options (ppo2/obs_wrappers.py): the
-        error says so, and where its observations come from."""
         try:
-            yield
+            return check_obs(obs, self.obs_spec, self._device())
         except ObservationShapeError as exc:
-            frames = {k: v for k, v in self.env_kwargs.items() if k in OBS_OPTIONS}
-            if not frames or is_atari(self.env_id or ""):
-                raise
-            raise ObservationShapeError(f"{exc}. This policy was trained on {self.env_id} with "
-                                        f"{env_kwargs_text(frames)[2:]}: model.make_env() makes that env with them"
-                                        ) from None
+            raise self._shape_error(exc) from None
+
+    def _shape_error(self, exc: ObservationShapeError) -> ObservationShapeError:
+        """An observation of the wrong shape, for a policy trained with frame options (ppo2/obs_wrappers.py): the
+        error says so, and where its observations come from (a try costs nothing until it raises)."""
+        frames = frame_options(self.env_kwargs, self.env_id)
+        if not frames:
+            return exc
+        return ObservationShapeError(f"{exc}. This policy was trained on {self.env_id} with "
+                                     f"{env_kwargs_text(frames)[2:]}: model.make_env() makes that env with them")
 
     def split_mask(self, obs: Any, action_masks: Any = None) -> tuple[Any, Any]:
         """Raw observations (as the env gives them) -> (what the network reads, the mask to apply or None): the
@@ -601,12 +596,14 @@ class PPO2(nn.Module):
         if self.memory is not None:
             return self._predict_recurrent(obs, state, episode_start, deterministic, mask)
         if deterministic and mask is None and isinstance(obs, np.ndarray):
-            with self._shape_hint():
+            try:
                 vec = encode_obs(self.obs_spec, obs)  # (integer observations one-hot; any other the same array)
-            policy = numpy_policy(self) if vec.ndim <= 1 or len(vec) <= NUMPY_MAX_BATCH else None
-            if policy is not None:  # (small CPU batches: ppo2/speed.py)
-                with self._shape_hint():
+                policy = numpy_policy(self) if vec.ndim <= 1 or len(vec) <= NUMPY_MAX_BATCH else None
+                if policy is not None:  # (small CPU batches: ppo2/speed.py)
                     check_obs_shape(tuple(vec.shape), self.obs_spec)
+            except ObservationShapeError as exc:
+                raise self._shape_error(exc) from None
+            if policy is not None:
                 check_numpy_obs(vec)
                 return policy.act(vec), None
         obs, single = self._check_obs(obs)
