@@ -32,10 +32,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-__all__ = ["ObservationShapeError", "obs_spec_from_space", "spec_to_space", "validate_obs_spec", "is_image_space", "image_chw", "encode_obs",
-           "needs_encoding",
-           "vector_dim", "vector_keys", "image_keys", "tree_map", "tree_zeros", "vector_part", "Preprocessed",
-           "check_finite", "describe"]
+__all__ = ["ObservationShapeError", "obs_spec_from_space", "spec_to_space", "validate_obs_spec", "is_image_space",
+           "image_chw", "encode_obs", "needs_encoding", "vector_dim", "vector_keys", "image_keys", "tree_map",
+           "tree_zeros", "vector_part", "Preprocessed", "check_finite", "describe"]
 
 MAX_VECTOR_DIM = 1 << 20
 MAX_IMAGE_SIDE = 4096

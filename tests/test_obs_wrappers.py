@@ -134,6 +134,14 @@ def test_bad_options_are_refused_naming_what_is_taken(kwargs, env_id, message):
         validate_env_kwargs(kwargs, env_id)
 
 
+def test_resize_takes_the_sides_a_policy_takes():
+    from ppo2.observations import MAX_IMAGE_SIDE
+
+    assert validate_env_kwargs({"resize": [MAX_IMAGE_SIDE, 8]}, "CarRacing-v3") == {"resize": [MAX_IMAGE_SIDE, 8]}
+    with pytest.raises(ValueError, match=r"\['resize'\] must be \[H, W\]"):
+        validate_env_kwargs({"resize": [MAX_IMAGE_SIDE + 1, 8]}, "CarRacing-v3")
+
+
 @pytest.mark.parametrize("env_id, kwargs, message", [
     ("CartPole-v1", {"resize": [36, 36]}, r"resize takes image observations .*got Box"),
     ("CartPole-v1", {"grayscale": True}, r"grayscale takes image observations"),
@@ -145,8 +153,7 @@ def test_an_option_the_env_cannot_take_is_refused_naming_the_env(env_id, kwargs,
         with pytest.raises(ValueError, match=f"{env_id} was made with the arguments .*{message}"):
             make()
     with pytest.raises(ValueError, match=r"grayscale takes RGB frames of shape \(H, W, 3\), got \(40, 40\)"):
-        from ppo2.obs_wrappers import _grayscale
-        _grayscale(_Frames((40, 40)))
+        make_env("ppo2test/Frames-v0", shape=(40, 40), grayscale=True)  # (gray frames already)
 
 
 def test_stacking_lets_a_feed_forward_policy_solve_cartpole_without_velocities(tmp_path):
