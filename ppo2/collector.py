@@ -136,7 +136,7 @@ class RolloutStorage:
             raise ValueError(f"{env_id}: a rollout of {num_steps} steps x {num_envs} envs of {describe(obs_spec)} needs "
                              f"about {need / 2**30:.1f} GiB (observations {obs / 2**30:.1f} GiB and their float32 copy), "
                              f"but {available / 2**30:.1f} GiB is available. Use fewer --num-envs or --num-steps, or "
-                             "smaller frames (gymnasium.wrappers.ResizeObservation)")
+                             "smaller frames (`--env-kwargs resize=[84,84]`, recorded with the policy)")
 
     def __init__(self, num_steps: int, num_envs: int, obs_spec: dict, action_shape: tuple, action_dtype: torch.dtype,
                  mask_size: int = 0, memory_shape: tuple | None = None, window: int | None = None):

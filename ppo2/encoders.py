@@ -45,14 +45,14 @@ class NatureCNN(nn.Module):
         super().__init__()
         if min(height, width) < MIN_CNN_SIDE:
             raise ValueError(f"the Nature CNN needs images of at least {MIN_CNN_SIDE}x{MIN_CNN_SIDE} pixels, got "
-                             f"{height}x{width}; resize them (gymnasium.wrappers.ResizeObservation) or pass your own "
-                             "encoder=nn.Module")
+                             f"{height}x{width}; resize them (`--env-kwargs resize=[84,84]`, recorded with the policy) "
+                             "or pass your own encoder=nn.Module")
         self.features_dim = int(features_dim)
         flat = 64 * _conv_out(height) * _conv_out(width)
         if flat * self.features_dim > MAX_CNN_FC_WEIGHTS:
             raise ValueError(f"{height}x{width} frames give the Nature CNN a dense layer of {flat:,} x {self.features_dim} "
                              f"weights ({flat * self.features_dim * 4 / 2**30:.1f} GiB; at most {MAX_CNN_FC_WEIGHTS:,}); "
-                             "downscale them first (gymnasium.wrappers.ResizeObservation, e.g. to 84x84)")
+                             "downscale them first (`--env-kwargs resize=[84,84]`, recorded with the policy)")
         self.convs = nn.Sequential(
             nn.Conv2d(channels, 32, 8, stride=4), nn.ReLU(),
             nn.Conv2d(32, 64, 4, stride=2), nn.ReLU(),

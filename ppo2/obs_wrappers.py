@@ -7,8 +7,12 @@ before the constructor sees them and wraps each env, in this order:
 
 - `frame_skip=n`: each action repeated n steps, their rewards summed, stopping where the episode ends
   (`SkipFrames`; RL-Zoo's FrameSkip, which its CarRacing settings use with n=2).
-- `resize=[H, W]`: image frames resized to H x W (gymnasium's ResizeObservation, OpenCV's area interpolation).
-- `grayscale=True`: RGB frames (H, W, 3) to luminance (H, W) (gymnasium's GrayscaleObservation).
+- `resize=[H, W]`: image frames resized to H x W, their layout kept ((H, W), (H, W, C) or (C, H, W); OpenCV's area
+  interpolation, as gymnasium's ResizeObservation, which takes only channels-last frames).
+- `grayscale=True`: RGB frames, (H, W, 3) or (3, H, W), to luminance (H, W) (gymnasium's GrayscaleObservation's
+  weights and rounding).
+  Both apply to the observation if it is an image, or to each image entry of a Dict (a robot's camera beside its
+  joint angles; `TransformFrames`).
 - `frame_stack=k`: the last k observations as one (`StackFrames`), so a feed-forward policy sees motion
   (CarRacing's speed, CartPoleNoVel-v1's velocities): vectors end to end, images along their channels.
 
@@ -26,7 +30,7 @@ from gymnasium import spaces
 from .masks import MASK_KEY
 from .observations import _image_spec, is_image_space
 
-__all__ = ["SkipFrames", "StackFrames", "pop_obs_wrappers"]
+__all__ = ["SkipFrames", "StackFrames", "TransformFrames", "pop_obs_wrappers"]
 
 
 class _Stack:
@@ -117,20 +121,81 @@ class SkipFrames(gym.Wrapper):
         return obs, total, terminated, truncated, info
 
 
-def _image_only(option: str, wrapper: Callable[[gym.Env], gym.Env]) -> Callable[[gym.Env], gym.Env]:
-    def wrap(env: gym.Env) -> gym.Env:
-        if not is_image_space(env.observation_space):
-            raise ValueError(f"{option} takes image observations (a uint8 Box of (H, W), (H, W, C) or (C, H, W)), "
-                             f"got {env.observation_space}")
-        return wrapper(env)
-    return wrap
+GRAY_WEIGHTS = np.array([0.2125, 0.7154, 0.0721])  # (gymnasium's GrayscaleObservation: ITU-R BT.709 luma)
 
 
-def _grayscale(env: gym.Env) -> gym.Env:
-    shape = env.observation_space.shape
-    if len(shape) != 3 or shape[-1] != 3:
-        raise ValueError(f"grayscale takes RGB frames of shape (H, W, 3), got {shape}")
-    return gym.wrappers.GrayscaleObservation(env, keep_dim=False)
+def _resize(frame: np.ndarray, size: tuple[int, int], channels_last: bool) -> np.ndarray:
+    import cv2  # (opencv-python-headless: `pip install ppo2[atari]`; checked when the wrapper is made)
+
+    hwc = frame if channels_last or frame.ndim == 2 else np.moveaxis(frame, 0, -1)
+    out = cv2.resize(np.ascontiguousarray(hwc), (size[1], size[0]), interpolation=cv2.INTER_AREA)
+    out = out.reshape(size + hwc.shape[2:])  # (OpenCV drops a single channel's axis)
+    return out if channels_last or frame.ndim == 2 else np.moveaxis(out, -1, 0)
+
+
+def _gray(frame: np.ndarray, channels_last: bool) -> np.ndarray:
+    rgb = frame if channels_last else np.moveaxis(frame, 0, -1)
+    return np.sum(rgb * GRAY_WEIGHTS, axis=-1).astype(np.uint8)
+
+
+class _FrameMap:
+    """What `resize` and `grayscale` do to one image Box: its new space and the function on its frames."""
+
+    def __init__(self, space: spaces.Box, resize: tuple[int, int] | None, grayscale: bool):
+        self.channels_last = _image_spec(space.shape)["channels_last"]
+        self.resize, self.grayscale = resize, grayscale
+        shape = space.shape
+        if resize is not None:
+            shape = tuple(resize) + shape[2:] if self.channels_last else shape[:1] + tuple(resize)
+        if grayscale:
+            shape = shape[:2] if self.channels_last else shape[1:]
+        self.space = spaces.Box(0, 255, shape, np.uint8)
+
+    def __call__(self, frame: np.ndarray) -> np.ndarray:
+        frame = np.asarray(frame)
+        if self.resize is not None:
+            frame = _resize(frame, self.resize, self.channels_last)
+        return _gray(frame, self.channels_last) if self.grayscale else frame
+
+
+def _is_rgb(space: spaces.Space) -> bool:
+    return is_image_space(space) and len(space.shape) == 3 and (
+        space.shape[-1] if _image_spec(space.shape)["channels_last"] else space.shape[0]) == 3
+
+
+class TransformFrames(gym.ObservationWrapper):
+    """`resize` (to [H, W]: each image) and/or `grayscale` (each RGB image) for an image observation or the entries
+    of a Dict; the other entries, an `action_mask` among them, pass as they are. A ValueError where an option finds
+    no frame to change: it was meant for another env."""
+
+    def __init__(self, env: gym.Env, resize: tuple[int, int] | None = None, grayscale: bool = False):
+        super().__init__(env)
+        if resize is not None:
+            try:
+                import cv2  # noqa: F401
+            except ImportError:
+                raise ImportError("resize needs OpenCV: pip install 'ppo2[atari]' (opencv-python-headless)") from None
+        space = env.observation_space
+        size = None if resize is None else (int(resize[0]), int(resize[1]))
+        entries = space.spaces if isinstance(space, spaces.Dict) else {None: space}
+        for option, wanted, takes, frames in (
+                ("resize", size is not None, is_image_space, "image observations"),
+                ("grayscale", grayscale, _is_rgb, "RGB frames ((H, W, 3) or (3, H, W))")):
+            if wanted and not any(takes(sub) for sub in entries.values()):
+                raise ValueError(f"{option} takes {frames}: a uint8 Box with bounds [0, 255], or a Dict with such an "
+                                 f"entry; got {space}")
+        self._maps = {key: _FrameMap(sub, size, grayscale and _is_rgb(sub)) for key, sub in entries.items()
+                      if is_image_space(sub) and (size is not None or _is_rgb(sub))}
+        if isinstance(space, spaces.Dict):
+            self.observation_space = spaces.Dict({key: self._maps[key].space if key in self._maps else sub
+                                                  for key, sub in space.spaces.items()})
+        else:
+            self.observation_space = self._maps[None].space
+
+    def observation(self, obs: Any) -> Any:
+        if None in self._maps:
+            return self._maps[None](obs)
+        return {key: self._maps[key](value) if key in self._maps else value for key, value in obs.items()}
 
 
 def pop_obs_wrappers(kwargs: dict) -> list[Callable[[gym.Env], gym.Env]]:
@@ -139,10 +204,8 @@ def pop_obs_wrappers(kwargs: dict) -> list[Callable[[gym.Env], gym.Env]]:
     resize, grayscale, stack = kwargs.pop("resize", None), kwargs.pop("grayscale", False), kwargs.pop("frame_stack", 1)
     skip = kwargs.pop("frame_skip", 1)
     wrappers = [] if skip == 1 else [lambda env: SkipFrames(env, skip)]
-    if resize is not None:
-        wrappers.append(_image_only("resize", lambda env: gym.wrappers.ResizeObservation(env, tuple(resize))))
-    if grayscale:
-        wrappers.append(_image_only("grayscale", _grayscale))
+    if resize is not None or grayscale:
+        wrappers.append(lambda env: TransformFrames(env, resize, grayscale))
     if stack > 1:
         wrappers.append(lambda env: StackFrames(env, stack))
     return wrappers

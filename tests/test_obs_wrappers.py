@@ -13,7 +13,7 @@ from ppo2 import PPO2
 from ppo2.env_kwargs import validate_env_kwargs
 from ppo2.envs import make_env, make_vector_env
 from ppo2.evaluate import evaluate_policy
-from ppo2.obs_wrappers import StackFrames
+from ppo2.obs_wrappers import StackFrames, TransformFrames
 from ppo2.trainer import train
 
 
@@ -91,6 +91,81 @@ def test_resize_grayscale_and_stack_make_the_frames_a_cnn_takes():
     assert model.predict(obs)[0].shape == (2,)
 
 
+class _Still(gym.Env):
+    """One fixed observation (an image, or a Dict of them), whatever the action."""
+
+    def __init__(self, obs, space):
+        self.obs, self.observation_space, self.action_space = obs, space, spaces.Discrete(2)
+
+    def reset(self, *, seed=None, options=None):
+        return self.obs, {}
+
+    def step(self, action):
+        return self.obs, 0.0, False, False, {}
+
+
+def _image(array):
+    return _Still(array, spaces.Box(0, 255, array.shape, np.uint8))
+
+
+# a 4 x 6 frame whose 2 x 3 blocks hold 0, 10, 20 (top) and 30, 40, 50 (bottom), two pixels each (of 2 x 2 blocks)
+BLOCKS = np.kron(np.array([[0, 10, 20], [30, 40, 50]]), np.ones((2, 2))).astype(np.uint8)
+BLOCKS[0, 0], BLOCKS[1, 1] = 4, 8  # (the top left block's mean: (4 + 0 + 0 + 8) / 4 = 3)
+
+
+@pytest.mark.parametrize("layout", ["HW", "HWC", "CHW"])
+def test_resize_averages_each_area_and_keeps_the_layout(layout):
+    expected = np.array([[3, 10, 20], [30, 40, 50]], np.uint8)
+    frame, want = BLOCKS, expected
+    if layout != "HW":
+        frame, want = np.stack([BLOCKS, 255 - BLOCKS], -1), np.stack([expected, np.array([[252, 245, 235],
+                                                                                            [225, 215, 205]])], -1)
+    if layout == "CHW":
+        frame, want = np.moveaxis(frame, -1, 0), np.moveaxis(want, -1, 0)
+    env = TransformFrames(_image(frame), resize=(2, 3))
+    assert env.observation_space == spaces.Box(0, 255, want.shape, np.uint8)
+    np.testing.assert_array_equal(env.reset()[0], want)
+
+
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_grayscale_weighs_red_green_and_blue_as_bt709(channels_last):
+    rgb = np.zeros((4, 4, 3), np.uint8)
+    rgb[0, 0], rgb[1, 1] = (100, 200, 50), (255, 255, 255)  # 0.2125*100 + 0.7154*200 + 0.0721*50 = 167.935
+    env = TransformFrames(_image(rgb if channels_last else np.moveaxis(rgb, -1, 0)), grayscale=True)
+    assert env.observation_space == spaces.Box(0, 255, (4, 4), np.uint8)
+    expected = np.zeros((4, 4), np.uint8)
+    expected[0, 0], expected[1, 1] = 167, 255  # (truncated, as gymnasium's)
+    np.testing.assert_array_equal(env.reset()[0], expected)
+
+
+def test_resize_and_grayscale_match_gymnasiums_wrappers_on_channels_last_frames():
+    frame = np.random.default_rng(0).integers(0, 256, (37, 53, 3), np.uint8)
+    ours = TransformFrames(_image(frame), resize=(19, 11), grayscale=True).reset()[0]
+    theirs = gym.wrappers.GrayscaleObservation(gym.wrappers.ResizeObservation(_image(frame), (19, 11))).reset()[0]
+    assert ours.shape == (19, 11)
+    np.testing.assert_array_equal(ours, theirs)
+
+
+def test_a_dicts_images_are_resized_each_and_only_its_rgb_ones_turned_gray():
+    rgb = np.stack([BLOCKS] * 3, -1)
+    obs = {"camera": np.moveaxis(rgb, -1, 0), "depth": BLOCKS, "joints": np.array([0.5, -1.0], np.float32),
+           "action_mask": np.array([1, 0], np.int8)}
+    space = spaces.Dict({"camera": spaces.Box(0, 255, (3, 4, 6), np.uint8),
+                         "depth": spaces.Box(0, 255, (4, 6), np.uint8),
+                         "joints": spaces.Box(-1, 1, (2,), np.float32), "action_mask": spaces.MultiBinary(2)})
+    env = TransformFrames(_Still(obs, space), resize=(2, 3), grayscale=True)
+    assert {k: s.shape for k, s in env.observation_space.items()} == {
+        "camera": (2, 3), "depth": (2, 3), "joints": (2,), "action_mask": (2,)}
+    out = env.reset()[0]
+    small = [[3, 10, 20], [30, 40, 50]]  # (a gray pixel (v, v, v) weighs to v: the weights sum to 1)
+    np.testing.assert_array_equal(out["camera"], small)
+    np.testing.assert_array_equal(out["depth"], small)
+    assert out["joints"] is obs["joints"] and out["action_mask"] is obs["action_mask"]
+    env = TransformFrames(_Still(obs, space), grayscale=True)  # (the gray depth image has nothing to lose)
+    assert env.observation_space["depth"].shape == (4, 6) and env.observation_space["camera"].shape == (4, 6)
+    assert env.observation_space.contains(env.reset()[0])
+
+
 def test_a_dicts_entries_are_stacked_each_and_its_action_mask_is_not():
     envs = make_vector_env("ppo2test/MaskedChoice-v0", 1, frame_stack=3)  # ({'obs': (d,) target, 'action_mask'})
     space = envs.single_observation_space
@@ -143,8 +218,9 @@ def test_resize_takes_the_sides_a_policy_takes():
 
 
 @pytest.mark.parametrize("env_id, kwargs, message", [
-    ("CartPole-v1", {"resize": [36, 36]}, r"resize takes image observations .*got Box"),
-    ("CartPole-v1", {"grayscale": True}, r"grayscale takes image observations"),
+    ("CartPole-v1", {"resize": [36, 36]}, r"resize takes image observations: a uint8 Box .*got Box"),
+    ("CartPole-v1", {"grayscale": True}, r"grayscale takes RGB frames \(\(H, W, 3\) or \(3, H, W\)\)"),
+    ("ppo2test/MaskedChoice-v0", {"resize": [8, 8]}, r"resize takes image observations.*or a Dict with such an entry"),
     ("ppo2test/IntegerIdentity-v0", {"kind": "dict", "frame_stack": 2},
      r"frame_stack takes vector or image observations .*got Discrete.* in the Dict's 'target'"),
 ])
@@ -152,7 +228,7 @@ def test_an_option_the_env_cannot_take_is_refused_naming_the_env(env_id, kwargs,
     for make in (lambda: make_vector_env(env_id, 1, **kwargs), lambda: make_env(env_id, **kwargs)):
         with pytest.raises(ValueError, match=f"{env_id} was made with the arguments .*{message}"):
             make()
-    with pytest.raises(ValueError, match=r"grayscale takes RGB frames of shape \(H, W, 3\), got \(40, 40\)"):
+    with pytest.raises(ValueError, match=r"grayscale takes RGB frames .*got Box\(0, 255, \(40, 40\), uint8\)"):
         make_env("ppo2test/Frames-v0", shape=(40, 40), grayscale=True)  # (gray frames already)
 
 

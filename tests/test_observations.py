@@ -57,7 +57,7 @@ def test_unsupported_spaces_are_named(space, message):
 
 
 def test_small_images_are_refused_by_the_cnn_with_a_way_out():
-    with pytest.raises(ValueError, match=r"at least 36x36 pixels, got 20x20.*ResizeObservation"):
+    with pytest.raises(ValueError, match=r"at least 36x36 pixels, got 20x20; resize them \(`--env-kwargs resize=\[84,84\]`"):
         PPO2(observation_space=spaces.Box(0, 255, (20, 20, 3), np.uint8))
 
 
