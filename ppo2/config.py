@@ -49,7 +49,7 @@ class TrainConfig:
         "arguments for the env's constructor, KEY=VALUE each (continuous=True, map_name=8x8; values read as JSON or "
         "Python literals, else as text): recorded with the policy, and passed wherever it plays (ppo2/env_kwargs.py); "
         "any non-ALE env also takes ppo2's frame_skip=N, resize=[H,W], grayscale=True and frame_stack=K "
-        "(ppo2/obs_wrappers.py)"),
+        "(ppo2/obs_wrappers.py), but a name its constructor takes is the constructor's (MuJoCo's frame_skip)"),
         "shown_default": "none"})
     algo: str = _f("ppo", "ppo (clipped surrogate, several epochs) or a2c (one epoch, one minibatch, no clipping)",
                    choices=("ppo", "a2c"))

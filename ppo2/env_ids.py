@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import functools
 
-__all__ = ["ENV_ALIASES", "ale_games", "canonical_env_id", "close_names", "is_atari", "legacy_ale_game"]
+__all__ = ["ENV_ALIASES", "ale_games", "canonical_env_id", "close_names", "constructor_parameters", "is_atari",
+           "legacy_ale_game"]
 
 # Short names for the Atari games with presets and zoo entries: `train.py --env Pong`, `pretrained='Pong'`. Every
 # other game's name works the same way (canonical_env_id: `--env SpaceInvaders` is ALE/SpaceInvaders-v5).
@@ -80,3 +81,20 @@ def legacy_ale_game(env_id) -> str | None:
     if match is None or (match[2], match[3]) == ("NoFrameskip", "4") or match[1] not in ale_games():
         return None
     return match[1]
+
+
+def constructor_parameters(env_id: str) -> frozenset[str]:
+    """The arguments a registered env's constructor names in its signature (empty where it takes only `**kwargs`, or
+    where the id is not registered). Imports gymnasium and the env's own module (as making it would), never a module
+    that a "module:EnvId" id names: such an id is looked up only if its module has registered it already."""
+    import inspect
+
+    import gymnasium as gym
+
+    try:
+        entry_point = gym.spec(canonical_env_id(env_id).rpartition(":")[2]).entry_point
+        creator = entry_point if callable(entry_point) else gym.envs.registration.load_env_creator(entry_point)
+        params = inspect.signature(creator).parameters.values()
+    except (gym.error.Error, ImportError, AttributeError, TypeError, ValueError):
+        return frozenset()
+    return frozenset(p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY))

@@ -6,7 +6,8 @@ They are part of what a policy was trained on, so the trainer records them with 
 config.json is untrusted input: the kwargs are plain JSON data, checked here before any env sees them, and nothing in
 them is imported or executed. ppo2's own options for an env's frames (`frame_skip`, `resize`, `grayscale`,
 `frame_stack`: OBS_OPTIONS, ppo2/obs_wrappers.py) travel with them for any env but an ALE game, whose options are
-ALE_ENV_KWARGS. No gymnasium import here (`ppo2.config` validates with it at no import cost).
+ALE_ENV_KWARGS, unless the env's constructor takes an argument of that name itself (`frame_options`). No gymnasium
+import here unless such a name is given (`ppo2.config` validates with it at no import cost).
 """
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ import json
 import math
 from typing import Any
 
-from .env_ids import canonical_env_id, is_atari
+from .env_ids import canonical_env_id, constructor_parameters, is_atari
 
 __all__ = ["parse_env_kwargs", "validate_env_kwargs", "policy_env_kwargs", "env_kwargs_text", "ALE_ENV_KWARGS",
            "OBS_OPTIONS", "RESERVED_ENV_KWARGS", "frame_options"]
@@ -124,8 +125,11 @@ def validate_env_kwargs(kwargs: Any, env_id: str | None = None, where: str = "en
             if key not in ALE_ENV_KWARGS:
                 raise ValueError(f"{where}: {env_id} takes {sorted(ALE_ENV_KWARGS)} (its frames are always 84x84 "
                                  f"gray, 4 stacked, as the policy saw them in training), got {key!r}")
-    table = ALE_ENV_KWARGS if env_id is not None and is_atari(env_id) else OBS_OPTIONS
-    for key in [k for k in kwargs if k in table]:
+    if env_id is not None and is_atari(env_id):
+        table, checked = ALE_ENV_KWARGS, [k for k in kwargs if k in ALE_ENV_KWARGS]
+    else:
+        table, checked = OBS_OPTIONS, list(frame_options(kwargs, env_id))
+    for key in checked:
         check, expected = table[key]
         if not check(kwargs[key]):  # (ALE: the two pipelines differ in what else they would take, or when they fail)
             raise ValueError(f"{where}[{key!r}] must be {expected}{f' for {env_id}' if env_id else ''}, "
@@ -157,11 +161,16 @@ def _check_value(value: Any, where: str, depth: int) -> None:
 
 
 def frame_options(kwargs: dict[str, Any] | None, env_id: str | None) -> dict[str, Any]:
-    """Those of an env's arguments that are ppo2's own options for its frames (OBS_OPTIONS), not its constructor's;
-    none for an ALE game, whose frames are fixed."""
+    """Those of an env's arguments that are ppo2's own options for its frames (OBS_OPTIONS): named as one, and not an
+    argument `env_id`'s constructor takes itself (MuJoCo's `frame_skip`: the env's own meaning wins, as in RL-Zoo's
+    env_kwargs); none for an ALE game, whose frames are fixed."""
     if env_id is not None and is_atari(env_id):
         return {}
-    return {k: v for k, v in (kwargs or {}).items() if k in OBS_OPTIONS}
+    named = {k: v for k, v in (kwargs or {}).items() if k in OBS_OPTIONS}
+    if named and env_id is not None:  # (gymnasium imported only where such a name is given)
+        own = constructor_parameters(env_id)
+        named = {k: v for k, v in named.items() if k not in own}
+    return named
 
 
 def env_kwargs_text(kwargs: dict[str, Any]) -> str:

@@ -100,7 +100,7 @@ def make_vector_env(env_id: str, num_envs: int, vectorization: str = "auto", **k
     spec = _atari_spec(check_env_id(env_id))
     env_id = spec.id
     given = dict(kwargs)  # (the caller's, for messages: not ppo2's own additions below)
-    wrappers = [] if is_atari(env_id) else pop_obs_wrappers(kwargs)  # (frame_stack, ...: each env wrapped)
+    wrappers = [] if is_atari(env_id) else pop_obs_wrappers(kwargs, env_id)  # (frame_stack, ...: each env wrapped)
     if vectorization == "auto":
         own = spec.vector_entry_point is not None and "render_mode" not in kwargs and not wrappers
         mode = "vector_entry_point" if own else "sync"
@@ -215,7 +215,7 @@ def make_env(env_id: str, **kwargs) -> gym.Env:
     spec = check_env_id(env_id)
     if not is_atari(spec.id):
         given = dict(kwargs)
-        wrappers = pop_obs_wrappers(kwargs)
+        wrappers = pop_obs_wrappers(kwargs, spec.id)
         with _constructor_arguments(spec.id, given):
             env = gym.make(spec.id, **kwargs)
             for wrap in wrappers:

@@ -3,7 +3,9 @@ grayscale wrappers do, recorded with the policy so that it plays the env as it w
 
 They travel with the env's constructor arguments (`--env-kwargs frame_stack=4 grayscale=True resize=[64,64]`,
 `env_kwargs.OBS_OPTIONS` checks them) because they are part of the env the policy plays; `ppo2.envs` takes them out
-before the constructor sees them and wraps each env, in this order:
+before the constructor sees them and wraps each env, in this order. An env whose constructor takes an argument of one
+of these names itself (MuJoCo's `frame_skip`, which sets the simulation's time step) gets it instead, as RL-Zoo's
+`env_kwargs` would give it.
 
 - `frame_skip=n`: each action repeated n steps, their rewards summed, stopping where the episode ends
   (`SkipFrames`; RL-Zoo's FrameSkip, which its CarRacing settings use with n=2).
@@ -27,6 +29,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
+from .env_kwargs import frame_options
 from .masks import MASK_KEY
 from .observations import _image_spec, is_image_space
 
@@ -198,11 +201,15 @@ class TransformFrames(gym.ObservationWrapper):
         return {key: self._maps[key](value) if key in self._maps else value for key, value in obs.items()}
 
 
-def pop_obs_wrappers(kwargs: dict) -> list[Callable[[gym.Env], gym.Env]]:
-    """Take ppo2's options for the frames (already checked: `env_kwargs.validate_env_kwargs`) out of an env's
-    arguments; the wrappers they ask for, in the order each env gets them."""
-    resize, grayscale, stack = kwargs.pop("resize", None), kwargs.pop("grayscale", False), kwargs.pop("frame_stack", 1)
-    skip = kwargs.pop("frame_skip", 1)
+def pop_obs_wrappers(kwargs: dict, env_id: str) -> list[Callable[[gym.Env], gym.Env]]:
+    """Take ppo2's options for the frames (already checked: `env_kwargs.validate_env_kwargs`) out of `env_id`'s
+    arguments, leaving any its constructor takes itself (`env_kwargs.frame_options`); the wrappers they ask for, in
+    the order each env gets them."""
+    options = frame_options(kwargs, env_id)
+    for key in options:
+        del kwargs[key]
+    resize, grayscale = options.get("resize"), options.get("grayscale", False)
+    stack, skip = options.get("frame_stack", 1), options.get("frame_skip", 1)
     wrappers = [] if skip == 1 else [lambda env: SkipFrames(env, skip)]
     if resize is not None or grayscale:
         wrappers.append(lambda env: TransformFrames(env, resize, grayscale))

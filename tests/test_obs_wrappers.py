@@ -10,10 +10,10 @@ from gymnasium import spaces
 
 import toy_envs  # noqa: F401  (registers ppo2test/*)
 from ppo2 import PPO2
-from ppo2.env_kwargs import validate_env_kwargs
+from ppo2.env_kwargs import frame_options, validate_env_kwargs
 from ppo2.envs import make_env, make_vector_env
 from ppo2.evaluate import evaluate_policy
-from ppo2.obs_wrappers import StackFrames, TransformFrames
+from ppo2.obs_wrappers import SkipFrames, StackFrames, TransformFrames
 from ppo2.trainer import train
 
 
@@ -230,6 +230,44 @@ def test_an_option_the_env_cannot_take_is_refused_naming_the_env(env_id, kwargs,
             make()
     with pytest.raises(ValueError, match=r"grayscale takes RGB frames .*got Box\(0, 255, \(40, 40\), uint8\)"):
         make_env("ppo2test/Frames-v0", shape=(40, 40), grayscale=True)  # (gray frames already)
+
+
+class _OwnStack(_Frames):
+    """An env whose constructor takes `frame_stack` itself (its own meaning: here, the frames' shade)."""
+
+    def __init__(self, frame_stack=1):
+        super().__init__((40, 40))
+        self.shade = frame_stack
+
+
+if "ppo2test/OwnStack-v0" not in gym.registry:
+    gym.register("ppo2test/OwnStack-v0", entry_point=_OwnStack)
+
+
+def test_an_argument_the_constructor_takes_itself_is_the_constructors():
+    """MuJoCo's `frame_skip` sets its simulation's time step (RL-Zoo passes env_kwargs to the constructor); ppo2's
+    SkipFrames, which repeats an action and sums its rewards, would be another env. A name the constructor does not
+    take stays ppo2's."""
+    cheetah = make_env("HalfCheetah-v5", frame_skip=10, frame_stack=2)
+    assert cheetah.unwrapped.frame_skip == 10 and cheetah.unwrapped.dt == pytest.approx(0.1)
+    assert isinstance(cheetah, StackFrames) and not any(isinstance(w, SkipFrames) for w in _chain(cheetah))
+    assert cheetah.observation_space.shape == (34,)  # (17 numbers, two frames)
+    envs = make_vector_env("HalfCheetah-v5", 1, frame_skip=10)
+    assert envs.envs[0].unwrapped.frame_skip == 10 and envs.single_observation_space.shape == (17,)
+    assert frame_options({"frame_skip": 10, "frame_stack": 2}, "HalfCheetah-v5") == {"frame_stack": 2}
+    assert validate_env_kwargs({"frame_skip": 100}, "HalfCheetah-v5") == {"frame_skip": 100}  # (not ppo2's range)
+    with pytest.raises(ValueError, match=r"\['frame_skip'\] must be an int in \[1, 64\] for CartPole-v1"):
+        validate_env_kwargs({"frame_skip": 100}, "CartPole-v1")
+    own = make_env("ppo2test/OwnStack-v0", frame_stack=3)
+    assert own.unwrapped.shade == 3 and own.observation_space.shape == (40, 40)
+    assert not isinstance(make_env("CartPole-v1", frame_skip=2).unwrapped, SkipFrames)
+    assert isinstance(make_env("CartPole-v1", frame_skip=2), SkipFrames)
+
+
+def _chain(env):
+    while isinstance(env, gym.Wrapper):
+        yield env
+        env = env.env
 
 
 def test_stacking_lets_a_feed_forward_policy_solve_cartpole_without_velocities(tmp_path):
