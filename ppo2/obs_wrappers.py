@@ -152,6 +152,10 @@ class _FrameMap:
             shape = tuple(resize) + shape[2:] if self.channels_last else shape[:1] + tuple(resize)
         if grayscale:
             shape = shape[:2] if self.channels_last else shape[1:]
+        if len(shape) == 3 and _image_spec(shape)["channels_last"] != self.channels_last:
+            raise ValueError(f"resize={list(resize)} would turn {space.shape} frames into {shape}, whose channel axis "
+                             "reads the other way (ppo2 takes the smaller end as the channels): choose sides larger "
+                             "than the channel count")
         self.space = spaces.Box(0, 255, shape, np.uint8)
 
     def __call__(self, frame: np.ndarray) -> np.ndarray:

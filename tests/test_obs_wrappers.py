@@ -127,6 +127,12 @@ def test_resize_averages_each_area_and_keeps_the_layout(layout):
     np.testing.assert_array_equal(env.reset()[0], want)
 
 
+def test_a_resize_that_would_flip_the_channel_axis_is_refused():
+    with pytest.raises(ValueError, match=r"resize=\[2, 2\] would turn \(4, 6, 3\) frames into \(2, 2, 3\), whose "
+                                         r"channel axis reads the other way"):
+        TransformFrames(_image(np.zeros((4, 6, 3), np.uint8)), resize=(2, 2))
+
+
 @pytest.mark.parametrize("channels_last", [True, False])
 def test_grayscale_weighs_red_green_and_blue_as_bt709(channels_last):
     rgb = np.zeros((4, 4, 3), np.uint8)
