@@ -187,6 +187,25 @@ def test_a_dicts_entries_are_stacked_each_and_its_action_mask_is_not():
     assert model.predict(obs)[0].shape == (1,)
 
 
+def test_a_dict_policy_trains_and_plays_on_resized_stacked_camera_frames(tmp_path):
+    """PixelMasked-v0: a (36, 36, 1) screen beside a vector and an action mask; resized to 40x48 and stacked, trained
+    for two updates, saved and played back from its directory with the recorded options."""
+    run = tmp_path / "run"
+    kwargs = {"resize": [40, 48], "frame_stack": 2}
+    train("ppo2test/PixelMasked-v0", env_kwargs=kwargs, total_timesteps=256, num_envs=2, num_steps=64,
+          num_minibatches=2, seed=0, output_dir=str(run), progress=False, tensorboard=False, plot=False,
+          eval_episodes=2)
+    model = PPO2.from_pretrained(run)
+    env = model.make_env()
+    assert {k: s.shape for k, s in env.observation_space.items()} == {"screen": (40, 48, 2), "pos": (6,),
+                                                                       "action_mask": (3,)}
+    obs, _ = env.reset(seed=0)
+    assert (obs["screen"][..., 0] == 0).all() and obs["screen"][..., 1].max() == 255  # (zeros, then the first)
+    action = model.predict(obs, action_masks=obs["action_mask"])[0]
+    assert obs["action_mask"][action] == 1
+    assert evaluate_policy(model, "ppo2test/PixelMasked-v0", n_episodes=2, seed=0)["n_episodes"] == 2
+
+
 def test_the_trainers_frames_are_the_ones_make_env_gives():
     kwargs = dict(frame_stack=3)
     envs = make_vector_env("CartPoleNoVel-v1", 1, **kwargs)
