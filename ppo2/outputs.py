@@ -23,17 +23,70 @@ import csv
 import os
 import subprocess
 import sys
+import time
+from typing import Callable, TextIO
 from pathlib import Path
 
 from .companion import FINISHED
 from .io import atomic_write_json
 from .rundir import RunLock, clear_run, repair_metrics
 
-__all__ = ["METRICS", "RunOutputs"]
+__all__ = ["METRICS", "LineProgress", "RunOutputs", "format_duration"]
 
 METRICS = ("update", "global_step", "time_s", "sps", "episode_return", "episode_length", "episodes",
            "eval_return", "eval_std", "learning_rate", "clip_range", "loss", "pg_loss", "value_loss",
            "entropy", "approx_kl", "clip_fraction", "explained_variance", "epochs")
+
+
+def format_duration(seconds: float | None) -> str:
+    """A wall time as people read it: 81 s, 18 min, 7.9 h."""
+    if seconds is None:
+        return "-"
+    if seconds < 120:
+        return f"{seconds:,.0f} s"
+    return f"{seconds / 60:,.0f} min" if seconds < 120 * 60 else f"{seconds / 3600:,.1f} h"
+
+
+class LineProgress:
+    """The progress bar's stand-in where its output goes to a file (a run under nohup, a batch job): one line at most
+    every `interval` seconds and one at the end, not a bar redrawn in place. tqdm's calls (update, set_postfix,
+    close), so the trainer drives either the same way:
+
+        Pong: 595,968/10,000,000 steps (6.0%), 342 steps/s, return 15.4, eval 14.0, 47 min in, ~7.6 h to go
+    """
+
+    def __init__(self, total: int, initial: int = 0, desc: str = "", interval: float = 60.0,
+                 file: TextIO | None = None, clock: Callable[[], float] = time.monotonic):
+        self.total, self.n, self.desc, self.interval = int(total), int(initial), desc, float(interval)
+        self.file, self.clock = file, clock
+        self.start_n, self.start = self.n, clock()
+        self.last = self.start
+        self.postfix: dict = {}
+
+    def update(self, n: int) -> None:
+        self.n += int(n)
+
+    def set_postfix(self, refresh: bool = False, **fields) -> None:
+        self.postfix = fields
+        if self.clock() - self.last >= self.interval:
+            self._line()
+
+    def close(self) -> None:
+        if self.n > self.start_n:
+            self._line()
+
+    def _line(self) -> None:
+        now = self.clock()
+        self.last = now
+        elapsed = now - self.start
+        text = f"{self.desc}: {self.n:,}/{self.total:,} steps ({100 * self.n / max(self.total, 1):.1f}%)"
+        text += "".join(f", {value} {name}" if name == "steps/s" else f", {name} {value}"
+                        for name, value in self.postfix.items())
+        text += f", {format_duration(elapsed)} in"
+        rate = (self.n - self.start_n) / elapsed if elapsed > 0 else 0.0
+        if self.n < self.total and rate > 0:
+            text += f", ~{format_duration((self.total - self.n) / rate)} to go"
+        print(text, file=self.file or sys.stderr, flush=True)
 
 
 class RunOutputs:

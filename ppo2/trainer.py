@@ -42,7 +42,7 @@ from .model import PPO2
 from .moments import pooled_sums
 from .observations import tree_map, vector_part
 from .optim import AdamState
-from .outputs import METRICS, RunOutputs
+from .outputs import METRICS, LineProgress, RunOutputs
 from .rundir import holds_run, provenance
 from .speed import NUMPY_MAX_BATCH, limit_blas_threads, numpy_policy, preprocess_once
 from .update import Batch, SequenceBatch, explained_variance, ppo_update
@@ -364,7 +364,10 @@ class Trainer:
                 self._log(stats, ev, lr, clip, sps, time.perf_counter() - start)
                 if bar is not None:
                     bar.update(cfg.batch_size)
-                    bar.set_postfix(sps=f"{sps:,.0f}", ret=f"{self.collector.recent_return():.1f}", refresh=False)
+                    shown = {"steps/s": f"{sps:,.0f}", "return": f"{self.collector.recent_return():.1f}"}
+                    if self.last_eval is not None:  # (the latest evaluation's mean)
+                        shown["eval"] = f"{self.last_eval['mean_reward']:.1f}"
+                    bar.set_postfix(refresh=False, **shown)
 
                 stop_requested = self.dist.any(self._stop_signal is not None)
                 if stop_requested:
@@ -630,10 +633,13 @@ class Trainer:
     def _progress_bar(self):
         if not (self.config.progress and self.dist.is_main):
             return None
+        total = self.config.num_updates * self.config.batch_size
+        if not sys.stderr.isatty():  # (a run in the background, its output in a file: lines, not a bar's redraws)
+            return LineProgress(total, initial=self.global_step, desc=self.config.env_id)
         from tqdm.auto import tqdm
 
-        return tqdm(total=self.config.num_updates * self.config.batch_size, initial=self.global_step, unit="step",
-                    unit_scale=True, dynamic_ncols=True, desc=self.config.env_id, mininterval=0.5)
+        return tqdm(total=total, initial=self.global_step, unit="step", unit_scale=True, dynamic_ncols=True,
+                    desc=self.config.env_id, mininterval=0.5)
 
     def _open_outputs(self) -> None:
         if self.dist.is_main:

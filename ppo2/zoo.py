@@ -14,6 +14,7 @@ from .env_ids import canonical_env_id, close_names
 from .hf_hub import CONFIG_NAME, WEIGHTS_NAME, build_model, names_a_local_path, split_config
 from .io import read_json
 from .model import PPO2
+from .outputs import format_duration
 
 __all__ = ["WEIGHTS_DIR", "DEFAULT_ENV", "load_zoo", "load_pretrained", "zoo_entry", "is_zoo_id", "zoo_table",
            "ZOO_TABLE_BEGIN", "ZOO_TABLE_END"]
@@ -118,15 +119,6 @@ ZOO_TABLE_BEGIN = "<!-- zoo table: generated from weights/zoo.json by scripts/ad
 ZOO_TABLE_END = "<!-- end of zoo table -->"
 
 
-def _duration(seconds: float | None) -> str:
-    """A wall time as the README's zoo table shows it: 81 s, 18 min, 7.9 h."""
-    if seconds is None:
-        return "-"
-    if seconds < 120:
-        return f"{seconds:,.0f} s"
-    return f"{seconds / 60:,.0f} min" if seconds < 120 * 60 else f"{seconds / 3600:,.1f} h"
-
-
 def zoo_table(weights_dir: str | os.PathLike | None = None) -> str:
     """The README's table of shipped policies, in Markdown, from the index alone (the README shows this text)."""
     rows = ["| env | return (100 episodes) | fresh episodes (1,000 unless noted) | published PPO | steps | train time | replay |",
@@ -137,7 +129,7 @@ def zoo_table(weights_dir: str | os.PathLike | None = None) -> str:
         if fresh:
             n = fresh.get("n_episodes", 1000)
             fresh_text = f"{fresh['mean_reward']:,.1f}" + ("" if n == 1000 else f" ({n:,} episodes)")
-        took = _duration(e.get("run_wall_time_s"))
+        took = format_duration(e.get("run_wall_time_s"))
         played = "" if ev.get("deterministic", True) else " (sampled actions)"
         rows.append(f"| {env_id} | {ev['mean_reward']:,.1f} +/- {ev['std_reward']:,.1f}{played} | {fresh_text} | "
                     f"{e.get('rl_zoo_ppo') or '-'} | {e.get('training_steps', 0):,} | {took} | "

@@ -320,6 +320,40 @@ def test_run_outputs(tmp_path):
     assert hub_load("ppo2", pretrained=str(out)).input_dim == 4
 
 
+def test_progress_in_a_file_is_a_line_a_minute_with_the_time_to_go():
+    import io
+
+    from ppo2.outputs import LineProgress
+
+    now = [100.0]
+    out = io.StringIO()
+    bar = LineProgress(10_000, initial=1_000, desc="Pong", interval=60, file=out, clock=lambda: now[0])
+    for _ in range(3):  # 3 x 1,000 steps in 30 s: not a minute yet
+        now[0] += 10
+        bar.update(1_000)
+        bar.set_postfix(**{"steps/s": "100", "return": "-20.5"})
+    assert out.getvalue() == ""
+    now[0] += 30  # 4,000 steps in 60 s (66.7/s): 5,000 steps to go, 75 s
+    bar.update(1_000)
+    bar.set_postfix(**{"steps/s": "100", "return": "-19.0", "eval": "-18.0"})
+    assert out.getvalue() == ("Pong: 5,000/10,000 steps (50.0%), 100 steps/s, return -19.0, eval -18.0, 60 s in, "
+                              "~75 s to go\n")
+    now[0] += 5
+    bar.update(5_000)
+    bar.close()  # (the last line, however soon: the end has no time to go)
+    assert out.getvalue().splitlines()[-1] == ("Pong: 10,000/10,000 steps (100.0%), 100 steps/s, return -19.0, "
+                                               "eval -18.0, 65 s in")
+
+
+def test_a_run_whose_output_goes_to_a_file_prints_lines_not_a_bar(tmp_path, capsys):
+    train("CartPole-v1", output_dir=str(tmp_path / "o"), total_timesteps=8 * 32 * 2, num_envs=8, num_steps=32,
+          eval_interval=1, tensorboard=False, plot=False, progress=True, stop_at_target=False)
+    err = capsys.readouterr().err
+    assert "\r" not in err
+    assert err.splitlines()[-1].startswith("CartPole-v1: 512/512 steps (100.0%), ")
+    assert ", eval " in err.splitlines()[-1]
+
+
 def test_the_learning_curve_says_how_the_evaluations_played(tmp_path, monkeypatch):
     """A run evaluated on sampled actions (--no-eval-deterministic, the Atari zoo's protocol) had its evaluations
     labelled 'deterministic' on its learning curve: the label now follows the run's configuration, from the trainer

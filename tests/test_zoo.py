@@ -354,9 +354,9 @@ def test_replay_as_mp4(tmp_path):
 
 def test_train_time_reads_in_the_unit_it_needs():
     """The zoo table's train time: seconds under 2 minutes, minutes under 2 hours, then hours (an Atari run)."""
-    from ppo2.zoo import _duration
+    from ppo2.outputs import format_duration
 
-    assert [_duration(t) for t in (None, 38.4, 119.4, 120, 1079, 7199, 7200, 28512)] == [
+    assert [format_duration(t) for t in (None, 38.4, 119.4, 120, 1079, 7199, 7200, 28512)] == [
         "-", "38 s", "119 s", "2 min", "18 min", "120 min", "2.0 h", "7.9 h"]
 
 
