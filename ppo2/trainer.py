@@ -634,7 +634,8 @@ class Trainer:
         if not (self.config.progress and self.dist.is_main):
             return None
         total = self.config.num_updates * self.config.batch_size
-        if not sys.stderr.isatty():  # (a run in the background, its output in a file: lines, not a bar's redraws)
+        if not sys.stderr.isatty() and "ipykernel" not in sys.modules:  # (output to a file: lines, not redraws;
+            # a notebook's stderr is no terminal either, but tqdm.auto draws its widget there)
             return LineProgress(total, initial=self.global_step, desc=self.config.env_id)
         from tqdm.auto import tqdm
 

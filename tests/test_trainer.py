@@ -354,6 +354,19 @@ def test_a_run_whose_output_goes_to_a_file_prints_lines_not_a_bar(tmp_path, caps
     assert ", eval " in err.splitlines()[-1]
 
 
+def test_a_notebook_keeps_its_progress_widget(monkeypatch):
+    from types import SimpleNamespace
+
+    from ppo2.outputs import LineProgress
+
+    run = SimpleNamespace(config=TrainConfig(progress=True), dist=SimpleNamespace(is_main=True), global_step=0)
+    assert isinstance(Trainer._progress_bar(run), LineProgress)  # (pytest's stderr is no terminal)
+    monkeypatch.setitem(sys.modules, "ipykernel", SimpleNamespace())
+    bar = Trainer._progress_bar(run)
+    assert not isinstance(bar, LineProgress) and type(bar).__module__.startswith("tqdm")
+    bar.close()
+
+
 def test_the_learning_curve_says_how_the_evaluations_played(tmp_path, monkeypatch):
     """A run evaluated on sampled actions (--no-eval-deterministic, the Atari zoo's protocol) had its evaluations
     labelled 'deterministic' on its learning curve: the label now follows the run's configuration, from the trainer
