@@ -264,12 +264,15 @@ def model_card(repo_id: str, env_id: str, results: dict | None, train_config: di
         "done = False",
     ]
     masks = ", action_masks=env.get_wrapper_attr(\"action_masks\")()" if env_masks else ""
+    # (the usage plays as the evaluation above did: an Atari policy's score is of sampled actions, as RL-Zoo's)
+    deterministic = "True" if results is None or results.get("deterministic", True) else "False"
     if recurrent:  # stable-baselines3's RecurrentPPO contract: the LSTM state in and out, zeroed at episode starts
         body += ["state, start = None, True", "while not done:",
-                 f"    action, state = model.predict(obs, state=state, episode_start=[start], deterministic=True{masks})",
+                 f"    action, state = model.predict(obs, state=state, episode_start=[start], "
+                 f"deterministic={deterministic}{masks})",
                  "    start = False"]
     else:
-        body += ["while not done:", f"    action, _ = model.predict(obs, deterministic=True{masks})"]
+        body += ["while not done:", f"    action, _ = model.predict(obs, deterministic={deterministic}{masks})"]
     body += [
         "    obs, reward, terminated, truncated, _ = env.step(action)",
         "    done = terminated or truncated",

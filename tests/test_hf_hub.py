@@ -200,6 +200,8 @@ def test_model_card_metadata_parses_as_the_hub_reads_it():
     sampled = model_card("someone/x", "ALE/Pong-v5", {"mean_reward": 20.9, "std_reward": 0.3, "n_episodes": 100,
                                                       "seed": 0, "deterministic": False})
     assert "100 sampled-action episodes (seeds 0..99)" in sampled  # (RL-Zoo's way to play Atari: said as it was)
+    assert "model.predict(obs, deterministic=False)" in sampled  # (and its usage plays that way)
+    assert "model.predict(obs, deterministic=True)" in card.text
 
 
 @pytest.mark.parametrize("env_id, recurrent, env_masks", [("CartPoleNoVel-v1", True, False),
