@@ -73,9 +73,9 @@ class LineProgress:
 
     def close(self) -> None:
         if self.n > self.start_n:
-            self._line()
+            self._line(final=True)
 
-    def _line(self) -> None:
+    def _line(self, final: bool = False) -> None:
         now = self.clock()
         self.last = now
         elapsed = now - self.start
@@ -84,7 +84,7 @@ class LineProgress:
                         for name, value in self.postfix.items())
         text += f", {format_duration(elapsed)} in"
         rate = (self.n - self.start_n) / elapsed if elapsed > 0 else 0.0
-        if self.n < self.total and rate > 0:
+        if not final and self.n < self.total and rate > 0:  # (a run that ends early, at its target, has none)
             text += f", ~{format_duration((self.total - self.n) / rate)} to go"
         print(text, file=self.file or sys.stderr, flush=True)
 

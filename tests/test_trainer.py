@@ -339,9 +339,9 @@ def test_progress_in_a_file_is_a_line_a_minute_with_the_time_to_go():
     assert out.getvalue() == ("Pong: 5,000/10,000 steps (50.0%), 100 steps/s, return -19.0, eval -18.0, 60 s in, "
                               "~75 s to go\n")
     now[0] += 5
-    bar.update(5_000)
-    bar.close()  # (the last line, however soon: the end has no time to go)
-    assert out.getvalue().splitlines()[-1] == ("Pong: 10,000/10,000 steps (100.0%), 100 steps/s, return -19.0, "
+    bar.update(4_000)
+    bar.close()  # (the last line, however soon; a run that stops early, at its target, has no time to go)
+    assert out.getvalue().splitlines()[-1] == ("Pong: 9,000/10,000 steps (90.0%), 100 steps/s, return -19.0, "
                                                "eval -18.0, 65 s in")
 
 
