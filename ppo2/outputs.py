@@ -24,8 +24,8 @@ import os
 import subprocess
 import sys
 import time
-from typing import Callable, TextIO
 from pathlib import Path
+from typing import Callable, TextIO
 
 from .companion import FINISHED
 from .io import atomic_write_json
