@@ -85,7 +85,11 @@ def test_entry_matches_files_and_model(env_id):
 # and 0.62 standard errors). So the tolerance is 2% of the goal or 3 standard errors of the recorded mean,
 # whichever is wider, and the score must still meet the goal. A pixel entry's 100 episodes (thousands of CNN steps
 # each) would take minutes: CI replays the shorter evaluation recorded beside them (`eval_check`, seeds 0..9), and
-# the goal is the recorded 100 episodes' (test_entry_matches_files_and_model).
+# the goal is the recorded 100 episodes' (test_entry_matches_files_and_model). Elsewhere those few episodes are drawn
+# again too, so they are held to the 100 recorded ones, the best estimate of what the policy scores: within 3
+# standard errors of the difference of the two means (Pong: 10 sampled games, std 3.0, +/- 3.0 around 18.9; held to
+# the 10 recorded games' own mean, 18.2 +/- 1.6, a policy that scores its 300 recorded games' 19.1 would fail about
+# one time in six).
 @pytest.mark.parametrize("env_id", sorted(GOALS))
 def test_recorded_score_reproduces(env_id):
     """The pinned score is the recorded one: exactly where the platform fingerprint matches the entry's, else
@@ -100,8 +104,13 @@ def test_recorded_score_reproduces(env_id):
     recorded, here = entry["platform"], platform_fingerprint()
     if all(recorded.get(k) == here[k] for k in REPRODUCTION_KEYS):
         assert (res["mean_reward"], res["std_reward"]) == (recorded_eval["mean_reward"], recorded_eval["std_reward"])
-    tolerance = max(0.02 * abs(GOALS[env_id]), 3 * recorded_eval["std_reward"] / n ** 0.5)
-    assert res["mean_reward"] == pytest.approx(recorded_eval["mean_reward"], abs=tolerance)
+    if recorded_eval is entry["eval"]:
+        tolerance = max(0.02 * abs(GOALS[env_id]), 3 * recorded_eval["std_reward"] / n ** 0.5)
+        assert res["mean_reward"] == pytest.approx(recorded_eval["mean_reward"], abs=tolerance)
+    else:
+        full = entry["eval"]
+        tolerance = 3 * full["std_reward"] * (1 / n + 1 / full["n_episodes"]) ** 0.5
+        assert res["mean_reward"] == pytest.approx(full["mean_reward"], abs=tolerance)
     if recorded_eval is entry["eval"]:
         assert res["mean_reward"] >= GOALS[env_id]
 
