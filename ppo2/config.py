@@ -115,7 +115,8 @@ class TrainConfig:
     eval_interval: int = _f(10, "evaluate every this many updates and after the last one (0: never)")
     eval_episodes: int = _f(10, "episodes per evaluation")
     eval_deterministic: bool = _f(True, "evaluations play the most likely action; --no-eval-deterministic samples "
-                                        "them, drawn from the evaluation's seed (RL-Zoo evaluates Atari that way)")
+                                        "them, drawn from the evaluation's seed (RL-Zoo evaluates Atari that way, and "
+                                        "so do the Atari presets)")
     eval_seed: int = _f(1_000_000, "seed of the evaluation episodes (separate environments)")
     target_reward: Optional[float] = _f(None, "stop once the evaluation mean reaches this (default: the env's reward threshold)")
     confirm_episodes: int = _f(100, "an evaluation that reaches target_reward counts (and stops the run) only once "
@@ -289,6 +290,9 @@ ATARI_PPO: dict = dict(
     learning_rate=2.5e-4, anneal_lr=True, clip_range=0.1, anneal_clip_range=True, gamma=0.99, gae_lambda=0.95,
     ent_coef=0.01, vf_coef=0.5, max_grad_norm=0.5, clip_reward=True, eval_interval=100, eval_episodes=10,
     checkpoint_interval=50, stop_at_target=False,
+    # evaluations sample their actions, as RL-Zoo's Atari evaluations and its published scores do (a deterministic
+    # policy on the v4 ids replays one game per no-op start: docs/atari.md); --eval-deterministic plays the likeliest
+    eval_deterministic=False,
     # one process per core (benchmarks/atari_throughput.py; learning: benchmarks/results/compare_processes_pixels.jsonl);
     # rank 0 alone plays any confirmation games and writes the outputs, which can outlast the default wait
     processes=0, dist_timeout=3600.0)

@@ -159,6 +159,7 @@ def test_pong_command_runs_one_rank_per_core_and_they_share_the_evaluation(tmp_p
     assert TrainConfig.for_env("Pong").processes == 0 and TrainConfig.for_env("Breakout").processes == 0
     args = ["--env", "Pong", "--num-envs", 2, "--num-steps", 32, "--num-minibatches", 2, "--update-epochs", 1,
             "--total-timesteps", 128, "--eval-interval", 2, "--eval-episodes", 2, "--processes", 2, "--no-progress",
+            "--eval-deterministic",  # (the ranks split deterministic games; sampled ones are rank 0's, from one seed)
             "--no-tensorboard", "--no-plot", "--output-dir", out]
     done = subprocess.run([sys.executable, str(REPO / "train.py"), *map(str, args)], capture_output=True, text=True,
                           timeout=600)

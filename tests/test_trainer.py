@@ -420,7 +420,10 @@ def test_sampled_evaluations_and_their_confirmation_replay_from_their_seeds(tmp_
     from ppo2.evaluate import evaluate_policy
 
     assert config_from_args(["--no-eval-deterministic"])[0].eval_deterministic is False
-    assert TrainConfig.for_env("ALE/Pong-v5").eval_deterministic  # (the Atari presets keep the zoo runs' protocol)
+    assert TrainConfig.for_env("CartPole-v1").eval_deterministic
+    for atari in ("ALE/Pong-v5", "PongNoFrameskip-v4", "BreakoutNoFrameskip-v4", "ALE/SpaceInvaders-v5"):
+        assert not TrainConfig.for_env(atari).eval_deterministic  # (RL-Zoo's protocol, and the Atari zoo entries')
+    assert config_from_args(["--env", "Pong", "--eval-deterministic"])[0].eval_deterministic is True
     trainer = make(tmp_path, total_timesteps=8 * 32 * 2, eval_interval=2, eval_episodes=6, eval_deterministic=False,
                    target_reward=1.0, confirm_episodes=8, stop_at_target=False)
     trainer.learn()
