@@ -53,8 +53,7 @@ def main() -> None:
             for k, g in groups.items():
                 q = np.array([p[idx].sum() for idx in g])
                 h[k].append(entropy(q))
-                if k == list(groups)[-1]:
-                    top.append(q.max())
+            top.append(q.max())  # (the last grouping's: the moves where there are any)
             obs, reward, terminated, truncated, _ = env.step(int(rng.choice(n, p=p)))
             total += float(reward)
             done = terminated or truncated
