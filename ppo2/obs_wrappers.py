@@ -185,14 +185,14 @@ class TransformFrames(gym.ObservationWrapper):
         space = env.observation_space
         size = None if resize is None else (int(resize[0]), int(resize[1]))
         entries = space.spaces if isinstance(space, spaces.Dict) else {None: space}
-        for option, wanted, takes, frames in (
-                ("resize", size is not None, is_image_space, "image observations"),
-                ("grayscale", grayscale, _is_rgb, "RGB frames ((H, W, 3) or (3, H, W))")):
-            if wanted and not any(takes(sub) for sub in entries.values()):
-                raise ValueError(f"{option} takes {frames}: a uint8 Box with bounds [0, 255], or a Dict with such an "
-                                 f"entry; got {space}")
         self._maps = {key: _FrameMap(sub, size, grayscale and _is_rgb(sub)) for key, sub in entries.items()
                       if is_image_space(sub) and (size is not None or _is_rgb(sub))}
+        for option, missing, frames in (("resize", size is not None and not self._maps, "image observations"),
+                                        ("grayscale", grayscale and not any(m.grayscale for m in self._maps.values()),
+                                         "RGB frames ((H, W, 3) or (3, H, W))")):
+            if missing:
+                raise ValueError(f"{option} takes {frames}: a uint8 Box with bounds [0, 255], or a Dict with such an "
+                                 f"entry; got {space}")
         if isinstance(space, spaces.Dict):
             self.observation_space = spaces.Dict({key: self._maps[key].space if key in self._maps else sub
                                                   for key, sub in space.spaces.items()})
