@@ -364,7 +364,10 @@ class Trainer:
                 self._log(stats, ev, lr, clip, sps, time.perf_counter() - start)
                 if bar is not None:
                     bar.update(cfg.batch_size)
-                    shown = {"steps/s": f"{sps:,.0f}", "return": f"{self.collector.recent_return():.1f}"}
+                    shown = {"steps/s": f"{sps:,.0f}"}
+                    recent = self.collector.recent_return()
+                    if np.isfinite(recent):  # (none until the first training episode ends: long games, pixels)
+                        shown["return"] = f"{recent:.1f}"
                     if self.last_eval is not None:  # (the latest evaluation's mean)
                         shown["eval"] = f"{self.last_eval['mean_reward']:.1f}"
                     bar.set_postfix(refresh=False, **shown)

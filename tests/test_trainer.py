@@ -354,6 +354,14 @@ def test_a_run_whose_output_goes_to_a_file_prints_lines_not_a_bar(tmp_path, caps
     assert ", eval " in err.splitlines()[-1]
 
 
+def test_the_progress_line_leaves_out_a_return_no_episode_has_given(tmp_path, capsys):
+    """Pendulum's episodes are 200 steps: 64 steps end none, so there is no training return to show (it read 'nan')."""
+    train("Pendulum-v1", output_dir=str(tmp_path / "o"), total_timesteps=64, num_envs=2, num_steps=32,
+          eval_interval=0, tensorboard=False, plot=False, progress=True)
+    line = capsys.readouterr().err.splitlines()[-1]
+    assert line.startswith("Pendulum-v1: 64/64 steps (100.0%), ") and "return" not in line and "nan" not in line
+
+
 def test_a_notebook_keeps_its_progress_widget(monkeypatch):
     from types import SimpleNamespace
 
