@@ -45,6 +45,7 @@ def _run_script(monkeypatch, *argv):
     return _add_to_zoo().main()
 
 
+@pytest.mark.xdist_group("pong_run")  # (one worker trains the module's Pong run for both)
 def test_an_atari_run_becomes_an_entry_that_loads_and_replays(pong_run, tmp_path, monkeypatch, capsys):
     weights = tmp_path / "weights"
     readme = (REPO / "README.md").read_bytes()
@@ -77,6 +78,7 @@ def test_an_atari_run_becomes_an_entry_that_loads_and_replays(pong_run, tmp_path
     assert "| PongNoFrameskip-v4 | " in zoo_table(weights) and "(2 episodes)" in zoo_table(weights)
 
 
+@pytest.mark.xdist_group("pong_run")  # (one worker trains the module's Pong run for both)
 def test_a_run_from_a_changed_checkout_or_a_command_that_differs_is_refused(pong_run, tmp_path, monkeypatch):
     weights = tmp_path / "weights"
     with pytest.raises(SystemExit, match="processes 0 where the run had 1"):  # (one rank per core, by default)
