@@ -21,14 +21,14 @@ __all__ = ["TrainConfig", "PRESETS", "ATARI_PPO", "ALGO_DEFAULTS", "build_parser
 # Options that decide where a run's outputs go and how it reports, never what it trains: a zoo entry's command need not
 # repeat them to reproduce its weights.
 OUTPUT_ONLY = frozenset({"output_dir", "resume", "overwrite", "progress", "tensorboard", "plot", "push_to_hub",
-                         "dist_timeout"})
+                         "dist_timeout", "snapshot_interval"})
 # Flags that may differ from a checkpoint's when resuming it: they change how the run is watched or how
 # long it goes on, not what it computes. Any other flag that disagrees with the checkpoint is refused. The target
 # and whether reaching it stops the run may change only where the run's evaluations so far are what the new setting
 # would have seen (ppo2.trainer.target_change_conflict).
 RESUME_MAY_CHANGE = frozenset({"resume", "total_timesteps", "progress", "tensorboard", "plot", "push_to_hub",
-                               "checkpoint_interval", "dist_timeout", "torch_threads", "processes",
-                               "target_reward", "stop_at_target"})
+                               "checkpoint_interval", "snapshot_interval", "dist_timeout", "torch_threads",
+                               "processes", "target_reward", "stop_at_target"})
 
 
 # Bounds a saved policy must respect to load again (ppo2.model.validate_config) and that keep a run's allocations sane.
@@ -133,6 +133,9 @@ class TrainConfig:
                            "num_envs (one on a GPU). The Atari presets take 0")
     output_dir: Optional[str] = _f(None, "where the run writes weights, metrics and checkpoints (default runs/<env>__<algo>__<seed>)")
     checkpoint_interval: int = _f(25, "write a checkpoint every this many updates (0: only at the end)")
+    snapshot_interval: int = _f(0, "keep a copy of the policy every this many updates in policies/update_NNNNNN/ "
+                                   "(with that update's evaluation where one ran; RL-Zoo's --save-freq), to play, "
+                                   "evaluate or compare later; 0: none")
     resume: Optional[str] = _f(None, "continue the run in this output directory from its latest checkpoint")
     restart_episodes_at: tuple[int, ...] = _f((), "updates before which the episodes start afresh, as they do where "
                                                   "a run resumes and its checkpoint cannot hold the envs' state "
@@ -208,7 +211,7 @@ class TrainConfig:
                      "eval_episodes", "torch_threads", "lstm_hidden"):
             v = getattr(self, name)
             need(isinstance(v, int) and not isinstance(v, bool) and v >= 1, f"{name} must be an int >= 1, got {v!r}")
-        for name in ("eval_interval", "checkpoint_interval", "confirm_episodes", "processes"):
+        for name in ("eval_interval", "checkpoint_interval", "snapshot_interval", "confirm_episodes", "processes"):
             v = getattr(self, name)
             need(isinstance(v, int) and v >= 0, f"{name} must be an int >= 0, got {v!r}")
         need(self.num_steps >= 2, f"num_steps must be >= 2 (a 1-step rollout holds only the autoreset row of every env "

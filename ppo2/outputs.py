@@ -3,6 +3,7 @@
     train_config.json   the resolved configuration
     metrics.csv         one row per update (METRICS), repaired on resume
     model.safetensors + config.json   the final policy (save_pretrained)
+    policies/update_N/  the policy after update N, every --snapshot-interval updates (save_pretrained)
     summary.json        steps, time, stop reason, evaluations, update path, provenance, and the code, ranks and
                         platform of each stretch between resumes (segments)
     tb/                 TensorBoard events (--tensorboard)        } written by a companion process that
@@ -29,7 +30,7 @@ from typing import Callable, TextIO
 
 from .companion import FINISHED
 from .io import atomic_write_json
-from .rundir import RunLock, clear_run, repair_metrics
+from .rundir import RunLock, clear_run, prune_snapshots, repair_metrics
 
 __all__ = ["METRICS", "LineProgress", "RunOutputs", "format_duration"]
 
@@ -103,8 +104,9 @@ class RunOutputs:
         atomic_write_json(self.output_dir / "train_config.json", config)
         path = self.output_dir / "metrics.csv"
         new = not path.exists() or resumed_at == 0
-        if not new:  # rows logged after the checkpoint we resume from (or torn by a crash) are dropped
-            repair_metrics(path, METRICS, resumed_at)
+        if not new:  # rows logged after the checkpoint we resume from (or torn by a crash) are dropped, and the
+            repair_metrics(path, METRICS, resumed_at)  # policy snapshots of those updates
+            prune_snapshots(self.output_dir, resumed_at)
         self._csv_file = open(path, "w" if new else "a", newline="")
         self._csv = csv.DictWriter(self._csv_file, fieldnames=METRICS)
         if new:

@@ -20,9 +20,11 @@ from pathlib import Path
 from .io import atomic_write_bytes
 
 __all__ = ["RunLock", "RunDirectoryBusy", "holds_run", "clear_run", "repair_metrics", "provenance", "platform_fingerprint",
-           "cpu_model_and_isa", "REPRODUCTION_KEYS", "segment_changes", "RUN_OUTPUTS"]
+           "cpu_model_and_isa", "REPRODUCTION_KEYS", "segment_changes", "RUN_OUTPUTS", "SNAPSHOTS", "snapshot_dir",
+           "prune_snapshots"]
 
-RUN_OUTPUTS = ("checkpoints", "best", "tb", "metrics.csv", "summary.json", "train_config.json", "model.safetensors",
+SNAPSHOTS = "policies"  # --snapshot-interval's copies of the policy, one directory per update
+RUN_OUTPUTS = ("checkpoints", "best", SNAPSHOTS, "tb", "metrics.csv", "summary.json", "train_config.json", "model.safetensors",
                "config.json", "results.json", "learning_curve.png", "replay.gif", ".finished", "outputs.log")
 _RUN_MARKERS = ("checkpoints", "metrics.csv", "train_config.json", "summary.json", "model.safetensors")
 
@@ -76,6 +78,26 @@ def clear_run(directory: str | os.PathLike) -> None:
             shutil.rmtree(path)
         elif path.exists() or path.is_symlink():
             path.unlink()
+
+
+def snapshot_dir(directory: str | os.PathLike, update: int) -> Path:
+    """Where the run in `directory` keeps its copy of the policy after `update` (--snapshot-interval)."""
+    return Path(directory) / SNAPSHOTS / f"update_{int(update):06d}"
+
+
+def prune_snapshots(directory: str | os.PathLike, after_update: int) -> list[str]:
+    """Remove the snapshots a resumed run will write again (those after the checkpoint it resumes from: that
+    stretch is trained anew, as its metrics rows are) and any a crash left half-written; returns their names."""
+    root = Path(directory) / SNAPSHOTS
+    removed = []
+    for path in sorted(root.glob("*update_*")) if root.is_dir() else []:
+        name, partial = path.name, path.name.startswith(".") and path.name.endswith(".partial")
+        number = name.removeprefix(".").removesuffix(".partial").removeprefix("update_")
+        ours = number.isdigit() and (partial or name.startswith("update_"))
+        if ours and path.is_dir() and not path.is_symlink() and (partial or int(number) > after_update):
+            shutil.rmtree(path)
+            removed.append(path.name)
+    return removed
 
 
 def repair_metrics(path: str | os.PathLike, fields: tuple[str, ...], up_to_update: int) -> int:

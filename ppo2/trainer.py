@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import gc
 import os
+import shutil
 import signal
 import sys
 import time
@@ -43,7 +44,7 @@ from .moments import pooled_sums
 from .observations import tree_map, vector_part
 from .optim import AdamState
 from .outputs import METRICS, LineProgress, RunOutputs
-from .rundir import holds_run, provenance
+from .rundir import holds_run, provenance, snapshot_dir
 from .speed import NUMPY_MAX_BATCH, limit_blas_threads, numpy_policy, preprocess_once
 from .update import Batch, SequenceBatch, explained_variance, ppo_update
 from .validation import check_compatible
@@ -380,6 +381,8 @@ class Trainer:
                 if stop_requested or solved or (cfg.checkpoint_interval and self.update % cfg.checkpoint_interval == 0):
                     self.elapsed = time.perf_counter() - start
                     self.save_checkpoint()
+                if cfg.snapshot_interval and self.update % cfg.snapshot_interval == 0:
+                    self.save_snapshot()
                 if stop_requested or solved:
                     break
             else:
@@ -548,6 +551,22 @@ class Trainer:
             tensors["collector.reward_scalers"] = rank_scalers
         self.last_checkpoint = save_checkpoint(self.output_dir, self.update, self.model, self.optimizer, state, tensors)
         return self.last_checkpoint
+
+    def save_snapshot(self) -> Path | None:
+        """Rank 0 keeps the policy as it is after this update (--snapshot-interval), with this update's evaluation
+        where one ran: written whole under a hidden name, then renamed into place, so a reader never finds half a
+        snapshot. A resume drops those after its checkpoint (RunOutputs) and writes them anew."""
+        if not self.dist.is_main:
+            return None
+        final = snapshot_dir(self.output_dir, self.update)
+        stage = final.parent / f".{final.name}.partial"
+        shutil.rmtree(stage, ignore_errors=True)
+        evaluated = self.last_eval if self.last_eval is not None and self.last_eval["update"] == self.update else None
+        save_pretrained(self.model, stage, env_id=self.config.env_id, results=evaluated)
+        if final.is_dir():
+            shutil.rmtree(final)
+        os.replace(stage, final)
+        return final
 
     def _load(self, path: str) -> None:
         ckpt, state, tensors, sha256 = load_checkpoint(path)  # every file verified against the checkpoint's manifest

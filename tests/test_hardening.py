@@ -46,7 +46,8 @@ def cli(*args) -> list[str]:
 
 def test_existing_run_directory_is_refused_unless_resumed_or_overwritten(tmp_path, capsys):
     out = tmp_path / "run"
-    run(out, total_timesteps=32 * 16 * 8, checkpoint_interval=2)  # a longer earlier run: checkpoints 6 and 8
+    run(out, total_timesteps=32 * 16 * 8, checkpoint_interval=2, snapshot_interval=4)  # checkpoints 6, 8; snapshots 4, 8
+    assert sorted(p.name for p in (out / "policies").iterdir()) == ["update_000004", "update_000008"]
     with pytest.raises(ValueError, match=r"already holds a training run .*--resume .*--overwrite"):
         Trainer(TrainConfig.for_env("CartPole-v1", output_dir=str(out), **FAST))
     assert main(cli("--env", "CartPole-v1", "--output-dir", out)) == 2
@@ -59,6 +60,7 @@ def test_existing_run_directory_is_refused_unless_resumed_or_overwritten(tmp_pat
     latest = json.loads((out / "checkpoints" / "latest.json").read_text())
     assert (out / "checkpoints" / latest["dir"]).is_dir() and latest["update"] == 3
     assert [int(r.split(",")[0]) for r in (out / "metrics.csv").read_text().splitlines()[1:]] == [1, 2, 3]
+    assert not (out / "policies").exists()  # (the old run's snapshots went with it)
 
 
 def test_default_directory_moves_on_instead_of_mixing_runs(tmp_path, monkeypatch):

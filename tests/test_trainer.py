@@ -95,6 +95,52 @@ def test_same_seed_same_weights_different_seed_different(tmp_path):
     assert not torch.equal(a.value_head.weight, c.value_head.weight)
 
 
+def test_snapshots_keep_the_policy_every_n_updates_and_a_resume_writes_them_anew(tmp_path, monkeypatch):
+    """--snapshot-interval (RL-Zoo's --save-freq): policies/update_N/ holds the policy after update N, loadable, with
+    the evaluation made at N. A run stopped after update 3 and resumed ends with the snapshots of a run never stopped,
+    bit for bit; one a crash left from a later update, and a half-written one, are gone; a user's file is kept."""
+    from ppo2 import PPO2
+
+    kw = dict(SHORT, num_envs=4, num_steps=32, num_minibatches=2, update_epochs=2, total_timesteps=4 * 32 * 6,
+              snapshot_interval=2, eval_interval=2, seed=5, **FAST)
+    full = train(env_id="CartPole-v1", output_dir=str(tmp_path / "full"), **kw)
+    names = ["update_000002", "update_000004", "update_000006"]
+    assert sorted(p.name for p in (tmp_path / "full" / "policies").iterdir()) == names
+    for n, name in zip((2, 4, 6), names):
+        snap = tmp_path / "full" / "policies" / name
+        assert json.loads((snap / "results.json").read_text())["update"] == n
+    assert_same(state(PPO2.from_pretrained(tmp_path / "full" / "policies" / "update_000006")), state(full))
+    assert not torch.equal(PPO2.from_pretrained(tmp_path / "full" / "policies" / "update_000002").value_head.weight,
+                           full.value_head.weight)
+
+    cfg = TrainConfig.for_env("CartPole-v1", output_dir=str(tmp_path / "split"), **kw)
+    trainer = Trainer(cfg)
+    real_update, calls = trainer.update_policy, []
+
+    def update_then_signal(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            trainer.__dict__["_stop_signal"] = signal.SIGTERM
+        return real_update(*args, **kwargs)
+
+    monkeypatch.setattr(trainer, "update_policy", update_then_signal)
+    trainer.learn()
+    trainer.close()
+    policies = tmp_path / "split" / "policies"
+    assert trainer.update == 3 and sorted(p.name for p in policies.iterdir()) == ["update_000002"]
+    for stale in ("update_000004", "update_000005"):  # (left by a stretch that went on to update 5, at interval 1)
+        shutil.copytree(policies / "update_000002", policies / stale)
+    shutil.copytree(policies / "update_000002", policies / ".update_000006.partial")
+    (policies / "notes.txt").write_text("mine")
+    resumed = Trainer(cfg.replace(resume=str(tmp_path / "split")))
+    resumed.learn()
+    resumed.close()
+    assert sorted(p.name for p in policies.iterdir()) == ["notes.txt", *names]
+    for name in names:
+        assert_same(state(PPO2.from_pretrained(policies / name)),
+                    state(PPO2.from_pretrained(tmp_path / "full" / "policies" / name)))
+
+
 @pytest.mark.parametrize("env_id,fused,extra", [("CartPole-v1", True, {}), ("Pendulum-v1", True, {}),
                                                ("CartPole-v1", False, {}),
                                                ("Pendulum-v1", True, {"normalize_reward": True}),
