@@ -24,8 +24,9 @@ __all__ = ["RunLock", "RunDirectoryBusy", "holds_run", "clear_run", "repair_metr
            "prune_snapshots"]
 
 SNAPSHOTS = "policies"  # --snapshot-interval's copies of the policy, one directory per update
-RUN_OUTPUTS = ("checkpoints", "best", SNAPSHOTS, "tb", "metrics.csv", "summary.json", "train_config.json", "model.safetensors",
-               "config.json", "results.json", "learning_curve.png", "replay.gif", ".finished", "outputs.log")
+RUN_OUTPUTS = ("checkpoints", "best", SNAPSHOTS, "tb", "metrics.csv", "summary.json", "train_config.json",
+               "model.safetensors", "config.json", "results.json", "learning_curve.png", "replay.gif", ".finished",
+               "outputs.log")
 _RUN_MARKERS = ("checkpoints", "metrics.csv", "train_config.json", "summary.json", "model.safetensors")
 
 

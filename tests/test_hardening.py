@@ -46,7 +46,7 @@ def cli(*args) -> list[str]:
 
 def test_existing_run_directory_is_refused_unless_resumed_or_overwritten(tmp_path, capsys):
     out = tmp_path / "run"
-    run(out, total_timesteps=32 * 16 * 8, checkpoint_interval=2, snapshot_interval=4)  # checkpoints 6, 8; snapshots 4, 8
+    run(out, total_timesteps=32 * 16 * 8, checkpoint_interval=2, snapshot_interval=4)  # checkpoints 6, 8; policies 4, 8
     assert sorted(p.name for p in (out / "policies").iterdir()) == ["update_000004", "update_000008"]
     with pytest.raises(ValueError, match=r"already holds a training run .*--resume .*--overwrite"):
         Trainer(TrainConfig.for_env("CartPole-v1", output_dir=str(out), **FAST))
