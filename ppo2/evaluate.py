@@ -281,6 +281,9 @@ def policy_source(source: str) -> str:
         return "dir"
     # (a bare name is a mistyped zoo id before it is a Hub repo without an owner)
     looks_local = names_a_local_path(source) or "/" not in source or Path(source).expanduser().parent.is_dir()
+    if looks_local and "/" in source.replace("\\", "/"):  # a path: the zoo's ids say nothing of it
+        raise ValueError(f"{source!r}: no such directory (a policy directory holds model.safetensors + config.json: "
+                         "a run's output, its best/ or a policies/update_N/)")
     if looks_local:
         try:
             zoo_entry(source)  # raises, naming the shipped ids and the closest ones

@@ -385,7 +385,8 @@ def test_resume_refuses_flags_that_contradict_the_checkpoint(tmp_path, capsys):
     (["CartPole-v1", "--env", "Acrobot-v1", "-n", "2"], r"observations of shape \(4,\), but Acrobot-v1 has"),
     (["Pendulum-v1", "--env", "MountainCarContinuous-v0", "-n", "2"], r"observations of shape \(3,\)"),
     (["CartPol-v1"], r"not a zoo id .*Did you mean 'CartPole-v1'"),
-    (["runs/missing-run"], r"not a zoo id"),
+    (["runs/missing-run"], r"'runs/missing-run': no such directory \(a policy directory holds model.safetensors"),
+    (["./missing"], r"'./missing': no such directory"),
 ])
 def test_evaluate_cli_errors_are_one_line_and_fast(argv, match, capsys, tmp_path, monkeypatch):
     from ppo2.evaluate import main as evaluate_main
