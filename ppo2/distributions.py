@@ -20,6 +20,8 @@ parameter (as in OpenAI baselines' ppo2).
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from typing import Any
 
 import numpy as np
@@ -171,20 +173,45 @@ def resolve_distribution(name: str) -> type:
 # Heads: latent -> output layer (logits or mean) -> the distribution's maths in ppo2/network.py
 # --------------------------------------------------------------------------------------------------
 
+_DRAWN_ROWS: contextvars.ContextVar[tuple[int, int] | None] = contextvars.ContextVar("ppo2_drawn_rows", default=None)
+
+
+@contextlib.contextmanager
+def drawn_as_rows(first: int, total: int):
+    """Inside, a built-in head samples a batch of n rows with the random numbers that rows first .. first + n - 1 of
+    a batch of `total` rows would get: a share of a batch played by one of several processes (the evaluation
+    episodes under several ranks) samples the actions one process playing the whole batch samples. The generator's
+    numbers depend on the shape drawn, so the share draws the whole batch's and keeps its rows."""
+    token = _DRAWN_ROWS.set((int(first), int(total)))
+    try:
+        yield
+    finally:
+        _DRAWN_ROWS.reset(token)
+
+
+def _draw(fn, shape: tuple, **kw) -> torch.Tensor:
+    rows = _DRAWN_ROWS.get()
+    if rows is None or not shape:
+        return fn(shape, **kw)
+    first, total = rows
+    return fn((total, *shape[1:]), **kw)[first:first + shape[0]]
+
+
 def _rand(out, shape: tuple) -> Any:
     """Uniforms in [0, 1) from torch's generator, as an array of `out`'s kind (numpy arrays get the numbers a
     CPU float32 tensor of that shape would: the collector's numpy step and the torch path draw the same)."""
     if isinstance(out, torch.Tensor):
-        return torch.rand(shape, device=out.device, dtype=out.dtype)
-    return torch.rand(shape).numpy()
+        return _draw(torch.rand, tuple(shape), device=out.device, dtype=out.dtype)
+    return _draw(torch.rand, tuple(shape)).numpy()
 
 
 def _randn(out) -> Any:
+    """Standard normals shaped like `out` (randn_like's; numpy arrays get a CPU float32 tensor's). Drawn one call
+    at a time: torch fills 16 or more normals at once in another order, so they cannot be drawn ahead for a
+    rollout."""
     if isinstance(out, torch.Tensor):
-        return torch.randn_like(out)
-    # randn_like's draws for a float32 CPU tensor of this shape (drawn one call at a time: torch fills 16 or
-    # more normals at once in another order, so they cannot be drawn ahead for a rollout)
-    return torch.randn(out.shape).numpy()
+        return _draw(torch.randn, tuple(out.shape), device=out.device, dtype=out.dtype)
+    return _draw(torch.randn, tuple(out.shape)).numpy()
 
 
 class ActionHead(nn.Module):

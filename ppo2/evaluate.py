@@ -16,6 +16,7 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
+from .distributions import drawn_as_rows
 from .env_ids import is_atari
 from .env_kwargs import env_kwargs_text, parse_env_kwargs, policy_env_kwargs
 from .envs import check_env_id, make_env, make_vector_env, refuse_file_named_module
@@ -59,14 +60,18 @@ class PolicyActor:
         return action
 
 
-def run_episodes(model, envs, seed: int, deterministic: bool = True,
-                 stop: Callable[[], bool] | None = None) -> tuple[np.ndarray, np.ndarray]:
+def run_episodes(model, envs, seed: int, deterministic: bool = True, stop: Callable[[], bool] | None = None,
+                 share: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Play exactly one episode in each sub-environment of `envs` (reset with `seed`); returns (returns, lengths).
     Sampled actions (`deterministic=False`) are drawn from `seed` too, so those episodes replay as well; the caller's
     random state is left as it was. `stop`, checked before every step, raises EvaluationInterrupted when it returns
-    True."""
-    with _seeded_unless(deterministic, model, seed):
-        return _play_episodes(model, envs, seed, deterministic, stop)
+    True. `share=(first, total)`: these envs' episodes are first .. first + n - 1 of the `total` one call with `total`
+    envs (sub-environment i reset with seed + i) would play, sampled actions included (a built-in action head's:
+    `distributions.drawn_as_rows`), so several processes can split one evaluation."""
+    first = share[0] if share else 0
+    rows = drawn_as_rows(*share) if share and not deterministic else contextlib.nullcontext()
+    with _seeded_unless(deterministic, model, seed), rows:
+        return _play_episodes(model, envs, seed + first, deterministic, stop)
 
 
 @contextlib.contextmanager

@@ -462,10 +462,14 @@ class Trainer:
     def _split_evaluation(self) -> bool:
         """Whether every rank plays its share of the evaluation episodes (instead of rank 0 playing them all while
         the others wait): under several ranks, for envs that seed sub-environment i with seed + i, so that the
-        shares are the episodes one process would play. Not for sampled actions: one process draws every episode's
-        actions from one generator, which shares could not reproduce. Builds this rank's evaluation envs."""
+        shares are the episodes one process would play. Sampled actions too where the action head is a built-in one
+        (each share draws the random numbers of its rows of the whole batch: `distributions.drawn_as_rows`); a
+        torch.distributions class of the user's samples in its own way, so rank 0 plays those. Builds this rank's
+        evaluation envs."""
         cfg, world = self.config, self.dist.world_size
-        if not self.dist.enabled or cfg.eval_episodes % world or not cfg.eval_deterministic:
+        if not self.dist.enabled or cfg.eval_episodes % world:
+            return False
+        if not (cfg.eval_deterministic or self.model.action_head.builtin):
             return False
         envs = self._make_envs(cfg.eval_episodes // world)
         if seeds_each_env(envs):
@@ -475,16 +479,17 @@ class Trainer:
         return False
 
     def _evaluate_split(self) -> dict | None:
-        """This rank's share of the evaluation episodes (rank r plays seeds eval_seed + r*k ... + r*k + k - 1), the
-        results gathered on every rank: `evaluate_policy`'s result for all of them, or None on every rank when a
-        signal cut any share short."""
+        """This rank's share of the evaluation episodes (rank r plays seeds eval_seed + r*k ... + r*k + k - 1, and
+        sampled actions as those rows of one process's batch), the results gathered on every rank:
+        `evaluate_policy`'s result for all of them, or None on every rank when a signal cut any share short."""
         cfg, share = self.config, self.config.eval_episodes // self.dist.world_size
         if self.eval_envs is None:
             self.eval_envs = self._make_envs(share)
         returns, lengths, cut = np.zeros(share), np.zeros(share), 0.0
         try:
-            returns, lengths = run_episodes(self.model, self.eval_envs, cfg.eval_seed + self.dist.rank * share,
-                                            stop=self._stopping)  # (deterministic: see _split_evaluation)
+            returns, lengths = run_episodes(self.model, self.eval_envs, cfg.eval_seed,
+                                            deterministic=cfg.eval_deterministic, stop=self._stopping,
+                                            share=(self.dist.rank * share, cfg.eval_episodes))
         except EvaluationInterrupted:
             self.eval_envs.close()
             self.eval_envs = None  # (its episodes were left midway)
@@ -494,7 +499,8 @@ class Trainer:
         if every[:, 0].any():
             return None
         return evaluation_result(cfg.env_id, every[:, 1:1 + share].reshape(-1),
-                                 every[:, 1 + share:].reshape(-1).astype(np.int64), cfg.eval_seed)
+                                 every[:, 1 + share:].reshape(-1).astype(np.int64), cfg.eval_seed,
+                                 cfg.eval_deterministic)
 
     def _confirm(self, res: dict, target: float) -> dict | None:
         """Play `confirm_episodes` fresh episodes (never played before in this run: their seed moves on with the

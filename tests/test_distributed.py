@@ -293,8 +293,7 @@ def test_atari_presets_take_one_process_per_core_and_train_runs_in_this_process(
 @pytest.mark.parametrize("deterministic", [True, False])
 def test_ranks_share_the_evaluation_episodes(tmp_path, deterministic):
     """Under two ranks each plays half of the evaluation episodes (rank 1 seeds eval_seed + 2, + 3); together they
-    are the episodes one process plays with the same policy. With sampled actions (--no-eval-deterministic) rank 0
-    plays them all: one process draws every episode's actions from one generator, which halves could not."""
+    are the episodes one process plays with the same policy, with sampled actions (--no-eval-deterministic) too."""
     import numpy as np
 
     from ppo2.evaluate import evaluate_policy
@@ -311,6 +310,41 @@ def test_ranks_share_the_evaluation_episodes(tmp_path, deterministic):
     assert results["episode_lengths"] == ref["episode_lengths"] == [200] * 4
     np.testing.assert_allclose(results["episode_rewards"], ref["episode_rewards"], rtol=1e-6)
     assert len(set(results["episode_rewards"])) == 4  # four different episodes, not one played twice
+
+
+@pytest.mark.parametrize("zoo_id, env_id, kwargs", [
+    ("Acrobot-v1", "Acrobot-v1", {}),                       # Categorical: one uniform per row
+    ("Pendulum-v1", "Pendulum-v1", {}),                     # Gaussian: normals, drawn 16 or more at once
+    ("PendulumNoVel-v1", "PendulumNoVel-v1", {}),           # recurrent: the state carried per row
+    ("PongNoFrameskip-v4", "PongNoFrameskip-v4", {"max_num_frames_per_episode": 600}),  # pixels, ale-py's vector env
+])
+def test_sampled_evaluation_split_in_shares_plays_one_processs_episodes(zoo_id, env_id, kwargs):
+    """Each rank plays its share of a sampled evaluation (`run_episodes(..., share=(first, total))`): the shares
+    together are the episodes one process plays with all the envs, action for action (the returns and lengths of
+    sampled play differ with any other draw), and the caller's random state is left as it was."""
+    import numpy as np
+
+    from ppo2.envs import make_vector_env
+    from ppo2.evaluate import run_episodes
+    from ppo2.zoo import load_pretrained
+
+    model = load_pretrained(zoo_id)
+
+    def play(n, share=None):
+        envs = make_vector_env(env_id, n, **kwargs)
+        try:
+            return run_episodes(model, envs, seed=11, deterministic=False, share=share)
+        finally:
+            envs.close()
+
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    whole = play(4)
+    halves = [play(2, share=(first, 4)) for first in (0, 2)]
+    assert torch.equal(torch.get_rng_state(), before)
+    np.testing.assert_array_equal(np.concatenate([h[1] for h in halves]), whole[1])
+    # (a matrix product over 2 rows may round differently from one over 4: continuous returns agree to float rounding)
+    np.testing.assert_allclose(np.concatenate([h[0] for h in halves]), whole[0], rtol=1e-6)
 
 
 def test_seeds_each_env():
@@ -339,27 +373,52 @@ class _TwoRanks:
 
 
 @pytest.mark.parametrize("rank", [0, 1])
-def test_a_rank_plays_its_share_of_the_evaluation_and_rank_0_reports_them_all(tmp_path, monkeypatch, rank):
+@pytest.mark.parametrize("deterministic", [True, False])
+def test_a_rank_plays_its_share_of_the_evaluation_and_rank_0_reports_them_all(tmp_path, monkeypatch, rank,
+                                                                               deterministic):
     import ppo2.trainer as trainer_mod
     from ppo2.config import TrainConfig
 
     t = trainer_mod.Trainer(TrainConfig.for_env("Pendulum-v1", num_envs=4, num_steps=64, total_timesteps=256,
                                                 eval_episodes=4, output_dir=str(tmp_path / "run"), progress=False,
-                                                tensorboard=False, plot=False))
+                                                tensorboard=False, plot=False, eval_deterministic=deterministic))
     t.dist = _TwoRanks(rank, [-5.0, -6.0], [7, 8])
     played, run = [], trainer_mod.run_episodes
-    monkeypatch.setattr(trainer_mod, "run_episodes",
-                        lambda model, envs, seed, **kw: played.append((envs.num_envs, seed)) or run(model, envs, seed, **kw))
+    monkeypatch.setattr(trainer_mod, "run_episodes", lambda model, envs, seed, **kw: played.append(
+        (envs.num_envs, seed, kw["share"], kw["deterministic"])) or run(model, envs, seed, **kw))
     assert t.evaluate() is False
-    assert played == [(2, 1_000_000 + 2 * rank)]  # this rank's two episodes, seeded as one process seeds them
+    # this rank's two episodes of the four one process plays (seeded, and sampled, as that process plays them)
+    assert played == [(2, 1_000_000, (2 * rank, 4), deterministic)]
     if rank == 0:
         res = t.last_eval
-        assert res["n_episodes"] == 4 and res["seed"] == 1_000_000
+        assert res["n_episodes"] == 4 and res["seed"] == 1_000_000 and res["deterministic"] is deterministic
         assert res["episode_rewards"][2:] == [-5.0, -6.0] and res["episode_lengths"] == [200, 200, 7, 8]
         assert res["mean_reward"] == pytest.approx(sum(res["episode_rewards"]) / 4)
     else:
         assert t.last_eval is None  # (rank 0 keeps the results)
     t.close()
+
+
+def test_rank_0_plays_a_sampled_evaluation_alone_for_a_users_distribution(tmp_path, monkeypatch):
+    """A torch.distributions class of the user's samples in its own way (not row by row from uniforms), so its
+    sampled evaluation is not split: rank 0 plays every episode while the other ranks wait."""
+    import ppo2.trainer as trainer_mod
+    from ppo2.config import TrainConfig
+
+    for rank in (0, 1):
+        t = trainer_mod.Trainer(TrainConfig.for_env("Pendulum-v1", num_envs=4, num_steps=64, total_timesteps=256,
+                                                    eval_episodes=4, output_dir=str(tmp_path / f"run{rank}"),
+                                                    progress=False, tensorboard=False, plot=False,
+                                                    eval_deterministic=False))
+        t.dist = _TwoRanks(rank, [], [])
+        t.model.action_head.builtin = False
+        played = []
+        monkeypatch.setattr(trainer_mod, "evaluate_policy", lambda model, env_id, n, **kw: played.append(n) or {
+            "mean_reward": -1.0, "std_reward": 0.0})
+        monkeypatch.setattr(trainer_mod, "run_episodes", lambda *a, **kw: pytest.fail("split"))
+        t.evaluate()
+        assert played == ([4] if rank == 0 else [])
+        t.close()
 
 
 def test_a_signal_during_a_ranks_share_ends_the_evaluation_on_every_rank(tmp_path, monkeypatch):
