@@ -297,7 +297,8 @@ ATARI_PPO: dict = dict(
     # policy on the v4 ids replays one game per no-op start: docs/atari.md); --eval-deterministic plays the likeliest
     eval_deterministic=False,
     # one process per core (benchmarks/atari_throughput.py; learning: benchmarks/results/compare_processes_pixels.jsonl);
-    # rank 0 alone plays any confirmation games and writes the outputs, which can outlast the default wait
+    # rank 0 alone writes the outputs (a replay, a Hub upload), and a 100-game confirmation is long on pixels: both
+    # can outlast the default wait
     processes=0, dist_timeout=3600.0)
 
 PRESETS: dict[tuple[str, str], dict] = {

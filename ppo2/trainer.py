@@ -413,13 +413,16 @@ class Trainer:
         res = self._play_evaluation()
         if res is None:  # a signal cut the episodes short: the loop checkpoints and exits after this update
             return self.dist.broadcast_flag(False)
-        if self.dist.is_main:
+        # rank 0 holds the results; under a split evaluation every rank does, and every rank plays its share of a
+        # confirmation (solved_at is then the same on every rank, as a resume loads it)
+        if self.dist.is_main or self._eval_split:
             elapsed = time.perf_counter() - start if start is not None else 0.0
             res.update(update=self.update, global_step=self.global_step, time_s=elapsed)
-            self.last_eval = res
-            if self.best_eval is None or res["mean_reward"] >= self.best_eval["mean_reward"]:
-                self.best_eval = res
-                publish_pretrained(self.model, self.output_dir / "best", env_id=cfg.env_id, results=res)
+            if self.dist.is_main:
+                self.last_eval = res
+                if self.best_eval is None or res["mean_reward"] >= self.best_eval["mean_reward"]:
+                    self.best_eval = res
+                    publish_pretrained(self.model, self.output_dir / "best", env_id=cfg.env_id, results=res)
             target = self.target_reward
             if target is not None and res["mean_reward"] >= target and self.solved_at is None:
                 # a periodic evaluation that reaches the target is the best of several draws (a winner's curse):
@@ -462,12 +465,12 @@ class Trainer:
     def _split_evaluation(self) -> bool:
         """Whether every rank plays its share of the evaluation episodes (instead of rank 0 playing them all while
         the others wait): under several ranks, for envs that seed sub-environment i with seed + i, so that the
-        shares are the episodes one process would play. Sampled actions too where the action head is a built-in one
-        (each share draws the random numbers of its rows of the whole batch: `distributions.drawn_as_rows`); a
-        torch.distributions class of the user's samples in its own way, so rank 0 plays those. Builds this rank's
-        evaluation envs."""
+        shares are the episodes one process would play (a confirmation's too: `_confirm`). Sampled actions too
+        where the action head is a built-in one (each share draws the random numbers of its rows of the whole batch:
+        `distributions.drawn_as_rows`); a torch.distributions class of the user's samples in its own way, so rank 0
+        plays those. Builds this rank's evaluation envs."""
         cfg, world = self.config, self.dist.world_size
-        if not self.dist.enabled or cfg.eval_episodes % world:
+        if not self.dist.enabled or cfg.eval_episodes % world or cfg.confirm_episodes % world:
             return False
         if not (cfg.eval_deterministic or self.model.action_head.builtin):
             return False
@@ -479,46 +482,57 @@ class Trainer:
         return False
 
     def _evaluate_split(self) -> dict | None:
-        """This rank's share of the evaluation episodes (rank r plays seeds eval_seed + r*k ... + r*k + k - 1, and
-        sampled actions as those rows of one process's batch), the results gathered on every rank:
-        `evaluate_policy`'s result for all of them, or None on every rank when a signal cut any share short."""
-        cfg, share = self.config, self.config.eval_episodes // self.dist.world_size
-        if self.eval_envs is None:
-            self.eval_envs = self._make_envs(share)
+        return self._play_shares("eval_envs", self.config.eval_episodes, self.config.eval_seed)
+
+    def _play_shares(self, envs_attr: str, n: int, seed: int) -> dict | None:
+        """This rank's share of `n` episodes seeded from `seed` (rank r plays seeds seed + r*k ... + r*k + k - 1, and
+        sampled actions as those rows of one process's batch) in the envs kept at `envs_attr`, the results
+        gathered on every rank: `evaluate_policy`'s result for all of them, or None on every rank when a signal cut
+        any share short."""
+        cfg, share = self.config, n // self.dist.world_size
+        envs = getattr(self, envs_attr)
+        if envs is None:
+            envs = self._make_envs(share)
+            setattr(self, envs_attr, envs)
         returns, lengths, cut = np.zeros(share), np.zeros(share), 0.0
         try:
-            returns, lengths = run_episodes(self.model, self.eval_envs, cfg.eval_seed,
-                                            deterministic=cfg.eval_deterministic, stop=self._stopping,
-                                            share=(self.dist.rank * share, cfg.eval_episodes))
+            returns, lengths = run_episodes(self.model, envs, seed, deterministic=cfg.eval_deterministic,
+                                            stop=self._stopping, share=(self.dist.rank * share, n))
         except EvaluationInterrupted:
-            self.eval_envs.close()
-            self.eval_envs = None  # (its episodes were left midway)
+            envs.close()
+            setattr(self, envs_attr, None)  # (its episodes were left midway)
             cut = 1.0
         mine = torch.from_numpy(np.concatenate([[cut], returns, lengths]).astype(np.float64))
         every = torch.stack(self.dist.all_gather(mine.to(self.device))).cpu().numpy()  # (ranks, 1 + 2 * share)
         if every[:, 0].any():
             return None
         return evaluation_result(cfg.env_id, every[:, 1:1 + share].reshape(-1),
-                                 every[:, 1 + share:].reshape(-1).astype(np.int64), cfg.eval_seed,
-                                 cfg.eval_deterministic)
+                                 every[:, 1 + share:].reshape(-1).astype(np.int64), seed, cfg.eval_deterministic)
 
     def _confirm(self, res: dict, target: float) -> dict | None:
         """Play `confirm_episodes` fresh episodes (never played before in this run: their seed moves on with the
         update) with the policy that just reached `target`; their results, if their mean reaches it too, else None.
-        A confirmed policy is the run's best/ (with the confirmation as its results)."""
+        A confirmed policy is the run's best/ (with the confirmation as its results). Under a split evaluation every
+        rank calls this and plays its share of the episodes, as it does of the evaluation's."""
         cfg = self.config
         if cfg.confirm_episodes == 0:
             return res
-        if self.confirm_envs is None:
-            self.confirm_envs = self._make_envs(cfg.confirm_episodes)
         seed = cfg.eval_seed + 500_000 + 1_000 * self.update
-        try:
-            check = evaluate_policy(self.model, cfg.env_id, cfg.confirm_episodes, seed=seed, envs=self.confirm_envs,
-                                    deterministic=cfg.eval_deterministic, stop=self._stopping)
-        except EvaluationInterrupted:
-            self.confirm_envs.close()
-            self.confirm_envs = None
-            return None
+        if self._eval_split:
+            check = self._play_shares("confirm_envs", cfg.confirm_episodes, seed)
+            if check is None:  # (a signal cut a share short, on every rank)
+                return None
+        else:
+            if self.confirm_envs is None:
+                self.confirm_envs = self._make_envs(cfg.confirm_episodes)
+            try:
+                check = evaluate_policy(self.model, cfg.env_id, cfg.confirm_episodes, seed=seed,
+                                        envs=self.confirm_envs, deterministic=cfg.eval_deterministic,
+                                        stop=self._stopping)
+            except EvaluationInterrupted:
+                self.confirm_envs.close()
+                self.confirm_envs = None
+                return None
         check.update(update=self.update, global_step=self.global_step, time_s=res["time_s"])
         # the episodes' mean less CONFIRM_Z standard errors: a one-sided 95% lower bound on the policy's mean return
         bound = check["mean_reward"] - CONFIRM_Z * check["std_reward"] / cfg.confirm_episodes ** 0.5
@@ -527,7 +541,8 @@ class Trainer:
         if bound < target:
             return None
         self.best_eval = check
-        publish_pretrained(self.model, self.output_dir / "best", env_id=cfg.env_id, results=check)
+        if self.dist.is_main:
+            publish_pretrained(self.model, self.output_dir / "best", env_id=cfg.env_id, results=check)
         return check
 
     # --------------------------------------------------------------------------------------------

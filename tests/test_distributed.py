@@ -399,6 +399,32 @@ def test_a_rank_plays_its_share_of_the_evaluation_and_rank_0_reports_them_all(tm
     t.close()
 
 
+@pytest.mark.parametrize("rank", [0, 1])
+def test_every_rank_plays_its_share_of_a_confirmation_and_knows_the_run_solved(tmp_path, monkeypatch, rank):
+    """An evaluation that reaches the target is confirmed on fresh episodes: under a split evaluation each rank plays
+    its share of those too (seeded as one process seeds them), and every rank ends knowing the run is solved and
+    stopping; only rank 0 writes best/."""
+    import ppo2.trainer as trainer_mod
+    from ppo2.config import TrainConfig
+
+    t = trainer_mod.Trainer(TrainConfig.for_env("Pendulum-v1", num_envs=4, num_steps=64, total_timesteps=256,
+                                                eval_episodes=4, confirm_episodes=4, target_reward=-10_000.0,
+                                                stop_at_target=True, output_dir=str(tmp_path / "run"),
+                                                progress=False, tensorboard=False, plot=False,
+                                                eval_deterministic=False))
+    t.dist = _TwoRanks(rank, [-5.0, -6.0], [7, 8])
+    t.update = 3
+    played, run = [], trainer_mod.run_episodes
+    monkeypatch.setattr(trainer_mod, "run_episodes", lambda model, envs, seed, **kw: played.append(
+        (envs.num_envs, seed, kw["share"])) or run(model, envs, seed, **kw))
+    monkeypatch.setattr(trainer_mod, "evaluate_policy", lambda *a, **kw: pytest.fail("rank 0 alone"))
+    assert t.evaluate() is True  # (stop_at_target: every rank stops)
+    assert played == [(2, 1_000_000, (2 * rank, 4)), (2, 1_000_000 + 500_000 + 1_000 * 3, (2 * rank, 4))]
+    assert t.solved_at["n_episodes"] == 4 and t.solved_at["update"] == 3
+    assert (tmp_path / "run" / "best").exists() is (rank == 0)
+    t.close()
+
+
 def test_rank_0_plays_a_sampled_evaluation_alone_for_a_users_distribution(tmp_path, monkeypatch):
     """A torch.distributions class of the user's samples in its own way (not row by row from uniforms), so its
     sampled evaluation is not split: rank 0 plays every episode while the other ranks wait."""
