@@ -56,8 +56,8 @@ The LSTM of a recurrent policy (ppo2/memory.py) is ppo2/network.py's `lstm_cell`
 Under several ranks (ppo2/distributed.py) the evaluation and a confirmation are split, where the envs allow it:
 each rank plays its share of the episodes (`Trainer._play_shares`), seeded as one process seeds them, its sampled
 actions drawn as that process's rows would be (`ppo2.distributions.drawn_as_rows`: the whole batch's random numbers,
-this rank's rows kept). The same games, action for action (tests/test_distributed.py), in about the time of one
-share (benchmarks/eval_split.py).
+this rank's rows kept). The same games, action for action (tests/test_distributed.py; under a bfloat16 encoder, up
+to the rounding of a batch of another size), in about the time of one share (benchmarks/eval_split.py).
 
 benchmarks/update_step.py, benchmarks/fused_ab.py and benchmarks/profile_cartpole.py measure these.
 """
