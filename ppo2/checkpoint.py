@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .io import IntegrityError, atomic_write_json, load_tensors, read_json, save_tensors, sha256_file
+from .io import IntegrityError, atomic_write_json, load_tensors, read_json, save_tensors, sha256_file, staged_dir
 
 __all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint", "verify_checkpoint", "optimizer_state_to_flat",
            "optimizer_state_from_flat"]
@@ -59,22 +58,14 @@ def save_checkpoint(output_dir: str | os.PathLike, update: int, model, optimizer
     from .hf_hub import save_pretrained
 
     root = Path(output_dir) / "checkpoints"
-    root.mkdir(parents=True, exist_ok=True)
     name = f"update_{update:06d}"
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.", dir=root))
-    try:
+    final = root / name
+    with staged_dir(final) as tmp:
         save_pretrained(model, tmp, env_id=state.get("config", {}).get("env_id"))
         opt_tensors, opt_meta = optimizer_state_to_flat(optimizer)
         save_tensors(tmp / "state.safetensors", {**opt_tensors, **tensors})
         atomic_write_json(tmp / "state.json", {**state, "optimizer": opt_meta})
         atomic_write_json(tmp / MANIFEST, {"update": update, "files": {f: sha256_file(tmp / f) for f in CHECKPOINT_FILES}})
-        final = root / name
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     atomic_write_json(root / "latest.json", {"update": update, "dir": name, "manifest_sha256": sha256_file(final / MANIFEST)})
     # older checkpoints of this run only: the newest (just written) is never a candidate, and neither is a
     # higher-numbered directory (which only a resume from an explicitly named older checkpoint leaves behind)

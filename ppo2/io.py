@@ -4,9 +4,11 @@ Everything the project writes is safetensors (tensors) or JSON (everything else)
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
-__all__ = ["IntegrityError", "sha256_bytes", "sha256_file", "atomic_write_bytes", "atomic_write_json",
+__all__ = ["IntegrityError", "sha256_bytes", "sha256_file", "atomic_write_bytes", "atomic_write_json", "staged_dir",
            "save_tensors", "load_tensors", "read_json", "read_safetensors_header", "read_verified_bytes",
            "MAX_HEADER_BYTES"]
 
@@ -64,6 +66,23 @@ def _umask() -> int:
 
 def atomic_write_json(path: str | os.PathLike, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=False) + "\n").encode())
+
+
+@contextlib.contextmanager
+def staged_dir(final: str | os.PathLike):
+    """A new hidden directory beside `final` to fill; once the block ends it replaces `final` (an earlier one
+    removed) by one rename, and if the block raises it is removed: a reader finds `final` whole or not at all."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.", dir=final.parent))
+    try:
+        yield tmp
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def save_tensors(path: str | os.PathLike, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None) -> str:

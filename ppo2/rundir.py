@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -81,6 +82,9 @@ def clear_run(directory: str | os.PathLike) -> None:
             path.unlink()
 
 
+_SNAPSHOT, _STAGED_SNAPSHOT = re.compile(r"update_(\d+)"), re.compile(r"\.update_\d+\..+")
+
+
 def snapshot_dir(directory: str | os.PathLike, update: int) -> Path:
     """Where the run in `directory` keeps its copy of the policy after `update` (--snapshot-interval)."""
     return Path(directory) / SNAPSHOTS / f"update_{int(update):06d}"
@@ -88,14 +92,13 @@ def snapshot_dir(directory: str | os.PathLike, update: int) -> Path:
 
 def prune_snapshots(directory: str | os.PathLike, after_update: int) -> list[str]:
     """Remove the snapshots a resumed run will write again (those after the checkpoint it resumes from: that
-    stretch is trained anew, as its metrics rows are) and any a crash left half-written; returns their names."""
+    stretch is trained anew, as its metrics rows are) and any a crash left half-written (`io.staged_dir`'s hidden
+    `.update_N.*`); returns their names."""
     root = Path(directory) / SNAPSHOTS
     removed = []
-    for path in sorted(root.glob("*update_*")) if root.is_dir() else []:
-        name, partial = path.name, path.name.startswith(".") and path.name.endswith(".partial")
-        number = name.removeprefix(".").removesuffix(".partial").removeprefix("update_")
-        ours = number.isdigit() and (partial or name.startswith("update_"))
-        if ours and path.is_dir() and not path.is_symlink() and (partial or int(number) > after_update):
+    for path in sorted(root.iterdir()) if root.is_dir() else []:
+        whole, staged = _SNAPSHOT.fullmatch(path.name), _STAGED_SNAPSHOT.fullmatch(path.name)
+        if (staged or (whole and int(whole[1]) > after_update)) and path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)
             removed.append(path.name)
     return removed

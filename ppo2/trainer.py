@@ -16,7 +16,6 @@ from __future__ import annotations
 import dataclasses
 import gc
 import os
-import shutil
 import signal
 import sys
 import time
@@ -38,6 +37,7 @@ from .evaluate import EvaluationInterrupted, evaluate_policy, evaluation_result,
 from .fused import FusedPPO
 from .gae import compute_gae
 from .hf_hub import build_model, publish_pretrained, save_pretrained
+from .io import staged_dir
 from .masks import MaskSource
 from .model import PPO2
 from .moments import pooled_sums
@@ -575,18 +575,14 @@ class Trainer:
 
     def save_snapshot(self) -> Path | None:
         """Rank 0 keeps the policy as it is after this update (--snapshot-interval), with this update's evaluation
-        where one ran: written whole under a hidden name, then renamed into place, so a reader never finds half a
-        snapshot. A resume drops those after its checkpoint (RunOutputs) and writes them anew."""
+        where one ran, written whole before it appears (`staged_dir`). A resume drops those after its checkpoint
+        (RunOutputs) and writes them anew."""
         if not self.dist.is_main:
             return None
         final = snapshot_dir(self.output_dir, self.update)
-        stage = final.parent / f".{final.name}.partial"
-        shutil.rmtree(stage, ignore_errors=True)
         evaluated = self.last_eval if self.last_eval is not None and self.last_eval["update"] == self.update else None
-        save_pretrained(self.model, stage, env_id=self.config.env_id, results=evaluated)
-        if final.is_dir():
-            shutil.rmtree(final)
-        os.replace(stage, final)
+        with staged_dir(final) as stage:
+            save_pretrained(self.model, stage, env_id=self.config.env_id, results=evaluated)
         return final
 
     def _load(self, path: str) -> None:
