@@ -54,7 +54,7 @@ The LSTM of a recurrent policy (ppo2/memory.py) is ppo2/network.py's `lstm_cell`
   runs it on its flat buffers' views for a shared LSTM. Tracing for export runs network.lstm_sequence itself.
 
 Under several ranks (ppo2/distributed.py) the evaluation and a confirmation are split, where the envs allow it:
-each rank plays its share of the episodes (`Trainer._play_shares`), seeded as one process seeds them, its sampled
+each rank plays its share of the episodes (`Trainer._play`), seeded as one process seeds them, its sampled
 actions drawn as that process's rows would be (`ppo2.distributions.drawn_as_rows`: the whole batch's random numbers,
 this rank's rows kept). The same games, action for action (tests/test_distributed.py; under a bfloat16 encoder, up
 to the rounding of a batch of another size), in about the time of one share (benchmarks/eval_split.py).

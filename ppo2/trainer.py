@@ -448,19 +448,41 @@ class Trainer:
         cfg = self.config
         if self._eval_split is None:  # (decided once: every rank builds the same kind of envs, so agrees)
             self._eval_split = self._split_evaluation()
-        if self._eval_split:
-            return self._evaluate_split()
-        if not self.dist.is_main:
+        if not self._eval_split and not self.dist.is_main:
             return {}
-        if self.eval_envs is None:
-            self.eval_envs = self._make_envs(cfg.eval_episodes)
+        return self._play("eval_envs", cfg.eval_episodes, cfg.eval_seed)
+
+    def _play(self, envs_attr: str, n: int, seed: int) -> dict | None:
+        """`n` episodes seeded from `seed` in the envs kept at `envs_attr` (made on first use, closed when a signal
+        leaves their episodes midway): this process all of them, or under a split evaluation this rank its share
+        (rank r plays seeds seed + r*k ... + r*k + k - 1, and sampled actions as those rows of one process's batch),
+        the results gathered on every rank. `evaluate_policy`'s result for all `n`, or None (on every rank that
+        plays) when a signal cut any of them short."""
+        cfg, world = self.config, self.dist.world_size if self._eval_split else 1
+        share = n // world
+        envs = getattr(self, envs_attr)
+        if envs is None:
+            envs = self._make_envs(share)
+            setattr(self, envs_attr, envs)
         try:
-            return evaluate_policy(self.model, cfg.env_id, cfg.eval_episodes, seed=cfg.eval_seed, envs=self.eval_envs,
-                                   deterministic=cfg.eval_deterministic, stop=self._stopping)
+            if world == 1:
+                return evaluate_policy(self.model, cfg.env_id, n, seed=seed, envs=envs,
+                                       deterministic=cfg.eval_deterministic, stop=self._stopping)
+            returns, lengths = run_episodes(self.model, envs, seed, deterministic=cfg.eval_deterministic,
+                                            stop=self._stopping, share=(self.dist.rank * share, n))
+            cut = 0.0
         except EvaluationInterrupted:  # SIGTERM / Ctrl-C
-            self.eval_envs.close()
-            self.eval_envs = None  # (its episodes were left midway)
+            envs.close()
+            setattr(self, envs_attr, None)  # (its episodes were left midway)
+            if world == 1:
+                return None
+            returns, lengths, cut = np.zeros(share), np.zeros(share), 1.0
+        mine = torch.from_numpy(np.concatenate([[cut], returns, lengths]).astype(np.float64))
+        every = torch.stack(self.dist.all_gather(mine.to(self.device))).cpu().numpy()  # (ranks, 1 + 2 * share)
+        if every[:, 0].any():
             return None
+        return evaluation_result(cfg.env_id, every[:, 1:1 + share].reshape(-1),
+                                 every[:, 1 + share:].reshape(-1).astype(np.int64), seed, cfg.eval_deterministic)
 
     def _split_evaluation(self) -> bool:
         """Whether every rank plays its share of the evaluation episodes (instead of rank 0 playing them all while
@@ -481,34 +503,6 @@ class Trainer:
         envs.close()
         return False
 
-    def _evaluate_split(self) -> dict | None:
-        return self._play_shares("eval_envs", self.config.eval_episodes, self.config.eval_seed)
-
-    def _play_shares(self, envs_attr: str, n: int, seed: int) -> dict | None:
-        """This rank's share of `n` episodes seeded from `seed` (rank r plays seeds seed + r*k ... + r*k + k - 1, and
-        sampled actions as those rows of one process's batch) in the envs kept at `envs_attr`, the results
-        gathered on every rank: `evaluate_policy`'s result for all of them, or None on every rank when a signal cut
-        any share short."""
-        cfg, share = self.config, n // self.dist.world_size
-        envs = getattr(self, envs_attr)
-        if envs is None:
-            envs = self._make_envs(share)
-            setattr(self, envs_attr, envs)
-        returns, lengths, cut = np.zeros(share), np.zeros(share), 0.0
-        try:
-            returns, lengths = run_episodes(self.model, envs, seed, deterministic=cfg.eval_deterministic,
-                                            stop=self._stopping, share=(self.dist.rank * share, n))
-        except EvaluationInterrupted:
-            envs.close()
-            setattr(self, envs_attr, None)  # (its episodes were left midway)
-            cut = 1.0
-        mine = torch.from_numpy(np.concatenate([[cut], returns, lengths]).astype(np.float64))
-        every = torch.stack(self.dist.all_gather(mine.to(self.device))).cpu().numpy()  # (ranks, 1 + 2 * share)
-        if every[:, 0].any():
-            return None
-        return evaluation_result(cfg.env_id, every[:, 1:1 + share].reshape(-1),
-                                 every[:, 1 + share:].reshape(-1).astype(np.int64), seed, cfg.eval_deterministic)
-
     def _confirm(self, res: dict, target: float) -> dict | None:
         """Play `confirm_episodes` fresh episodes (never played before in this run: their seed moves on with the
         update) with the policy that just reached `target`; their results, if their mean reaches it too, else None.
@@ -518,21 +512,9 @@ class Trainer:
         if cfg.confirm_episodes == 0:
             return res
         seed = cfg.eval_seed + 500_000 + 1_000 * self.update
-        if self._eval_split:
-            check = self._play_shares("confirm_envs", cfg.confirm_episodes, seed)
-            if check is None:  # (a signal cut a share short, on every rank)
-                return None
-        else:
-            if self.confirm_envs is None:
-                self.confirm_envs = self._make_envs(cfg.confirm_episodes)
-            try:
-                check = evaluate_policy(self.model, cfg.env_id, cfg.confirm_episodes, seed=seed,
-                                        envs=self.confirm_envs, deterministic=cfg.eval_deterministic,
-                                        stop=self._stopping)
-            except EvaluationInterrupted:
-                self.confirm_envs.close()
-                self.confirm_envs = None
-                return None
+        check = self._play("confirm_envs", cfg.confirm_episodes, seed)
+        if check is None:  # (a signal cut the episodes short)
+            return None
         check.update(update=self.update, global_step=self.global_step, time_s=res["time_s"])
         # the episodes' mean less CONFIRM_Z standard errors: a one-sided 95% lower bound on the policy's mean return
         bound = check["mean_reward"] - CONFIRM_Z * check["std_reward"] / cfg.confirm_episodes ** 0.5
